@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Provisions every binary the tests, the demo and the benchmarks need, cached by version under
+# ~/.cache/etcd-operator/testbin/<tool>-<version>/ (override with ETCD_OPERATOR_TESTBIN).
+#
+#   etcd, etcdctl, etcdutl 3.5.16   Debian trixie packages (etcd-server, etcd-client)
+#   etcd, etcdctl, etcdutl 3.4.23   Debian bookworm packages (the older version for upgrade tests)
+#   kube-apiserver, kubectl 1.34.x  built from the k8s.io/kubernetes Go module (pin: hack/tools/k8s)
+#   helm v3                         built from the helm.sh/helm/v3 Go module (pin: hack/tools/helm)
+#
+# Debian packages are fetched with a private apt state under the cache (its own source list and
+# package lists) and unpacked with `dpkg -x`: nothing is installed into, or upgraded on, the system.
+#
+# Usage: hack/provision.sh [etcd|kube|helm|all]...   (default: all)
+# Prints nothing but progress to stderr; writes $TESTBIN/env.mk and $TESTBIN/env.sh with the paths.
+# Idempotent: a tool whose folder holds a `.done` stamp is not fetched or built again.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TESTBIN=${ETCD_OPERATOR_TESTBIN:-$HOME/.cache/etcd-operator/testbin}
+ETCD_NEW=3.5.16
+ETCD_NEW_DEB=3.5.16-4
+ETCD_OLD=3.4.23
+KUBE_VERSION=1.34.10
+HELM_VERSION=3.21.4
+
+log() { printf 'provision: %s\n' "$*" >&2; }
+die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$TESTBIN"
+
+# --- Debian packages through a private apt state ----------------------------------------------
+APT_DIR=$TESTBIN/apt
+apt_opts() {
+  printf '%s\n' \
+    -o "Dir::Etc::SourceList=$APT_DIR/sources.list" \
+    -o "Dir::Etc::SourceParts=$APT_DIR/sources.list.d" \
+    -o "Dir::State::Lists=$APT_DIR/lists" \
+    -o "Dir::Cache=$APT_DIR/cache" \
+    -o "Dir::Etc::Preferences=$APT_DIR/preferences" \
+    -o "Dir::Etc::PreferencesParts=$APT_DIR/preferences.d" \
+    -o "Debug::NoLocking=1" \
+    -o "APT::Sandbox::User=root"
+}
+apt_ready=0
+apt_prepare() {
+  [ "$apt_ready" = 1 ] && return 0
+  command -v apt-get >/dev/null || die "apt-get not found: this script needs a Debian machine"
+  mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/sources.list.d" \
+    "$APT_DIR/preferences.d"
+  : > "$APT_DIR/preferences"
+  cat > "$APT_DIR/sources.list" <<EOF
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
+EOF
+  local opts; mapfile -t opts < <(apt_opts)
+  log "apt-get update (private lists under $APT_DIR)"
+  apt-get "${opts[@]}" -qq update >&2 || die "apt-get update failed (is deb.debian.org reachable?)"
+  apt_ready=1
+}
+# fetch_deb <dest-dir> <package> <version-glob>
+fetch_deb() {
+  local dest=$1 pkg=$2 ver=$3 opts exact
+  mapfile -t opts < <(apt_opts)
+  exact=$(apt-cache "${opts[@]}" madison "$pkg" | awk -v v="$ver" '$3 ~ "^"v {print $3; exit}')
+  [ -n "$exact" ] || die "Debian package $pkg $ver not found in trixie/bookworm lists"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get "${opts[@]}" -qq download "$pkg=$exact" >&2) ||
+    die "apt-get download $pkg=$exact failed"
+  dpkg -x "$tmp"/*.deb "$dest"
+  rm -rf "$tmp"
+}
+# provision_etcd <version> <debian-version-prefix>
+provision_etcd() {
+  local v=$1 deb=$2 dir=$TESTBIN/etcd-$1
+  [ -f "$dir/.done" ] && return 0
+  apt_prepare
+  log "etcd $v from Debian ($deb)"
+  rm -rf "$dir" "$dir.x"; mkdir -p "$dir.x" "$dir/bin"
+  fetch_deb "$dir.x" etcd-server "$deb"
+  fetch_deb "$dir.x" etcd-client "$deb"
+  for b in etcd etcdctl etcdutl; do
+    if [ -x "$dir.x/usr/bin/$b" ]; then cp "$dir.x/usr/bin/$b" "$dir/bin/$b"; fi
+  done
+  rm -rf "$dir.x"
+  [ -x "$dir/bin/etcd" ] && [ -x "$dir/bin/etcdctl" ] || die "etcd $v: package lacks etcd/etcdctl"
+  "$dir/bin/etcd" --version | grep -q "etcd Version: $v" || die "etcd $v: wrong version: $("$dir/bin/etcd" --version | head -1)"
+  touch "$dir/.done"
+}
+
+# --- Go-built tools -------------------------------------------------------------------------
+go_env() {
+  command -v go >/dev/null || die "go not found: Go 1.26 is needed to build kube-apiserver and helm"
+  export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+}
+provision_kube() {
+  local dir=$TESTBIN/kube-$KUBE_VERSION minor
+  [ -f "$dir/.done" ] && return 0
+  go_env
+  minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+  log "kube-apiserver + kubectl v$KUBE_VERSION from the k8s.io/kubernetes Go module (cold: ~15-25 min)"
+  local ldf="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf="$ldf -X $p.gitVersion=v$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    ldf="$ldf -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  mkdir -p "$dir/bin"
+  (cd "$ROOT/hack/tools/k8s" && go build -trimpath -ldflags "$ldf" -o "$dir/bin/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) >&2 ||
+    die "building kube-apiserver failed"
+  "$dir/bin/kube-apiserver" --version | grep -q "v$KUBE_VERSION" || die "kube-apiserver reports the wrong version"
+  touch "$dir/.done"
+}
+provision_helm() {
+  local dir=$TESTBIN/helm-$HELM_VERSION
+  [ -f "$dir/.done" ] && return 0
+  go_env
+  log "helm v$HELM_VERSION from the helm.sh/helm/v3 Go module"
+  local kminor; kminor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+  local ldf="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION"
+  ldf="$ldf -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kminor"
+  ldf="$ldf -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kminor"
+  mkdir -p "$dir/bin"
+  (cd "$ROOT/hack/tools/helm" && go build -trimpath -ldflags "$ldf" -o "$dir/bin/helm" helm.sh/helm/v3/cmd/helm) >&2 ||
+    die "building helm failed"
+  "$dir/bin/helm" version --short | grep -q "v$HELM_VERSION" || die "helm reports the wrong version"
+  touch "$dir/.done"
+}
+
+write_env() {
+  cat > "$TESTBIN/env.sh" <<EOF
+export ETCD_OPERATOR_TESTBIN=$TESTBIN
+export ETCD_BIN_DIR=$TESTBIN/etcd-$ETCD_NEW/bin
+export ETCD_OLD_BIN_DIR=$TESTBIN/etcd-$ETCD_OLD/bin
+export KUBE_APISERVER=$TESTBIN/kube-$KUBE_VERSION/bin/kube-apiserver
+export KUBECTL=$TESTBIN/kube-$KUBE_VERSION/bin/kubectl
+export HELM=$TESTBIN/helm-$HELM_VERSION/bin/helm
+EOF
+  sed -e 's/^export //' "$TESTBIN/env.sh" > "$TESTBIN/env.mk"
+}
+
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(all)
+for t in "${targets[@]}"; do
+  case $t in
+    etcd) provision_etcd "$ETCD_NEW" "$ETCD_NEW_DEB"; provision_etcd "$ETCD_OLD" "$ETCD_OLD" ;;
+    kube) provision_kube ;;
+    helm) provision_helm ;;
+    all) provision_etcd "$ETCD_NEW" "$ETCD_NEW_DEB"; provision_etcd "$ETCD_OLD" "$ETCD_OLD"
+         provision_helm; provision_kube ;;
+    *) die "unknown target '$t' (expected etcd, kube, helm or all)" ;;
+  esac
+done
+write_env

@@ -1,0 +1,5 @@
+//! etcd-operator: a Kubernetes operator for etcd, and the etcd v3 client it is built on.
+//!
+//! - [`etcd`]: an async etcd v3 gRPC client (KV, Watch, Lease, Cluster, Maintenance, Auth).
+
+pub mod etcd;
