@@ -25,11 +25,18 @@ async fn channel(url: &str) -> tonic::transport::Channel {
 async fn smoke_generated_kv_range_against_real_etcd() {
     let cluster = EtcdCluster::single().expect("etcd");
     let mut kv = KvClient::new(channel(&cluster.endpoints()[0]).await);
-    kv.put(PutRequest { key: "smoke".into(), value: "ok".into(), ..Default::default() })
-        .await
-        .expect("put");
+    kv.put(PutRequest {
+        key: "smoke".into(),
+        value: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("put");
     let resp = kv
-        .range(RangeRequest { key: "smoke".into(), ..Default::default() })
+        .range(RangeRequest {
+            key: "smoke".into(),
+            ..Default::default()
+        })
         .await
         .expect("range")
         .into_inner();
@@ -46,7 +53,10 @@ async fn voting_members(url: &str) -> (usize, usize) {
         .expect("member list")
         .into_inner()
         .members;
-    (members.len(), members.iter().filter(|m| !m.is_learner).count())
+    (
+        members.len(),
+        members.iter().filter(|m| !m.is_learner).count(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,8 +75,11 @@ async fn five_member_cluster_starts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn old_version_cluster_starts_and_reports_its_version() {
-    let cluster =
-        EtcdCluster::builder().members(3).version(EtcdVersion::V3_4).start().expect("etcd 3.4");
+    let cluster = EtcdCluster::builder()
+        .members(3)
+        .version(EtcdVersion::V3_4)
+        .start()
+        .expect("etcd 3.4");
     let body = support::etcd::http_get(cluster.member(0).client_port, "/version").expect("version");
     assert!(body.contains("\"etcdserver\":\"3.4.23\""), "{body}");
     assert_eq!(voting_members(&cluster.endpoints()[0]).await, (3, 3));
@@ -81,14 +94,21 @@ async fn kill_and_restart_a_member() {
     // The other two keep quorum (and elect a leader if member 1 led).
     cluster.wait_healthy().expect("two members stay healthy");
     let mut kv = KvClient::new(channel(&cluster.endpoints()[0]).await);
-    kv.put(PutRequest { key: "k".into(), value: "v".into(), ..Default::default() })
-        .await
-        .expect("put with one member down");
+    kv.put(PutRequest {
+        key: "k".into(),
+        value: "v".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("put with one member down");
     cluster.restart(1).expect("restart");
     assert!(cluster.member(1).healthy());
     let mut kv1 = KvClient::new(channel(&cluster.endpoints()[1]).await);
     let r = kv1
-        .range(RangeRequest { key: "k".into(), ..Default::default() })
+        .range(RangeRequest {
+            key: "k".into(),
+            ..Default::default()
+        })
         .await
         .expect("range on restarted member")
         .into_inner();
@@ -101,9 +121,13 @@ async fn extra_flags_reach_the_member() {
         .flag("--quota-backend-bytes=16777216")
         .start()
         .expect("etcd");
-    let metrics = support::etcd::http_get(cluster.member(0).client_port, "/metrics").expect("metrics");
+    let metrics =
+        support::etcd::http_get(cluster.member(0).client_port, "/metrics").expect("metrics");
     assert!(
-        metrics.lines().any(|l| l.starts_with("etcd_server_quota_backend_bytes") && l.ends_with(" 1.6777216e+07")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("etcd_server_quota_backend_bytes")
+                && l.ends_with(" 1.6777216e+07")),
         "quota flag not applied"
     );
 }
@@ -113,15 +137,24 @@ async fn rpc_through_proxy_fails_while_dropped_and_succeeds_after_resume() {
     let cluster = EtcdCluster::single().expect("etcd");
     let proxy = FaultProxy::start(&cluster.member(0).client_addr()).expect("proxy");
     let mut kv = KvClient::new(channel(&proxy.url()).await);
-    let get = RangeRequest { key: "p".into(), ..Default::default() };
+    let get = RangeRequest {
+        key: "p".into(),
+        ..Default::default()
+    };
     kv.range(get.clone()).await.expect("range through proxy");
     let before = proxy.counts();
     assert!(before.connections >= 1 && before.headers_frames_up >= 1 && before.bytes_down > 0);
 
     proxy.drop_all();
-    let err = kv.range(get.clone()).await.expect_err("range must fail while dropped");
+    let err = kv
+        .range(get.clone())
+        .await
+        .expect_err("range must fail while dropped");
     assert!(
-        matches!(err.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled),
+        matches!(
+            err.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        ),
         "{err:?}"
     );
 
@@ -135,7 +168,10 @@ async fn rpc_through_proxy_fails_while_dropped_and_succeeds_after_resume() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "range did not succeed after resume");
-    assert!(proxy.counts().connections > before.connections, "a new connection was made");
+    assert!(
+        proxy.counts().connections > before.connections,
+        "a new connection was made"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,9 +180,15 @@ async fn blackholed_proxy_stalls_calls_until_resumed() {
     let proxy = FaultProxy::start(&cluster.member(0).client_addr()).expect("proxy");
     proxy.blackhole();
     let mut kv = KvClient::new(channel(&proxy.url()).await);
-    let get = RangeRequest { key: "p".into(), ..Default::default() };
+    let get = RangeRequest {
+        key: "p".into(),
+        ..Default::default()
+    };
     let stalled = tokio::time::timeout(Duration::from_millis(700), kv.range(get.clone())).await;
-    assert!(stalled.is_err() || stalled.is_ok_and(|r| r.is_err()), "a blackholed call must not succeed");
+    assert!(
+        stalled.is_err() || stalled.is_ok_and(|r| r.is_err()),
+        "a blackholed call must not succeed"
+    );
     assert_eq!(proxy.counts().bytes_down, 0);
     proxy.resume();
     let mut ok = false;
@@ -167,7 +209,10 @@ fn missing_binary_is_a_clear_error() {
         .start()
         .expect_err("must fail");
     let msg = err.to_string();
-    assert!(msg.contains("binary not found: /nonexistent/etcd-bin/etcd"), "{msg}");
+    assert!(
+        msg.contains("binary not found: /nonexistent/etcd-bin/etcd"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -175,14 +220,23 @@ fn port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let peer = support::ports::free_port().expect("port");
-    let err = EtcdCluster::builder().ports(vec![(port, peer)]).start().expect_err("must fail");
+    let err = EtcdCluster::builder()
+        .ports(vec![(port, peer)])
+        .start()
+        .expect_err("must fail");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("in use"), "{msg}");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}")) && msg.contains("in use"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn bad_cluster_size_is_a_clear_error() {
-    let err = EtcdCluster::builder().members(0).start().expect_err("must fail");
+    let err = EtcdCluster::builder()
+        .members(0)
+        .start()
+        .expect_err("must fail");
     assert!(err.to_string().contains("1 to 9 members"), "{err}");
 }
 
@@ -193,11 +247,17 @@ async fn kube_control_plane_serves_v1_34_and_kubectl_and_helm_work() {
     let v = client.apiserver_version().await.expect("version");
     assert_eq!((v.major.as_str(), v.minor.as_str()), ("1", "34"));
     assert!(v.git_version.starts_with("v1.34."), "{}", v.git_version);
-    assert_eq!(cp.kubectl(&["get", "--raw", "/readyz"]).expect("kubectl").trim(), "ok");
+    assert_eq!(
+        cp.kubectl(&["get", "--raw", "/readyz"])
+            .expect("kubectl")
+            .trim(),
+        "ok"
+    );
     // RBAC is on: an unknown token is refused, the admin is allowed.
-    let can = cp.kubectl(&["auth", "can-i", "create", "pods", "--all-namespaces"]).expect("can-i");
+    let can = cp
+        .kubectl(&["auth", "can-i", "create", "pods", "--all-namespaces"])
+        .expect("can-i");
     assert_eq!(can.trim(), "yes");
     let version = cp.helm(&["version", "--short"]).expect("helm");
     assert!(version.starts_with("v3."), "{version}");
 }
-

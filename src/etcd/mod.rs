@@ -1,3 +1,25 @@
 //! An etcd v3 client on tonic and prost.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), etcd_operator::etcd::Error> {
+//! use etcd_operator::etcd::{Client, ConnectOptions};
+//! let client = Client::connect(["127.0.0.1:2379"], ConnectOptions::new()).await?;
+//! # Ok(()) }
+//! ```
 
+pub mod auth;
+mod client;
+pub mod cluster;
+pub mod error;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod options;
+pub mod pool;
 pub mod proto;
+mod shared;
+pub mod watch;
+
+pub use client::Client;
+pub use error::{Error, Result, ServerError};
+pub use options::{ConnectOptions, TlsOptions};

@@ -34,7 +34,9 @@ fn testbin() -> PathBuf {
     if let Some(p) = std::env::var_os("ETCD_OPERATOR_TESTBIN") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/etcd-operator/testbin")
 }
 
@@ -63,7 +65,9 @@ pub fn etcd_tool(v: EtcdVersion, tool: &str) -> Result<PathBuf> {
 }
 
 fn tool(var: &str, default: &str) -> Result<PathBuf> {
-    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| testbin().join(default));
+    let p = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| testbin().join(default));
     existing(p, var)
 }
 

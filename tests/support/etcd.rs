@@ -318,10 +318,9 @@ impl EtcdCluster {
     }
 
     fn proc_of(&self, i: usize) -> Result<&Proc> {
-        self.members[i]
-            .proc
-            .as_ref()
-            .ok_or_else(|| HarnessError::msg(format!("member {} is not running", self.members[i].name)))
+        self.members[i].proc.as_ref().ok_or_else(|| {
+            HarnessError::msg(format!("member {} is not running", self.members[i].name))
+        })
     }
 
     /// Starts a stopped or killed member again on its data directory, and waits until the
@@ -354,5 +353,8 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    Ok(buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }

@@ -37,8 +37,16 @@ impl KubeControlPlane {
         let pki = d.join("pki");
         std::fs::create_dir_all(&pki).map_err(|e| HarnessError::io("creating pki dir", e))?;
 
-        let token = format!("admin-{}", d.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-        write(&d.join("tokens.csv"), &format!("{token},admin,admin,\"system:masters\"\n"))?;
+        let token = format!(
+            "admin-{}",
+            d.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        write(
+            &d.join("tokens.csv"),
+            &format!("{token},admin,admin,\"system:masters\"\n"),
+        )?;
 
         let key = rcgen::KeyPair::generate()
             .map_err(|e| HarnessError::msg(format!("generating the service-account key: {e}")))?;
@@ -58,14 +66,28 @@ impl KubeControlPlane {
             format!("--token-auth-file={}", d.join("tokens.csv").display()),
             format!("--service-account-issuer=https://127.0.0.1:{port}"),
             format!("--service-account-key-file={}", d.join("sa.pub").display()),
-            format!("--service-account-signing-key-file={}", d.join("sa.key").display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                d.join("sa.key").display()
+            ),
             "--profiling=false".to_string(),
         ];
-        let apiserver =
-            Proc::spawn("kube-apiserver", &apiserver_bin, &args, &d.join("kube-apiserver.log"))?;
+        let apiserver = Proc::spawn(
+            "kube-apiserver",
+            &apiserver_bin,
+            &args,
+            &d.join("kube-apiserver.log"),
+        )?;
 
         let kubeconfig = d.join("kubeconfig");
-        let mut cp = KubeControlPlane { apiserver, port, kubeconfig, token, dir, _etcd: etcd };
+        let mut cp = KubeControlPlane {
+            apiserver,
+            port,
+            kubeconfig,
+            token,
+            dir,
+            _etcd: etcd,
+        };
         cp.wait_ready(Duration::from_secs(60)).await?;
         Ok(cp)
     }
@@ -157,9 +179,10 @@ current-context: test
     pub async fn client(&self) -> Result<kube::Client> {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)
             .map_err(|e| HarnessError::msg(format!("reading kubeconfig: {e}")))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| HarnessError::msg(format!("kubeconfig: {e}")))?;
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| HarnessError::msg(format!("kubeconfig: {e}")))?;
         kube::Client::try_from(cfg).map_err(|e| HarnessError::msg(format!("kube client: {e}")))
     }
 
@@ -167,7 +190,8 @@ current-context: test
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         let bin = bins::kubectl()?;
         let mut cmd = Command::new(bin);
-        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display())).args(args);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args);
         run(cmd, "kubectl", args)
     }
 
@@ -196,7 +220,9 @@ pub fn helm_command() -> Result<Command> {
 }
 
 fn run(mut cmd: Command, what: &str, args: &[&str]) -> Result<String> {
-    let out = cmd.output().map_err(|e| HarnessError::io(format!("running {what}"), e))?;
+    let out = cmd
+        .output()
+        .map_err(|e| HarnessError::io(format!("running {what}"), e))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -211,5 +237,6 @@ fn run(mut cmd: Command, what: &str, args: &[&str]) -> Result<String> {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))
+    std::fs::write(path, text)
+        .map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))
 }

@@ -33,7 +33,10 @@ impl HarnessError {
         HarnessError::Msg(s.into())
     }
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        HarnessError::Io { context: context.into(), source }
+        HarnessError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

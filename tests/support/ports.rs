@@ -23,13 +23,17 @@ pub fn free_port() -> Result<u16> {
             return Ok(port);
         }
     }
-    Err(HarnessError::msg("no free loopback port found after 100 tries"))
+    Err(HarnessError::msg(
+        "no free loopback port found after 100 tries",
+    ))
 }
 
 /// Fails with a clear message when `port` is already taken on 127.0.0.1.
 pub fn ensure_free(port: u16) -> Result<()> {
     match TcpListener::bind(("127.0.0.1", port)) {
         Ok(_) => Ok(()),
-        Err(e) => Err(HarnessError::msg(format!("port 127.0.0.1:{port} is already in use ({e})"))),
+        Err(e) => Err(HarnessError::msg(format!(
+            "port 127.0.0.1:{port} is already in use ({e})"
+        ))),
     }
 }

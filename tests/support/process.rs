@@ -27,7 +27,9 @@ impl Proc {
             .append(true)
             .open(log)
             .map_err(|e| HarnessError::io(format!("opening log {}", log.display()), e))?;
-        let err = out.try_clone().map_err(|e| HarnessError::io("cloning a log handle", e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| HarnessError::io("cloning a log handle", e))?;
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
@@ -37,10 +39,14 @@ impl Proc {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| {
-            HarnessError::io(format!("starting {name} ({})", program.display()), e)
-        })?;
-        Ok(Proc { name: name.to_string(), child: Some(child), log: log.to_path_buf() })
+        let child = cmd
+            .spawn()
+            .map_err(|e| HarnessError::io(format!("starting {name} ({})", program.display()), e))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -67,13 +73,18 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: i32) -> Result<()> {
-        let pid = self.pid().ok_or_else(|| HarnessError::msg(format!("{} is not running", self.name)))?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| HarnessError::msg(format!("{} is not running", self.name)))?;
         // SAFETY: kill(2) on a pid we spawned and have not reaped.
         let rc = unsafe { libc::kill(pid as i32, sig) };
         if rc == 0 {
             Ok(())
         } else {
-            Err(HarnessError::io(format!("signalling {}", self.name), std::io::Error::last_os_error()))
+            Err(HarnessError::io(
+                format!("signalling {}", self.name),
+                std::io::Error::last_os_error(),
+            ))
         }
     }
 

@@ -66,8 +66,12 @@ impl FaultProxy {
             .map_err(|e| HarnessError::msg(format!("bad proxy target {target:?}: {e}")))?;
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| HarnessError::io("binding the proxy", e))?;
-        std_listener.set_nonblocking(true).map_err(|e| HarnessError::io("proxy socket", e))?;
-        let addr = std_listener.local_addr().map_err(|e| HarnessError::io("proxy address", e))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| HarnessError::io("proxy socket", e))?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(|e| HarnessError::io("proxy address", e))?;
         let (mode, mode_rx) = watch::channel(Mode::Pass);
         let counters = Arc::new(Counters::default());
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
@@ -75,12 +79,16 @@ impl FaultProxy {
         let thread = std::thread::Builder::new()
             .name(format!("fault-proxy-{}", addr.port()))
             .spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
                 else {
                     return;
                 };
                 rt.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(std_listener) else { return };
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        return;
+                    };
                     tokio::select! {
                         _ = accept_loop(listener, target, mode_rx, c) => {}
                         _ = stop_rx => {}
@@ -89,7 +97,14 @@ impl FaultProxy {
                 rt.shutdown_background();
             })
             .map_err(|e| HarnessError::io("spawning the proxy thread", e))?;
-        Ok(FaultProxy { addr, target, mode, counters, stop: Some(stop), thread: Some(thread) })
+        Ok(FaultProxy {
+            addr,
+            target,
+            mode,
+            counters,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// `127.0.0.1:<port>` of the proxy.
@@ -150,7 +165,9 @@ async fn accept_loop(
     counters: Arc<Counters>,
 ) {
     loop {
-        let Ok((client, _)) = listener.accept().await else { continue };
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
         counters.connections.fetch_add(1, Ordering::Relaxed);
         let current = *mode.borrow();
         match current {
@@ -187,7 +204,9 @@ async fn serve(
             }
         }
     }
-    let Ok(upstream) = TcpStream::connect(target).await else { return };
+    let Ok(upstream) = TcpStream::connect(target).await else {
+        return;
+    };
     let _ = upstream.set_nodelay(true);
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();

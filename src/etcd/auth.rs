@@ -1,0 +1,5 @@
+//! auth calls of the client.
+
+use super::client::Client;
+
+impl Client {}

@@ -1,0 +1,453 @@
+//! The [`Client`]: endpoints, authentication, and the unary call path with retries.
+//!
+//! Every unary call goes through [`Client::unary`]: it picks a member (round-robin over healthy
+//! members, or a named member for member-local calls), attaches the metadata (auth token,
+//! `hasleader`, `client-api-version`), and on failure decides, by the call's [`Retry`] class,
+//! whether to retry on another member, to refresh the auth token, or to report the error —
+//! as [`Error::OutcomeUnknown`] when a write may have been applied.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::Channel;
+
+use super::error::{Error, Result, ServerError};
+use super::options::ConnectOptions;
+use super::pool::{Member, Pool};
+use super::proto::etcdserverpb as pb;
+
+/// Whether a call may be sent again after a failure (etcd's client makes the same split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Reads and other calls that change nothing, or change nothing twice: retried on
+    /// `Unavailable` on any member.
+    Repeatable,
+    /// Writes: retried only when they provably never left the client.
+    NonRepeatable,
+}
+
+/// Where a call goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// Any healthy member (round-robin).
+    Any,
+    /// The member with this client URL.
+    Member(String),
+}
+
+/// The metadata to attach to one request.
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    token: Option<AsciiMetadataValue>,
+    token_generation: u64,
+    require_leader: bool,
+}
+
+impl Meta {
+    /// Wraps `msg` in a request carrying this metadata.
+    pub(crate) fn request<R>(&self, msg: R) -> tonic::Request<R> {
+        let mut req = tonic::Request::new(msg);
+        let md = req.metadata_mut();
+        if let Some(t) = &self.token {
+            md.insert("token", t.clone());
+        }
+        if self.require_leader {
+            md.insert("hasleader", MetadataValue::from_static("true"));
+        }
+        md.insert("client-api-version", MetadataValue::from_static("3.5"));
+        req
+    }
+}
+
+#[derive(Debug, Default)]
+struct TokenState {
+    token: Option<AsciiMetadataValue>,
+    generation: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) opts: Arc<ConnectOptions>,
+    pub(crate) pool: Pool,
+    token: std::sync::RwLock<TokenState>,
+    refresh: tokio::sync::Mutex<()>,
+    pub(crate) shared: super::shared::Shared,
+    auto_sync: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(h) = self.auto_sync.lock().ok().and_then(|mut g| g.take()) {
+            h.abort();
+        }
+    }
+}
+
+/// An etcd v3 client. Cheap to clone (an `Arc`), `Send + Sync`; clones share connections,
+/// the auth token, the lease keepalive stream and the watch streams.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Client {
+    /// Connects to `endpoints` (`host:port`, `http://…`, `https://…`). Connections are made lazily;
+    /// when a user is configured the client authenticates here (a server without auth enabled is
+    /// accepted and the credentials are then unused).
+    pub async fn connect<E, S>(endpoints: E, opts: ConnectOptions) -> Result<Client>
+    where
+        E: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|e| e.as_ref().to_string())
+            .collect();
+        let opts = Arc::new(opts);
+        let pool = Pool::new(opts.clone(), &endpoints)?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                opts: opts.clone(),
+                pool,
+                token: std::sync::RwLock::new(TokenState::default()),
+                refresh: tokio::sync::Mutex::new(()),
+                shared: super::shared::Shared::default(),
+                auto_sync: std::sync::Mutex::new(None),
+            }),
+        };
+        if opts.user.is_some() {
+            client.refresh_token(0).await?;
+        }
+        if let Some(every) = opts.auto_sync_interval {
+            let weak = Arc::downgrade(&client.inner);
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let c = Client { inner };
+                    if let Err(e) =
+                        tokio::time::timeout(Duration::from_secs(5), c.sync_endpoints()).await
+                    {
+                        tracing::debug!(error = %e, "endpoint auto-sync timed out");
+                    }
+                }
+            });
+            if let Ok(mut g) = client.inner.auto_sync.lock() {
+                *g = Some(task.abort_handle());
+            }
+        }
+        Ok(client)
+    }
+
+    /// The endpoints calls are balanced over.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner.pool.endpoints()
+    }
+
+    /// Replaces the endpoints calls are balanced over.
+    pub fn set_endpoints<S: AsRef<str>>(&self, endpoints: &[S]) -> Result<()> {
+        let eps: Vec<String> = endpoints.iter().map(|e| e.as_ref().to_string()).collect();
+        self.inner.pool.set_endpoints(&eps)
+    }
+
+    /// Replaces the endpoints with the client URLs of the started voting members (a linearizable
+    /// MemberList), as etcd's `Sync` does.
+    pub async fn sync_endpoints(&self) -> Result<Vec<String>> {
+        let resp = self
+            .unary(
+                "Cluster/MemberList",
+                Retry::Repeatable,
+                Route::Any,
+                |ch, meta| async move {
+                    self.cluster_client(ch)
+                        .member_list(meta.request(pb::MemberListRequest { linearizable: true }))
+                        .await
+                },
+            )
+            .await?;
+        let urls: Vec<String> = resp
+            .members
+            .iter()
+            .filter(|m| !m.name.is_empty() && !m.is_learner)
+            .flat_map(|m| m.client_urls.iter().cloned())
+            .collect();
+        if !urls.is_empty() {
+            self.set_endpoints(&urls)?;
+        }
+        Ok(self.endpoints())
+    }
+
+    /// Whether the member with `url` is currently believed healthy (connection up and the gRPC
+    /// health service answering SERVING).
+    pub fn is_endpoint_healthy(&self, url: &str) -> Result<bool> {
+        Ok(self.inner.pool.member(url)?.is_healthy())
+    }
+
+    pub(crate) fn member(&self, url: &str) -> Result<Arc<Member>> {
+        self.inner.pool.member(url)
+    }
+
+    /// The next member for a stream, and the metadata to open it with.
+    pub(crate) fn pick(&self) -> (Arc<Member>, Meta) {
+        (self.inner.pool.pick(), self.meta())
+    }
+
+    pub(crate) fn meta(&self) -> Meta {
+        let t = self.inner.token.read().unwrap_or_else(|p| p.into_inner());
+        Meta {
+            token: t.token.clone(),
+            token_generation: t.generation,
+            require_leader: self.inner.opts.require_leader,
+        }
+    }
+
+    /// Re-authenticates unless another caller already did since `seen_generation`.
+    pub(crate) async fn refresh_token(&self, seen_generation: u64) -> Result<()> {
+        let Some((user, password)) = self.inner.opts.user.clone() else {
+            return Ok(());
+        };
+        let _guard = self.inner.refresh.lock().await;
+        if self
+            .inner
+            .token
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
+            != seen_generation
+        {
+            return Ok(());
+        }
+        let req = pb::AuthenticateRequest {
+            name: user,
+            password,
+        };
+        let result = self
+            .unary_once_each("Auth/Authenticate", |ch| {
+                let req = req.clone();
+                async move {
+                    let r = tonic::Request::new(req);
+                    self.auth_client(ch).authenticate(r).await
+                }
+            })
+            .await;
+        let token = match result {
+            Ok(resp) => Some(resp.token),
+            Err(e) if e.server_error() == Some(ServerError::AuthNotEnabled) => None,
+            Err(e) => return Err(e),
+        };
+        let value = token
+            .map(|t| {
+                AsciiMetadataValue::try_from(t.as_str())
+                    .map_err(|_| Error::InvalidArgument("server sent a non-ASCII token".into()))
+            })
+            .transpose()?;
+        let mut state = self.inner.token.write().unwrap_or_else(|p| p.into_inner());
+        state.token = value;
+        state.generation += 1;
+        Ok(())
+    }
+
+    /// Runs `f` once per member until one answers; used by Authenticate, which must not be
+    /// retried blindly but may try each member once when it never got sent.
+    async fn unary_once_each<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut last = None;
+        for _ in 0..self.inner.pool.len().max(1) {
+            let m = self.inner.pool.pick();
+            match f(m.channel.clone()).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(st) => {
+                    let sent = !never_sent(&st);
+                    if is_transport_failure(&st) {
+                        m.mark_unhealthy();
+                    }
+                    let err = Error::from_status(method, st);
+                    if sent {
+                        return Err(err);
+                    }
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or(Error::NoEndpoints))
+    }
+
+    /// The unary call path: route, metadata, retries, token refresh, error mapping, and the
+    /// request timeout over all of it.
+    pub(crate) async fn unary<T, F, Fut>(
+        &self,
+        method: &'static str,
+        retry: Retry,
+        route: Route,
+        f: F,
+    ) -> Result<T>
+    where
+        F: Fn(Channel, Meta) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let call = self.unary_with_retries(method, retry, route, f);
+        match self.inner.opts.request_timeout {
+            Some(t) => tokio::time::timeout(t, call)
+                .await
+                .map_err(|_| Error::Timeout { method, timeout: t })?,
+            None => call.await,
+        }
+    }
+
+    async fn unary_with_retries<T, F, Fut>(
+        &self,
+        method: &'static str,
+        retry: Retry,
+        route: Route,
+        f: F,
+    ) -> Result<T>
+    where
+        F: Fn(Channel, Meta) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let opts = &self.inner.opts;
+        let mut attempt: u32 = 0;
+        let mut auth_refreshes = 0;
+        loop {
+            let member = match &route {
+                Route::Any => self.inner.pool.pick(),
+                Route::Member(url) => self.inner.pool.member(url)?,
+            };
+            let meta = self.meta();
+            let generation = meta.token_generation;
+            let status = match f(member.channel.clone(), meta).await {
+                Ok(resp) => return Ok(resp.into_inner()),
+                Err(st) => st,
+            };
+            let kind = ServerError::from_message(status.message());
+            if let Some(k) = kind {
+                let auth_error = matches!(
+                    k,
+                    ServerError::InvalidAuthToken | ServerError::AuthOldRevision
+                ) || (k == ServerError::UserEmpty && opts.user.is_some());
+                if auth_error && opts.user.is_some() && auth_refreshes < 2 {
+                    auth_refreshes += 1;
+                    self.refresh_token(generation).await?;
+                    continue;
+                }
+            }
+            let transport = kind.is_none() && is_transport_failure(&status);
+            if transport {
+                member.mark_unhealthy();
+            }
+            let unsent = never_sent(&status);
+            let learner = kind == Some(ServerError::NotSupportedForLearner);
+            let retryable = match retry {
+                Retry::Repeatable => {
+                    status.code() == tonic::Code::Unavailable || transport || learner
+                }
+                Retry::NonRepeatable => unsent || (learner && self.inner.pool.len() > 1),
+            };
+            if retryable && attempt < opts.max_unary_retries {
+                attempt += 1;
+                let quorum_round = (self.inner.pool.len() / 2 + 1) as u32;
+                if attempt % quorum_round == 0 {
+                    tokio::time::sleep(jittered(opts.backoff)).await;
+                }
+                continue;
+            }
+            let err = Error::from_status(method, status);
+            let unknown = retry == Retry::NonRepeatable
+                && !unsent
+                && (transport || kind.is_some_and(ServerError::leaves_outcome_unknown));
+            return Err(if unknown {
+                Error::OutcomeUnknown {
+                    method,
+                    source: Box::new(err),
+                }
+            } else {
+                err
+            });
+        }
+    }
+
+    pub(crate) fn kv_client(&self, ch: Channel) -> pb::kv_client::KvClient<Channel> {
+        let o = &self.inner.opts;
+        pb::kv_client::KvClient::new(ch)
+            .max_decoding_message_size(o.max_recv_bytes)
+            .max_encoding_message_size(o.max_send_bytes)
+    }
+    pub(crate) fn watch_client(&self, ch: Channel) -> pb::watch_client::WatchClient<Channel> {
+        let o = &self.inner.opts;
+        pb::watch_client::WatchClient::new(ch)
+            .max_decoding_message_size(o.max_recv_bytes)
+            .max_encoding_message_size(o.max_send_bytes)
+    }
+    pub(crate) fn lease_client(&self, ch: Channel) -> pb::lease_client::LeaseClient<Channel> {
+        let o = &self.inner.opts;
+        pb::lease_client::LeaseClient::new(ch)
+            .max_decoding_message_size(o.max_recv_bytes)
+            .max_encoding_message_size(o.max_send_bytes)
+    }
+    pub(crate) fn cluster_client(&self, ch: Channel) -> pb::cluster_client::ClusterClient<Channel> {
+        let o = &self.inner.opts;
+        pb::cluster_client::ClusterClient::new(ch)
+            .max_decoding_message_size(o.max_recv_bytes)
+            .max_encoding_message_size(o.max_send_bytes)
+    }
+    pub(crate) fn maintenance_client(
+        &self,
+        ch: Channel,
+    ) -> pb::maintenance_client::MaintenanceClient<Channel> {
+        let o = &self.inner.opts;
+        pb::maintenance_client::MaintenanceClient::new(ch)
+            .max_decoding_message_size(o.max_recv_bytes)
+            .max_encoding_message_size(o.max_send_bytes)
+    }
+    pub(crate) fn auth_client(&self, ch: Channel) -> pb::auth_client::AuthClient<Channel> {
+        let o = &self.inner.opts;
+        pb::auth_client::AuthClient::new(ch)
+            .max_decoding_message_size(o.max_recv_bytes)
+            .max_encoding_message_size(o.max_send_bytes)
+    }
+}
+
+fn jittered(d: Duration) -> Duration {
+    let f: f64 = rand::random_range(0.9..1.1);
+    d.mul_f64(f)
+}
+
+fn chain_text(st: &tonic::Status) -> String {
+    let mut text = String::new();
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(st);
+    while let Some(e) = src {
+        text.push_str(&format!("{e} | {e:?} | "));
+        src = e.source();
+    }
+    text.to_ascii_lowercase()
+}
+
+/// Whether the request provably never reached a server (no connection could be made, or the
+/// channel refused it before sending).
+pub(crate) fn never_sent(st: &tonic::Status) -> bool {
+    if st.message().starts_with("Service was not ready") {
+        return true;
+    }
+    let chain = chain_text(st);
+    chain.contains("connecterror")
+        || chain.contains("tcp connect error")
+        || chain.contains("connection refused")
+        || chain.contains("error trying to connect")
+        || chain.contains("dns error")
+}
+
+/// Whether a status is a connection-level failure rather than an answer from etcd.
+pub(crate) fn is_transport_failure(st: &tonic::Status) -> bool {
+    matches!(
+        st.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Internal
+    ) && ServerError::from_message(st.message()).is_none()
+}

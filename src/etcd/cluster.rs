@@ -1,0 +1,5 @@
+//! cluster calls of the client.
+
+use super::client::Client;
+
+impl Client {}

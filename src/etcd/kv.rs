@@ -1,0 +1,5 @@
+//! kv calls of the client.
+
+use super::client::Client;
+
+impl Client {}

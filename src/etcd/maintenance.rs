@@ -1,0 +1,5 @@
+//! maintenance calls of the client.
+
+use super::client::Client;
+
+impl Client {}

@@ -1,0 +1,152 @@
+//! Connection options of the client.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// TLS settings. A CA verifies the server; a certificate and key authenticate the client.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM of the CA that signed the servers' certificates (system roots when `None`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM of the client certificate.
+    pub cert_pem: Option<Vec<u8>>,
+    /// PEM of the client key.
+    pub key_pem: Option<Vec<u8>>,
+    /// The name to verify the servers' certificates against (default: the endpoint's host).
+    pub server_name: Option<String>,
+}
+
+impl TlsOptions {
+    /// TLS with files on disk.
+    pub fn from_files(
+        ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Self, super::Error> {
+        let read = |p: Option<PathBuf>| -> Result<Option<Vec<u8>>, super::Error> {
+            p.map(|p| {
+                std::fs::read(&p).map_err(|e| super::Error::Io {
+                    context: format!("reading {}", p.display()),
+                    source: e,
+                })
+            })
+            .transpose()
+        };
+        Ok(TlsOptions {
+            ca_pem: read(ca)?,
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            server_name: None,
+        })
+    }
+}
+
+/// Options for [`Client::connect`](super::Client::connect). Build with [`ConnectOptions::new`] and
+/// the `with_*` methods; the defaults suit a client on the same network as etcd.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub(crate) user: Option<(String, String)>,
+    pub(crate) tls: Option<TlsOptions>,
+    pub(crate) dial_timeout: Duration,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) keep_alive: Option<(Duration, Duration)>,
+    pub(crate) keep_alive_while_idle: bool,
+    pub(crate) max_send_bytes: usize,
+    pub(crate) max_recv_bytes: usize,
+    pub(crate) require_leader: bool,
+    pub(crate) auto_sync_interval: Option<Duration>,
+    pub(crate) max_unary_retries: u32,
+    pub(crate) backoff: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            user: None,
+            tls: None,
+            dial_timeout: Duration::from_secs(2),
+            request_timeout: None,
+            keep_alive: None,
+            keep_alive_while_idle: false,
+            max_send_bytes: 2 * 1024 * 1024,
+            max_recv_bytes: i32::MAX as usize,
+            require_leader: false,
+            auto_sync_interval: None,
+            max_unary_retries: 100,
+            backoff: Duration::from_millis(25),
+        }
+    }
+}
+
+/// The smallest HTTP/2 keepalive interval the client uses: etcd's server counts pings closer than
+/// `--grpc-keepalive-min-time` (5 s) as abuse and answers with GOAWAY `too_many_pings`.
+pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+impl ConnectOptions {
+    /// The defaults: no auth, no TLS, 2 s dial timeout, no request timeout, no HTTP/2 pings,
+    /// 2 MiB send and 2 GiB receive limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Authenticate as `user` with `password`; the token is refreshed when it expires.
+    pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+    /// Use TLS for every endpoint (also implied by `https://` endpoints).
+    pub fn with_tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+    /// Time allowed to establish a connection.
+    pub fn with_dial_timeout(mut self, t: Duration) -> Self {
+        self.dial_timeout = t;
+        self
+    }
+    /// Deadline for each unary call, retries included. Streams are not bounded by it.
+    pub fn with_request_timeout(mut self, t: Duration) -> Self {
+        self.request_timeout = Some(t);
+        self
+    }
+    /// HTTP/2 keepalive pings every `interval` (raised to at least 10 s), failing the connection
+    /// when a ping is not answered within `timeout`.
+    pub fn with_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.keep_alive = Some((interval.max(MIN_KEEPALIVE_INTERVAL), timeout));
+        self
+    }
+    /// Also ping while no call is open (off by default: etcd penalises it).
+    pub fn with_keep_alive_while_idle(mut self, on: bool) -> Self {
+        self.keep_alive_while_idle = on;
+        self
+    }
+    /// Largest request message the client sends.
+    pub fn with_max_send_bytes(mut self, n: usize) -> Self {
+        self.max_send_bytes = n;
+        self
+    }
+    /// Largest response message the client accepts.
+    pub fn with_max_recv_bytes(mut self, n: usize) -> Self {
+        self.max_recv_bytes = n;
+        self
+    }
+    /// Ask servers to refuse calls (and end streams) while they have no leader.
+    pub fn with_require_leader(mut self, on: bool) -> Self {
+        self.require_leader = on;
+        self
+    }
+    /// Refresh the endpoint list from the member list at this interval.
+    pub fn with_auto_sync_interval(mut self, every: Duration) -> Self {
+        self.auto_sync_interval = Some(every);
+        self
+    }
+    /// How many times a repeatable call is retried (default 100).
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_unary_retries = n;
+        self
+    }
+    /// Base pause between retry rounds (default 25 ms, ±10 % jitter).
+    pub fn with_backoff(mut self, d: Duration) -> Self {
+        self.backoff = d;
+        self
+    }
+}

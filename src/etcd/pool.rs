@@ -1,0 +1,274 @@
+//! Endpoints and their channels: one lazily-connected HTTP/2 channel per member, a health flag
+//! per member kept current by a gRPC health `Watch` stream (no raft traffic), and round-robin
+//! selection over the healthy ones.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use super::error::{Error, Result};
+use super::options::ConnectOptions;
+
+/// Normalises an endpoint (`host:port`, `http://host:port`, `https://host:port`) to a URL.
+pub fn normalize_endpoint(ep: &str, tls: bool) -> Result<String> {
+    let ep = ep.trim().trim_end_matches('/');
+    let invalid = |reason: &str| Error::InvalidEndpoint {
+        endpoint: ep.to_string(),
+        reason: reason.into(),
+    };
+    let (scheme, rest) = match ep.split_once("://") {
+        Some(("http", r)) => ("http", r),
+        Some(("https", r)) => ("https", r),
+        Some((s, _)) => return Err(invalid(&format!("unsupported scheme {s:?}"))),
+        None => (if tls { "https" } else { "http" }, ep),
+    };
+    if rest.is_empty() || rest.contains('/') {
+        return Err(invalid("expected host:port"));
+    }
+    let port = rest
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .ok_or_else(|| invalid("missing port"))?;
+    port.parse::<u16>().map_err(|_| invalid("bad port"))?;
+    Ok(format!("{scheme}://{rest}"))
+}
+
+/// One etcd member as the client sees it.
+#[derive(Debug)]
+pub struct Member {
+    /// The member's client URL.
+    pub url: String,
+    pub(crate) channel: Channel,
+    healthy: AtomicBool,
+    health_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Member {
+    /// Whether the member is currently believed reachable and serving.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+    pub(crate) fn mark_unhealthy(&self) {
+        self.healthy.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(h) = self.health_task.lock().ok().and_then(|mut g| g.take()) {
+            h.abort();
+        }
+    }
+}
+
+fn build_channel(url: &str, opts: &ConnectOptions) -> Result<Channel> {
+    let mut ep = Endpoint::from_shared(url.to_string())
+        .map_err(|e| Error::InvalidEndpoint {
+            endpoint: url.into(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(opts.dial_timeout)
+        .tcp_nodelay(true)
+        .http2_adaptive_window(true);
+    if let Some((interval, timeout)) = opts.keep_alive {
+        ep = ep
+            .http2_keep_alive_interval(interval)
+            .keep_alive_timeout(timeout)
+            .keep_alive_while_idle(opts.keep_alive_while_idle);
+    }
+    if url.starts_with("https://") || opts.tls.is_some() {
+        let tls = opts.tls.clone().unwrap_or_default();
+        let mut cfg = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &tls.ca_pem {
+            cfg = cfg.ca_certificate(Certificate::from_pem(ca));
+        }
+        match (&tls.cert_pem, &tls.key_pem) {
+            (Some(c), Some(k)) => cfg = cfg.identity(Identity::from_pem(c, k)),
+            (None, None) => {}
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "a TLS client certificate needs both the certificate and the key".into(),
+                ));
+            }
+        }
+        if let Some(name) = &tls.server_name {
+            cfg = cfg.domain_name(name.clone());
+        }
+        ep = ep.tls_config(cfg)?;
+    }
+    Ok(ep.connect_lazy())
+}
+
+/// The health loop of one member: a `grpc.health.v1.Health/Watch` stream on the member's channel.
+/// The server answers at once and again on every change; a broken connection ends the stream, so
+/// a dead member is marked unhealthy within a round trip. Servers without the health service are
+/// treated as healthy while they answer.
+async fn watch_health(member: std::sync::Weak<Member>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(m) = member.upgrade() else { return };
+        let mut client = HealthClient::new(m.channel.clone());
+        drop(m);
+        let req = HealthCheckRequest {
+            service: String::new(),
+        };
+        match client.watch(req).await {
+            Ok(resp) => {
+                let mut stream = resp.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(msg)) => {
+                            let Some(m) = member.upgrade() else { return };
+                            let serving = msg.status == ServingStatus::Serving as i32;
+                            m.healthy.store(serving, Ordering::Relaxed);
+                            backoff = Duration::from_millis(100);
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+            Err(st) if st.code() == tonic::Code::Unimplemented => {
+                let Some(m) = member.upgrade() else { return };
+                m.healthy.store(true, Ordering::Relaxed);
+                drop(m);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            Err(_) => {}
+        }
+        let Some(m) = member.upgrade() else { return };
+        m.mark_unhealthy();
+        drop(m);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The client's members: the balanced set (from the endpoint list) plus members reached only by
+/// name for member-local calls.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    opts: Arc<ConnectOptions>,
+    balanced: RwLock<Vec<Arc<Member>>>,
+    by_url: Mutex<HashMap<String, Arc<Member>>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub(crate) fn new(opts: Arc<ConnectOptions>, endpoints: &[String]) -> Result<Pool> {
+        if endpoints.is_empty() {
+            return Err(Error::NoEndpoints);
+        }
+        let pool = Pool {
+            opts,
+            balanced: RwLock::new(Vec::new()),
+            by_url: Mutex::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+        };
+        pool.set_endpoints(endpoints)?;
+        Ok(pool)
+    }
+
+    fn tls(&self) -> bool {
+        self.opts.tls.is_some()
+    }
+
+    /// The member for `url`, created (and health-watched) on first use.
+    pub(crate) fn member(&self, url: &str) -> Result<Arc<Member>> {
+        let url = normalize_endpoint(url, self.tls())?;
+        let mut map = self.by_url.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = map.get(&url) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(Member {
+            channel: build_channel(&url, &self.opts)?,
+            url: url.clone(),
+            healthy: AtomicBool::new(true),
+            health_task: Mutex::new(None),
+        });
+        let task = tokio::spawn(watch_health(Arc::downgrade(&m)));
+        if let Ok(mut g) = m.health_task.lock() {
+            *g = Some(task.abort_handle());
+        }
+        map.insert(url, m.clone());
+        Ok(m)
+    }
+
+    /// Replaces the balanced set, keeping the channels of members that stay.
+    pub(crate) fn set_endpoints(&self, endpoints: &[String]) -> Result<()> {
+        if endpoints.is_empty() {
+            return Err(Error::NoEndpoints);
+        }
+        let members = endpoints
+            .iter()
+            .map(|e| self.member(e))
+            .collect::<Result<Vec<_>>>()?;
+        let urls: Vec<String> = members.iter().map(|m| m.url.clone()).collect();
+        *self.balanced.write().unwrap_or_else(|p| p.into_inner()) = members;
+        // Forget members no longer listed and not otherwise in use.
+        let mut map = self.by_url.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|url, m| urls.contains(url) || Arc::strong_count(m) > 1);
+        Ok(())
+    }
+
+    /// The balanced endpoint URLs.
+    pub(crate) fn endpoints(&self) -> Vec<String> {
+        self.balanced
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|m| m.url.clone())
+            .collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.balanced
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// The next healthy member in round-robin order, or the next one when none is healthy.
+    pub(crate) fn pick(&self) -> Arc<Member> {
+        let members = self.balanced.read().unwrap_or_else(|p| p.into_inner());
+        let n = members.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let m = &members[(start + i) % n];
+            if m.is_healthy() {
+                return m.clone();
+            }
+        }
+        members[start % n].clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() {
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379", false).unwrap(),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379", true).unwrap(),
+            "https://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_endpoint("https://a:1/", false).unwrap(),
+            "https://a:1"
+        );
+        assert!(normalize_endpoint("ftp://a:1", false).is_err());
+        assert!(normalize_endpoint("a", false).is_err());
+        assert!(normalize_endpoint("a:x", false).is_err());
+        assert!(normalize_endpoint("http://a:1/path", false).is_err());
+    }
+}
