@@ -46,6 +46,12 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// The auth token generation this metadata carries; pass it to `Client::refresh_token` so
+    /// that concurrent callers refresh only once.
+    pub(crate) fn token_generation(&self) -> u64 {
+        self.token_generation
+    }
+
     /// Wraps `msg` in a request carrying this metadata.
     pub(crate) fn request<R>(&self, msg: R) -> tonic::Request<R> {
         let mut req = tonic::Request::new(msg);
@@ -118,7 +124,13 @@ impl Client {
             }),
         };
         if opts.user.is_some() {
-            client.refresh_token(0).await?;
+            // Bounded by the dial timeout, as etcd's client bounds its Authenticate at connect.
+            tokio::time::timeout(opts.dial_timeout, client.refresh_token(0))
+                .await
+                .map_err(|_| Error::Timeout {
+                    method: "Auth/Authenticate",
+                    timeout: opts.dial_timeout,
+                })??;
         }
         if let Some(every) = opts.auto_sync_interval {
             let weak = Arc::downgrade(&client.inner);
@@ -181,10 +193,13 @@ impl Client {
 
     /// Whether the member with `url` is currently believed healthy (connection up and the gRPC
     /// health service answering SERVING).
+    /// Fails with [`Error::InvalidEndpoint`] for a URL the client does not know.
     pub fn is_endpoint_healthy(&self, url: &str) -> Result<bool> {
-        Ok(self.inner.pool.member(url)?.is_healthy())
+        Ok(self.inner.pool.known(url)?.is_healthy())
     }
 
+    /// The member with client URL `url`, created on first use (for member-local calls).
+    #[allow(dead_code)]
     pub(crate) fn member(&self, url: &str) -> Result<Arc<Member>> {
         self.inner.pool.member(url)
     }
@@ -263,7 +278,9 @@ impl Client {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(st) => {
                     let sent = !never_sent(&st);
-                    if is_transport_failure(&st) {
+                    // Only a connection failure says something about the member's health; an
+                    // answer the server refused (wrong password, ...) does not.
+                    if !sent || st.code() == tonic::Code::Unavailable {
                         m.mark_unhealthy();
                     }
                     let err = Error::from_status(method, st);
@@ -290,11 +307,31 @@ impl Client {
         F: Fn(Channel, Meta) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        let call = self.unary_with_retries(method, retry, route, f);
+        // Set while an attempt is on its way: a write cut off by the timeout then may have been
+        // applied. Between attempts (backoff) every earlier attempt provably failed unsent.
+        // A member that let an attempt hang for the whole timeout is taken out of rotation until
+        // its health service answers again (a stalled or blackholed connection).
+        let in_flight: InFlight = std::sync::Mutex::new(None);
+        let call = self.unary_with_retries(method, retry, route, f, &in_flight);
         match self.inner.opts.request_timeout {
-            Some(t) => tokio::time::timeout(t, call)
-                .await
-                .map_err(|_| Error::Timeout { method, timeout: t })?,
+            Some(t) => match tokio::time::timeout(t, call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let err = Error::Timeout { method, timeout: t };
+                    let stuck = in_flight.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some(m) = &stuck {
+                        m.mark_unhealthy();
+                    }
+                    if retry == Retry::NonRepeatable && stuck.is_some() {
+                        Err(Error::OutcomeUnknown {
+                            method,
+                            source: Box::new(err),
+                        })
+                    } else {
+                        Err(err)
+                    }
+                }
+            },
             None => call.await,
         }
     }
@@ -305,6 +342,7 @@ impl Client {
         retry: Retry,
         route: Route,
         f: F,
+        in_flight: &InFlight,
     ) -> Result<T>
     where
         F: Fn(Channel, Meta) -> Fut,
@@ -320,7 +358,10 @@ impl Client {
             };
             let meta = self.meta();
             let generation = meta.token_generation;
-            let status = match f(member.channel.clone(), meta).await {
+            set_in_flight(in_flight, Some(member.clone()));
+            let result = f(member.channel.clone(), meta).await;
+            set_in_flight(in_flight, None);
+            let status = match result {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(st) => st,
             };
@@ -351,7 +392,7 @@ impl Client {
             if retryable && attempt < opts.max_unary_retries {
                 attempt += 1;
                 let quorum_round = (self.inner.pool.len() / 2 + 1) as u32;
-                if attempt % quorum_round == 0 {
+                if attempt.is_multiple_of(quorum_round) {
                     tokio::time::sleep(jittered(opts.backoff)).await;
                 }
                 continue;
@@ -369,6 +410,27 @@ impl Client {
                 err
             });
         }
+    }
+
+    /// Refuses a request over the send limit before anything is sent, with `ResourceExhausted`
+    /// as gRPC does. (tonic would fail it mid-send, with an `Internal` stream reset after the
+    /// headers went out, which reads as an outcome-unknown write.)
+    pub(crate) fn check_send_size(
+        &self,
+        method: &'static str,
+        msg: &impl prost::Message,
+    ) -> Result<()> {
+        let len = msg.encoded_len();
+        let limit = self.inner.opts.max_send_bytes;
+        if len > limit {
+            return Err(Error::Rpc {
+                method,
+                status: Box::new(tonic::Status::resource_exhausted(format!(
+                    "trying to send message larger than max ({len} vs. {limit})"
+                ))),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn kv_client(&self, ch: Channel) -> pb::kv_client::KvClient<Channel> {
@@ -410,6 +472,13 @@ impl Client {
             .max_decoding_message_size(o.max_recv_bytes)
             .max_encoding_message_size(o.max_send_bytes)
     }
+}
+
+/// The member an attempt is on its way to, if one is.
+type InFlight = std::sync::Mutex<Option<Arc<Member>>>;
+
+fn set_in_flight(slot: &InFlight, member: Option<Arc<Member>>) {
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = member;
 }
 
 fn jittered(d: Duration) -> Duration {

@@ -53,7 +53,8 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-    /// The call did not finish within the request timeout (retries included).
+    /// The call did not finish within the request timeout (retries included). A write cut off
+    /// while an attempt was on its way is reported as [`Error::OutcomeUnknown`] around this.
     #[error("{method}: deadline of {timeout:?} exceeded")]
     Timeout {
         /// The gRPC method.
@@ -126,8 +127,22 @@ impl Error {
         matches!(self, Error::OutcomeUnknown { .. })
     }
 
-    /// Maps a gRPC status of `method` to an error.
+    /// Maps a gRPC status of `method` to an error. tonic reports a message over the send or
+    /// receive size limit as `OutOfRange`; it is reported as `ResourceExhausted`, the code
+    /// gRPC (and so etcd's client) uses.
     pub fn from_status(method: &'static str, status: tonic::Status) -> Error {
+        let status = if status.code() == tonic::Code::OutOfRange
+            && (status
+                .message()
+                .starts_with("Error, encoded message length too large")
+                || status
+                    .message()
+                    .starts_with("Error, decoded message length too large"))
+        {
+            tonic::Status::resource_exhausted(status.message())
+        } else {
+            status
+        };
         match ServerError::from_message(status.message()) {
             Some(kind) => Error::Server {
                 method,
@@ -298,6 +313,10 @@ impl ServerError {
         }
         match msg {
             "auth: permission denied" => Some(ServerError::PermissionDenied),
+            // Authenticate as a user added with no_password (3.5, code Unknown).
+            "auth: authentication failed, password was given for no password user" => {
+                Some(ServerError::AuthFailed)
+            }
             "auth: invalid auth token" => Some(ServerError::InvalidAuthToken),
             "auth: revision in header is old" => Some(ServerError::AuthOldRevision),
             "mvcc: required revision has been compacted" => Some(ServerError::Compacted),
@@ -335,6 +354,22 @@ mod tests {
         for e in ServerError::ALL {
             assert_eq!(ServerError::from_message(e.message()), Some(*e));
         }
+    }
+
+    #[test]
+    fn tonic_message_size_errors_read_as_resource_exhausted() {
+        let st = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 5 bytes, the limit is: 4 bytes",
+        );
+        assert_eq!(
+            Error::from_status("KV/Range", st).code(),
+            Some(tonic::Code::ResourceExhausted)
+        );
+        let st = tonic::Status::out_of_range("something else");
+        assert_eq!(
+            Error::from_status("KV/Range", st).code(),
+            Some(tonic::Code::OutOfRange)
+        );
     }
 
     #[test]

@@ -36,7 +36,12 @@ pub struct Header {
 impl From<Option<pb::ResponseHeader>> for Header {
     fn from(h: Option<pb::ResponseHeader>) -> Self {
         let h = h.unwrap_or_default();
-        Header { cluster_id: h.cluster_id, member_id: h.member_id, revision: h.revision, raft_term: h.raft_term }
+        Header {
+            cluster_id: h.cluster_id,
+            member_id: h.member_id,
+            revision: h.revision,
+            raft_term: h.raft_term,
+        }
     }
 }
 
@@ -106,6 +111,15 @@ enum RangeSpec {
 }
 
 impl RangeSpec {
+    /// The key to send: an empty key with a prefix or from-key range means "every key", which
+    /// etcd spells `"\0"` (an empty key is refused), as etcd's client does.
+    fn key(&self, key: &[u8]) -> Bytes {
+        match self {
+            RangeSpec::Prefix | RangeSpec::FromKey if key.is_empty() => Bytes::from_static(b"\0"),
+            _ => Bytes::copy_from_slice(key),
+        }
+    }
+
     fn range_end(&self, key: &[u8]) -> Bytes {
         match self {
             RangeSpec::Key => Bytes::new(),
@@ -229,7 +243,10 @@ impl GetOptions {
 
     fn to_request(&self, key: &[u8]) -> pb::RangeRequest {
         let (sort_target, sort_order) = match self.sort {
-            None => (pb::range_request::SortTarget::Key, pb::range_request::SortOrder::None),
+            None => (
+                pb::range_request::SortTarget::Key,
+                pb::range_request::SortOrder::None,
+            ),
             Some((t, o)) => (
                 match t {
                     SortTarget::Key => pb::range_request::SortTarget::Key,
@@ -245,7 +262,7 @@ impl GetOptions {
             ),
         };
         pb::RangeRequest {
-            key: Bytes::copy_from_slice(key),
+            key: self.range.key(key),
             range_end: self.range.range_end(key),
             limit: self.limit,
             revision: self.revision,
@@ -340,7 +357,10 @@ pub struct PutResponse {
 
 impl From<pb::PutResponse> for PutResponse {
     fn from(r: pb::PutResponse) -> Self {
-        PutResponse { header: r.header.into(), prev_kv: r.prev_kv.map(KeyValue::from) }
+        PutResponse {
+            header: r.header.into(),
+            prev_kv: r.prev_kv.map(KeyValue::from),
+        }
     }
 }
 
@@ -417,7 +437,12 @@ pub enum CompareOp {
 pub struct Compare(pb::Compare);
 
 impl Compare {
-    fn new(key: &[u8], op: CompareOp, target: pb::compare::CompareTarget, u: pb::compare::TargetUnion) -> Self {
+    fn new(
+        key: &[u8],
+        op: CompareOp,
+        target: pb::compare::CompareTarget,
+        u: pb::compare::TargetUnion,
+    ) -> Self {
         let result = match op {
             CompareOp::Equal => pb::compare::CompareResult::Equal,
             CompareOp::Greater => pb::compare::CompareResult::Greater,
@@ -436,11 +461,21 @@ impl Compare {
     /// Compare the value.
     pub fn value(key: impl AsRef<[u8]>, op: CompareOp, value: impl AsRef<[u8]>) -> Self {
         let v = Bytes::copy_from_slice(value.as_ref());
-        Self::new(key.as_ref(), op, pb::compare::CompareTarget::Value, pb::compare::TargetUnion::Value(v))
+        Self::new(
+            key.as_ref(),
+            op,
+            pb::compare::CompareTarget::Value,
+            pb::compare::TargetUnion::Value(v),
+        )
     }
     /// Compare the version (0 = the key does not exist).
     pub fn version(key: impl AsRef<[u8]>, op: CompareOp, version: i64) -> Self {
-        Self::new(key.as_ref(), op, pb::compare::CompareTarget::Version, pb::compare::TargetUnion::Version(version))
+        Self::new(
+            key.as_ref(),
+            op,
+            pb::compare::CompareTarget::Version,
+            pb::compare::TargetUnion::Version(version),
+        )
     }
     /// Compare the create revision (0 = the key does not exist).
     pub fn create_revision(key: impl AsRef<[u8]>, op: CompareOp, rev: i64) -> Self {
@@ -453,11 +488,21 @@ impl Compare {
     }
     /// Compare the mod revision.
     pub fn mod_revision(key: impl AsRef<[u8]>, op: CompareOp, rev: i64) -> Self {
-        Self::new(key.as_ref(), op, pb::compare::CompareTarget::Mod, pb::compare::TargetUnion::ModRevision(rev))
+        Self::new(
+            key.as_ref(),
+            op,
+            pb::compare::CompareTarget::Mod,
+            pb::compare::TargetUnion::ModRevision(rev),
+        )
     }
     /// Compare the attached lease.
     pub fn lease(key: impl AsRef<[u8]>, op: CompareOp, lease: i64) -> Self {
-        Self::new(key.as_ref(), op, pb::compare::CompareTarget::Lease, pb::compare::TargetUnion::Lease(lease))
+        Self::new(
+            key.as_ref(),
+            op,
+            pb::compare::CompareTarget::Lease,
+            pb::compare::TargetUnion::Lease(lease),
+        )
     }
     /// Apply the comparison to every key in `[key, end)`.
     pub fn with_range(mut self, end: impl AsRef<[u8]>) -> Self {
@@ -467,6 +512,9 @@ impl Compare {
     /// Apply the comparison to every key with the key as prefix.
     pub fn with_prefix(mut self) -> Self {
         self.0.range_end = prefix_end(&self.0.key);
+        if self.0.key.is_empty() {
+            self.0.key = Bytes::from_static(b"\0");
+        }
         self
     }
     /// The wire message.
@@ -539,7 +587,11 @@ fn put_request(key: Bytes, value: Bytes, o: &PutOptions) -> pb::PutRequest {
 }
 
 fn delete_request(key: &Bytes, o: &DeleteOptions) -> pb::DeleteRangeRequest {
-    pb::DeleteRangeRequest { key: key.clone(), range_end: o.range.range_end(key), prev_kv: o.prev_kv }
+    pb::DeleteRangeRequest {
+        key: o.range.key(key),
+        range_end: o.range.range_end(key),
+        prev_kv: o.prev_kv,
+    }
 }
 
 /// A transaction: if every guard holds, run `and_then`, else `or_else`; atomically, at one
@@ -629,7 +681,11 @@ impl From<pb::TxnResponse> for TxnResponse {
         TxnResponse {
             header: r.header.into(),
             succeeded: r.succeeded,
-            responses: r.responses.into_iter().filter_map(OpResponse::from_proto).collect(),
+            responses: r
+                .responses
+                .into_iter()
+                .filter_map(OpResponse::from_proto)
+                .collect(),
         }
     }
 }
@@ -656,6 +712,7 @@ impl Client {
         opts: PutOptions,
     ) -> Result<PutResponse> {
         let req = put_request(Bytes::copy_from_slice(key.as_ref()), value.into(), &opts);
+        self.check_send_size("KV/Put", &req)?;
         let resp = self
             .unary("KV/Put", Retry::NonRepeatable, Route::Any, |ch, meta| {
                 let req = req.clone();
@@ -666,13 +723,22 @@ impl Client {
     }
 
     /// Deletes a key, a prefix or a range. Not retried once sent.
-    pub async fn delete(&self, key: impl AsRef<[u8]>, opts: DeleteOptions) -> Result<DeleteResponse> {
+    pub async fn delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        opts: DeleteOptions,
+    ) -> Result<DeleteResponse> {
         let req = delete_request(&Bytes::copy_from_slice(key.as_ref()), &opts);
         let resp = self
-            .unary("KV/DeleteRange", Retry::NonRepeatable, Route::Any, |ch, meta| {
-                let req = req.clone();
-                async move { self.kv_client(ch).delete_range(meta.request(req)).await }
-            })
+            .unary(
+                "KV/DeleteRange",
+                Retry::NonRepeatable,
+                Route::Any,
+                |ch, meta| {
+                    let req = req.clone();
+                    async move { self.kv_client(ch).delete_range(meta.request(req)).await }
+                },
+            )
             .await?;
         Ok(resp.into())
     }
@@ -687,13 +753,16 @@ impl Client {
     /// [`Error::InvalidArgument`](super::Error::InvalidArgument) if it holds a write.
     pub async fn txn_read_only(&self, txn: Txn) -> Result<TxnResponse> {
         if !txn.success.iter().chain(&txn.failure).all(Op::is_read_only) {
-            return Err(super::Error::InvalidArgument("txn_read_only given a txn that writes".into()));
+            return Err(super::Error::InvalidArgument(
+                "txn_read_only given a txn that writes".into(),
+            ));
         }
         self.txn_with(txn, Retry::Repeatable).await
     }
 
     async fn txn_with(&self, txn: Txn, retry: Retry) -> Result<TxnResponse> {
         let req = txn.to_proto();
+        self.check_send_size("KV/Txn", &req)?;
         let resp = self
             .unary("KV/Txn", retry, Route::Any, |ch, meta| {
                 let req = req.clone();
@@ -718,10 +787,12 @@ impl Client {
     pub async fn compact(&self, revision: i64, physical: bool) -> Result<Header> {
         let req = pb::CompactionRequest { revision, physical };
         let resp = self
-            .unary("KV/Compact", Retry::NonRepeatable, Route::Any, |ch, meta| {
-                let req = req.clone();
-                async move { self.kv_client(ch).compact(meta.request(req)).await }
-            })
+            .unary(
+                "KV/Compact",
+                Retry::NonRepeatable,
+                Route::Any,
+                |ch, meta| async move { self.kv_client(ch).compact(meta.request(req)).await },
+            )
             .await?;
         Ok(resp.header.into())
     }
@@ -744,13 +815,65 @@ mod tests {
         let c = Compare::version("k", CompareOp::Equal, 0).to_proto();
         assert_eq!(c.target_union, Some(pb::compare::TargetUnion::Version(0)));
         let c = Compare::value("k", CompareOp::Equal, "").to_proto();
-        assert_eq!(c.target_union, Some(pb::compare::TargetUnion::Value(Bytes::new())));
+        assert_eq!(
+            c.target_union,
+            Some(pb::compare::TargetUnion::Value(Bytes::new()))
+        );
+    }
+
+    #[test]
+    fn get_options_map_to_the_range_request() {
+        use pb::range_request::{SortOrder as O, SortTarget as T};
+        let r = GetOptions::new().to_request(b"k");
+        assert_eq!((&r.key[..], &r.range_end[..]), (&b"k"[..], &b""[..]));
+        assert_eq!(
+            (r.sort_order, r.sort_target),
+            (O::None as i32, T::Key as i32)
+        );
+        assert!(!r.serializable && !r.keys_only && !r.count_only);
+        let r = GetOptions::new()
+            .with_prefix()
+            .with_revision(7)
+            .with_limit(3)
+            .with_sort(SortTarget::Mod, SortOrder::Descend)
+            .with_serializable()
+            .with_keys_only()
+            .with_count_only()
+            .with_min_mod_revision(1)
+            .with_max_mod_revision(2)
+            .with_min_create_revision(3)
+            .with_max_create_revision(4)
+            .to_request(b"a/");
+        assert_eq!(&r.range_end[..], b"a0");
+        assert_eq!((r.revision, r.limit), (7, 3));
+        assert_eq!(
+            (r.sort_order, r.sort_target),
+            (O::Descend as i32, T::Mod as i32)
+        );
+        assert!(r.serializable && r.keys_only && r.count_only);
+        assert_eq!(
+            (
+                r.min_mod_revision,
+                r.max_mod_revision,
+                r.min_create_revision,
+                r.max_create_revision
+            ),
+            (1, 2, 3, 4)
+        );
+        let r = GetOptions::new().with_from_key().to_request(b"b");
+        assert_eq!((&r.key[..], &r.range_end[..]), (&b"b"[..], &b"\0"[..]));
+        let r = GetOptions::new().with_prefix().to_request(b"");
+        assert_eq!((&r.key[..], &r.range_end[..]), (&b"\0"[..], &b"\0"[..]));
+        let r = GetOptions::new().with_range("z").to_request(b"a");
+        assert_eq!(&r.range_end[..], b"z");
     }
 
     #[test]
     fn compare_range_end_is_field_64_on_the_wire() {
         use prost::Message;
-        let c = Compare::value("k", CompareOp::Equal, "v").with_range("z").to_proto();
+        let c = Compare::value("k", CompareOp::Equal, "v")
+            .with_range("z")
+            .to_proto();
         let buf = c.encode_to_vec();
         // Field 64, wire type 2 (length-delimited): tag varint (64 << 3 | 2) = 514 = 0x82 0x04.
         let tag = [0x82u8, 0x04, 0x01, b'z'];

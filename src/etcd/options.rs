@@ -150,3 +150,37 @@ impl ConnectOptions {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_interval_is_clamped_to_10s() {
+        let o =
+            ConnectOptions::new().with_keep_alive(Duration::from_secs(1), Duration::from_secs(3));
+        assert_eq!(
+            o.keep_alive,
+            Some((Duration::from_secs(10), Duration::from_secs(3)))
+        );
+        let o =
+            ConnectOptions::new().with_keep_alive(Duration::from_secs(30), Duration::from_secs(3));
+        assert_eq!(
+            o.keep_alive,
+            Some((Duration::from_secs(30), Duration::from_secs(3)))
+        );
+        assert_eq!(ConnectOptions::new().keep_alive, None);
+        assert!(!ConnectOptions::new().keep_alive_while_idle);
+    }
+
+    #[test]
+    fn defaults_match_etcd_clientv3() {
+        let o = ConnectOptions::new();
+        assert_eq!(o.max_send_bytes, 2 * 1024 * 1024);
+        assert_eq!(o.max_recv_bytes, i32::MAX as usize);
+        assert_eq!(o.max_unary_retries, 100);
+        assert_eq!(o.backoff, Duration::from_millis(25));
+        assert_eq!(o.request_timeout, None);
+        assert_eq!(o.auto_sync_interval, None);
+    }
+}

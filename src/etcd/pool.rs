@@ -45,6 +45,9 @@ pub struct Member {
     pub url: String,
     pub(crate) channel: Channel,
     healthy: AtomicBool,
+    /// Wakes the health loop to re-open its watch, so a member marked unhealthy by a failed call
+    /// becomes healthy again only once the health service answers anew.
+    recheck: Arc<tokio::sync::Notify>,
     health_task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -53,8 +56,10 @@ impl Member {
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+    /// Takes the member out of rotation until its health service answers SERVING again.
     pub(crate) fn mark_unhealthy(&self) {
         self.healthy.store(false, Ordering::Relaxed);
+        self.recheck.notify_one();
     }
 }
 
@@ -108,7 +113,7 @@ fn build_channel(url: &str, opts: &ConnectOptions) -> Result<Channel> {
 /// The server answers at once and again on every change; a broken connection ends the stream, so
 /// a dead member is marked unhealthy within a round trip. Servers without the health service are
 /// treated as healthy while they answer.
-async fn watch_health(member: std::sync::Weak<Member>) {
+async fn watch_health(member: std::sync::Weak<Member>, recheck: Arc<tokio::sync::Notify>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(m) = member.upgrade() else { return };
@@ -121,7 +126,11 @@ async fn watch_health(member: std::sync::Weak<Member>) {
             Ok(resp) => {
                 let mut stream = resp.into_inner();
                 loop {
-                    match stream.message().await {
+                    let msg = tokio::select! {
+                        m = stream.message() => m,
+                        _ = recheck.notified() => break,
+                    };
+                    match msg {
                         Ok(Some(msg)) => {
                             let Some(m) = member.upgrade() else { return };
                             let serving = msg.status == ServingStatus::Serving as i32;
@@ -142,7 +151,7 @@ async fn watch_health(member: std::sync::Weak<Member>) {
             Err(_) => {}
         }
         let Some(m) = member.upgrade() else { return };
-        m.mark_unhealthy();
+        m.healthy.store(false, Ordering::Relaxed);
         drop(m);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -189,14 +198,27 @@ impl Pool {
             channel: build_channel(&url, &self.opts)?,
             url: url.clone(),
             healthy: AtomicBool::new(true),
+            recheck: Arc::new(tokio::sync::Notify::new()),
             health_task: Mutex::new(None),
         });
-        let task = tokio::spawn(watch_health(Arc::downgrade(&m)));
+        let task = tokio::spawn(watch_health(Arc::downgrade(&m), m.recheck.clone()));
         if let Ok(mut g) = m.health_task.lock() {
             *g = Some(task.abort_handle());
         }
         map.insert(url, m.clone());
         Ok(m)
+    }
+
+    /// The member for `url` if the client already has it (never creates one).
+    pub(crate) fn known(&self, url: &str) -> Result<Arc<Member>> {
+        let url = normalize_endpoint(url, self.tls())?;
+        let map = self.by_url.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&url)
+            .cloned()
+            .ok_or_else(|| Error::InvalidEndpoint {
+                endpoint: url.clone(),
+                reason: "not one of the client's endpoints".into(),
+            })
     }
 
     /// Replaces the balanced set, keeping the channels of members that stay.
