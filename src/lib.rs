@@ -1,5 +1,7 @@
 //! etcd-operator: a Kubernetes operator for etcd, and the etcd v3 client it is built on.
 //!
 //! - [`etcd`]: an async etcd v3 gRPC client (KV, Watch, Lease, Cluster, Maintenance, Auth).
+//! - [`controller`]: the control loop; [`controller::plan`] is its pure planner.
 
+pub mod controller;
 pub mod etcd;

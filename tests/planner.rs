@@ -1,0 +1,1289 @@
+//! Tests of the pure planner: lifecycle scenarios driven through a small simulator, and property
+//! tests of its invariants over random observations.
+
+use etcd_operator::controller::plan::{
+    Alarm, DataState, Desired, EtcdMember, Intent, Membership, Observed, Phase, Plan,
+    RuntimeMember, Step, Version, plan,
+};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+use std::collections::BTreeMap;
+
+const CFG: &str = "cfg-1";
+
+fn v(s: &str) -> Version {
+    s.parse().expect("test version")
+}
+
+fn desired(replicas: u32, version: &str) -> Desired {
+    Desired::new("demo", replicas, v(version), CFG, "http://{name}.demo:2380")
+}
+
+fn id_of(ordinal: u32) -> u64 {
+    0x1000 + u64::from(ordinal)
+}
+
+fn voter(d: &Desired, ordinal: u32, version: Version) -> EtcdMember {
+    EtcdMember {
+        id: id_of(ordinal),
+        name: d.member_name(ordinal),
+        peer_urls: vec![d.peer_url(ordinal)],
+        is_learner: false,
+        started: true,
+        healthy: true,
+        version: Some(version),
+        raft_index: 1000,
+        alarms: vec![],
+    }
+}
+
+fn runtime(ordinal: u32, version: Version) -> RuntimeMember {
+    RuntimeMember {
+        ordinal,
+        running: true,
+        data: DataState::Present,
+        version,
+        config_hash: CFG.to_owned(),
+        failures: 0,
+    }
+}
+
+/// A healthy cluster of the given ordinals on `version`, led by `leader`.
+fn cluster(d: &Desired, ordinals: &[u32], version: &str, leader: u32) -> Observed {
+    let version = v(version);
+    Observed {
+        etcd: Some(Membership {
+            members: ordinals.iter().map(|o| voter(d, *o, version)).collect(),
+            leader: Some(id_of(leader)),
+        }),
+        runtime: ordinals.iter().map(|o| runtime(*o, version)).collect(),
+        intent: None,
+    }
+}
+
+/// A tiny model of etcd plus a runtime that applies steps the way the act layer would, with
+/// every member healthy and caught up right after it starts.
+struct Sim {
+    desired: Desired,
+    observed: Observed,
+    next_id: u64,
+}
+
+impl Sim {
+    fn new(desired: Desired, observed: Observed) -> Self {
+        Self {
+            desired,
+            observed,
+            next_id: 0x9000,
+        }
+    }
+
+    fn members(&mut self) -> &mut Vec<EtcdMember> {
+        &mut self
+            .observed
+            .etcd
+            .get_or_insert_with(Membership::default)
+            .members
+    }
+
+    fn leader_index(&self) -> u64 {
+        let etcd = self.observed.etcd.as_ref().expect("etcd");
+        etcd.members
+            .iter()
+            .find(|m| Some(m.id) == etcd.leader)
+            .map_or(0, |m| m.raft_index)
+    }
+
+    fn apply(&mut self, step: &Step) {
+        if let Some(intent) = step.intent() {
+            self.observed.intent = Some(intent);
+        }
+        let d = self.desired.clone();
+        match step {
+            Step::StartSeed { ordinal, version } => {
+                self.observed.runtime.push(RuntimeMember {
+                    config_hash: d.config_hash.clone(),
+                    ..runtime(*ordinal, *version)
+                });
+                self.observed.etcd = Some(Membership {
+                    members: vec![voter(&d, *ordinal, *version)],
+                    leader: Some(id_of(*ordinal)),
+                });
+            }
+            Step::AddLearner { peer_url, .. } => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.members().push(EtcdMember {
+                    id,
+                    name: String::new(),
+                    peer_urls: vec![peer_url.clone()],
+                    is_learner: true,
+                    started: false,
+                    healthy: false,
+                    version: None,
+                    raft_index: 0,
+                    alarms: vec![],
+                });
+                if let Some(Intent::AddLearner { member_id, .. }) = &mut self.observed.intent {
+                    *member_id = Some(id);
+                }
+            }
+            Step::StartMember {
+                ordinal,
+                member_id,
+                version,
+            } => {
+                let index = self.leader_index();
+                self.observed.runtime.retain(|r| r.ordinal != *ordinal);
+                self.observed.runtime.push(RuntimeMember {
+                    config_hash: d.config_hash.clone(),
+                    ..runtime(*ordinal, *version)
+                });
+                let m = self
+                    .members()
+                    .iter_mut()
+                    .find(|m| m.id == *member_id)
+                    .expect("started member exists");
+                m.name = d.member_name(*ordinal);
+                m.started = true;
+                m.healthy = true;
+                m.version = Some(*version);
+                m.raft_index = index;
+            }
+            Step::PromoteLearner { member_id } => {
+                let m = self
+                    .members()
+                    .iter_mut()
+                    .find(|m| m.id == *member_id)
+                    .expect("learner exists");
+                m.is_learner = false;
+            }
+            Step::MoveLeader { to, .. } => {
+                self.observed.etcd.as_mut().expect("etcd").leader = Some(*to);
+            }
+            Step::RemoveMember { member_id, .. } => {
+                self.members().retain(|m| m.id != *member_id);
+            }
+            Step::DeleteMember { ordinal } => {
+                self.observed.runtime.retain(|r| r.ordinal != *ordinal);
+            }
+            Step::RestartMember { ordinal, version } => {
+                let rt = self
+                    .observed
+                    .runtime
+                    .iter_mut()
+                    .find(|r| r.ordinal == *ordinal)
+                    .expect("runtime member");
+                rt.version = *version;
+                rt.config_hash = d.config_hash.clone();
+                let id = self
+                    .members()
+                    .iter_mut()
+                    .find(|m| m.name == d.member_name(*ordinal))
+                    .map(|m| {
+                        m.version = Some(*version);
+                        m.id
+                    })
+                    .expect("restarted member");
+                let etcd = self.observed.etcd.as_mut().expect("etcd");
+                if etcd.members.len() > 1 {
+                    assert_ne!(etcd.leader, Some(id), "the leader is never restarted here");
+                }
+            }
+            Step::ClearIntent => self.observed.intent = None,
+        }
+    }
+
+    /// Plan and apply until no step is left; check the invariants on every pass.
+    fn run(&mut self) -> (Vec<Step>, Plan) {
+        let mut steps = Vec::new();
+        for _ in 0..100 {
+            let p = plan(&self.desired, &self.observed);
+            check_invariants(&self.desired, &self.observed, &p);
+            match p.next.clone() {
+                Some(step) => {
+                    self.apply(&step);
+                    steps.push(step);
+                }
+                None => return (steps, p),
+            }
+        }
+        panic!("no convergence after 100 steps: {steps:?}");
+    }
+}
+
+/// Compact names of steps, for readable expectations.
+fn names(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::StartSeed { ordinal, .. } => format!("seed{ordinal}"),
+            Step::AddLearner { ordinal, .. } => format!("add{ordinal}"),
+            Step::StartMember { ordinal, .. } => format!("start{ordinal}"),
+            Step::PromoteLearner { member_id } => format!("promote:{member_id:x}"),
+            Step::MoveLeader { from, to } => format!("move:{from:x}>{to:x}"),
+            Step::RemoveMember { ordinal, .. } => format!("remove{ordinal}"),
+            Step::DeleteMember { ordinal } => format!("delete{ordinal}"),
+            Step::RestartMember { ordinal, version } => format!("restart{ordinal}@{version}"),
+            Step::ClearIntent => "clear".to_owned(),
+        })
+        .collect()
+}
+
+fn add_sequence(ordinal: u32, id: u64) -> Vec<String> {
+    vec![
+        format!("add{ordinal}"),
+        format!("start{ordinal}"),
+        "clear".to_owned(),
+        format!("promote:{id:x}"),
+    ]
+}
+
+#[test]
+fn bootstrap_one_member() {
+    let mut sim = Sim::new(desired(1, "3.5.16"), Observed::default());
+    let (steps, last) = sim.run();
+    assert_eq!(
+        steps,
+        vec![Step::StartSeed {
+            ordinal: 0,
+            version: v("3.5.16")
+        }]
+    );
+    assert_eq!(last.status.phase, Phase::Healthy);
+    assert_eq!((last.status.ready, last.status.desired), (1, 1));
+}
+
+#[test]
+fn bootstrap_three_members_seed_then_learners() {
+    let first = plan(&desired(3, "3.5.16"), &Observed::default());
+    assert_eq!(first.status.phase, Phase::Bootstrapping);
+    let mut sim = Sim::new(desired(3, "3.5.16"), Observed::default());
+    let (steps, last) = sim.run();
+    let mut expected = vec!["seed0".to_owned()];
+    expected.extend(add_sequence(1, 0x9000));
+    expected.extend(add_sequence(2, 0x9001));
+    assert_eq!(names(&steps), expected);
+    assert_eq!(last.status.phase, Phase::Healthy);
+    assert_eq!(last.status.ready, 3);
+}
+
+#[test]
+fn seed_started_but_not_answering_waits() {
+    let d = desired(3, "3.5.16");
+    let observed = Observed {
+        runtime: vec![runtime(0, v("3.5.16"))],
+        ..Observed::default()
+    };
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Bootstrapping);
+}
+
+#[test]
+fn unreachable_with_members_never_bootstraps() {
+    let d = desired(3, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.etcd = None;
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Unavailable);
+}
+
+#[test]
+fn scale_three_to_five() {
+    let d = desired(5, "3.5.16");
+    let observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    let first = plan(&d, &observed);
+    assert_eq!(
+        first.next,
+        Some(Step::AddLearner {
+            ordinal: 3,
+            peer_url: "http://demo-3.demo:2380".to_owned()
+        })
+    );
+    assert_eq!(first.status.phase, Phase::Scaling);
+    let (steps, last) = Sim::new(d, observed).run();
+    let mut expected = add_sequence(3, 0x9000);
+    expected.extend(add_sequence(4, 0x9001));
+    assert_eq!(names(&steps), expected);
+    assert_eq!(last.status.phase, Phase::Healthy);
+    assert_eq!(last.status.ready, 5);
+}
+
+#[test]
+fn learner_is_promoted_only_when_caught_up() {
+    let d = desired(4, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2, 3], "3.5.16", 0);
+    let members = &mut observed.etcd.as_mut().expect("etcd").members;
+    members[3].is_learner = true;
+    members[3].raft_index = 899;
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None, "{p:?}");
+    assert_eq!(p.status.phase, Phase::Scaling);
+    observed.etcd.as_mut().expect("etcd").members[3].raft_index = 900;
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::PromoteLearner {
+            member_id: id_of(3)
+        })
+    );
+    // An unhealthy learner waits however far it got.
+    observed.etcd.as_mut().expect("etcd").members[3].healthy = false;
+    assert_eq!(plan(&d, &observed).next, None);
+}
+
+#[test]
+fn scale_five_to_three_leader_not_a_candidate() {
+    let d = desired(3, "3.5.16");
+    let observed = cluster(&d, &[0, 1, 2, 3, 4], "3.5.16", 0);
+    let (steps, last) = Sim::new(d, observed).run();
+    assert_eq!(
+        names(&steps),
+        ["remove4", "delete4", "clear", "remove3", "delete3", "clear"]
+    );
+    assert_eq!(last.status.phase, Phase::Healthy);
+}
+
+#[test]
+fn scale_five_to_three_leader_is_highest() {
+    let d = desired(3, "3.5.16");
+    let observed = cluster(&d, &[0, 1, 2, 3, 4], "3.5.16", 4);
+    let (steps, last) = Sim::new(d, observed).run();
+    let mv = format!("move:{:x}>{:x}", id_of(4), id_of(0));
+    assert_eq!(
+        names(&steps),
+        [
+            "remove3", "delete3", "clear", &mv, "remove4", "delete4", "clear"
+        ]
+    );
+    assert_eq!(last.status.phase, Phase::Healthy);
+}
+
+#[test]
+fn scale_down_waits_when_it_would_lose_quorum() {
+    let d = desired(1, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.etcd.as_mut().expect("etcd").members[1].healthy = false;
+    // Removing 2 leaves {0 healthy, 1 unhealthy}: 1 of 2 is no majority.
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None, "{p:?}");
+    assert_eq!(p.status.phase, Phase::Degraded);
+}
+
+#[test]
+fn failed_member_is_replaced() {
+    let d = desired(3, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.etcd.as_mut().expect("etcd").members[2].healthy = false;
+    observed.runtime[2].failures = 4;
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None, "below the threshold: wait");
+    assert_eq!(p.status.phase, Phase::Degraded);
+    observed.runtime[2].failures = 5;
+    let (steps, last) = Sim::new(d, observed).run();
+    let mut expected = vec![
+        "remove2".to_owned(),
+        "delete2".to_owned(),
+        "clear".to_owned(),
+    ];
+    expected.extend(add_sequence(2, 0x9000));
+    assert_eq!(names(&steps), expected);
+    assert_eq!(last.status.phase, Phase::Healthy);
+}
+
+#[test]
+fn member_with_lost_data_is_replaced() {
+    let d = desired(3, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.runtime[1].data = DataState::Lost;
+    let first = plan(&d, &observed);
+    assert_eq!(first.status.phase, Phase::Replacing);
+    let (steps, last) = Sim::new(d, observed).run();
+    let mut expected = vec![
+        "remove1".to_owned(),
+        "delete1".to_owned(),
+        "clear".to_owned(),
+    ];
+    expected.extend(add_sequence(1, 0x9000));
+    assert_eq!(names(&steps), expected);
+    assert_eq!(last.status.phase, Phase::Healthy);
+}
+
+#[test]
+fn replace_waits_without_quorum() {
+    let d = desired(3, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.runtime[1].data = DataState::Lost;
+    observed.etcd.as_mut().expect("etcd").members[1].healthy = false;
+    observed.etcd.as_mut().expect("etcd").members[2].healthy = false;
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None, "{p:?}");
+    assert_eq!(p.status.phase, Phase::Degraded);
+}
+
+#[test]
+fn single_member_with_lost_data_is_not_removed() {
+    let d = desired(1, "3.5.16");
+    let mut observed = cluster(&d, &[0], "3.5.16", 0);
+    observed.runtime[0].data = DataState::Lost;
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Degraded);
+}
+
+#[test]
+fn stopped_member_with_data_is_started_again() {
+    let d = desired(3, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.runtime[1].running = false;
+    observed.etcd.as_mut().expect("etcd").members[1].healthy = false;
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::StartMember {
+            ordinal: 1,
+            member_id: id_of(1),
+            version: v("3.5.16")
+        })
+    );
+}
+
+#[test]
+fn upgrade_followers_first_then_leader() {
+    let d = desired(3, "3.5.16");
+    let observed = cluster(&d, &[0, 1, 2], "3.4.23", 0);
+    let first = plan(&d, &observed);
+    assert_eq!(first.status.phase, Phase::Upgrading);
+    let (steps, last) = Sim::new(d, observed).run();
+    let mv = format!("move:{:x}>{:x}", id_of(0), id_of(1));
+    assert_eq!(
+        names(&steps),
+        ["restart2@3.5.16", "restart1@3.5.16", &mv, "restart0@3.5.16"]
+    );
+    assert_eq!(last.status.phase, Phase::Healthy);
+}
+
+#[test]
+fn config_change_rolls_like_an_upgrade() {
+    let mut d = desired(3, "3.5.16");
+    let observed = cluster(&d, &[0, 1, 2], "3.5.16", 2);
+    d.config_hash = "cfg-2".to_owned();
+    let (steps, _) = Sim::new(d, observed).run();
+    let mv = format!("move:{:x}>{:x}", id_of(2), id_of(0));
+    assert_eq!(
+        names(&steps),
+        ["restart1@3.5.16", "restart0@3.5.16", &mv, "restart2@3.5.16"]
+    );
+}
+
+#[test]
+fn upgrade_waits_for_every_member_to_be_healthy() {
+    let d = desired(3, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.4.23", 0);
+    observed.etcd.as_mut().expect("etcd").members[1].healthy = false;
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Degraded);
+}
+
+#[test]
+fn single_member_cluster_may_restart() {
+    let d = desired(1, "3.5.16");
+    let observed = cluster(&d, &[0], "3.4.23", 0);
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::RestartMember {
+            ordinal: 0,
+            version: v("3.5.16")
+        })
+    );
+}
+
+#[test]
+fn downgrade_is_refused() {
+    let d = desired(3, "3.4.23");
+    let observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Degraded);
+    assert!(
+        p.status.message.contains("downgrade"),
+        "{}",
+        p.status.message
+    );
+    let d = desired(3, "3.5.15");
+    let p = plan(&d, &observed);
+    assert_eq!((p.next, p.status.phase), (None, Phase::Degraded));
+}
+
+#[test]
+fn two_minor_jump_is_refused() {
+    let d = desired(3, "3.6.0");
+    let observed = cluster(&d, &[0, 1, 2], "3.4.23", 0);
+    let p = plan(&d, &observed);
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Degraded);
+    assert!(p.status.message.contains("minor"), "{}", p.status.message);
+}
+
+#[test]
+fn mixed_versions_refuse_a_target_two_minors_above_the_oldest() {
+    let d = desired(3, "3.6.0");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.runtime[0].version = v("3.4.23");
+    observed.etcd.as_mut().expect("etcd").members[0].version = Some(v("3.4.23"));
+    assert_eq!(plan(&d, &observed).next, None);
+}
+
+#[test]
+fn paused_reports_only() {
+    let mut d = desired(5, "3.5.16");
+    d.paused = true;
+    let p = plan(&d, &cluster(&d, &[0, 1, 2], "3.4.23", 0));
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Paused);
+    assert_eq!((p.status.ready, p.status.desired), (3, 5));
+    assert_eq!(plan(&d, &Observed::default()).next, None);
+}
+
+#[test]
+fn intent_add_learner_resumes_with_start_member() {
+    let d = desired(4, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed
+        .etcd
+        .as_mut()
+        .expect("etcd")
+        .members
+        .push(EtcdMember {
+            id: 0x77,
+            name: String::new(),
+            peer_urls: vec![d.peer_url(3)],
+            is_learner: true,
+            started: false,
+            healthy: false,
+            version: None,
+            raft_index: 0,
+            alarms: vec![],
+        });
+    observed.intent = Some(Intent::AddLearner {
+        ordinal: 3,
+        peer_url: d.peer_url(3),
+        member_id: None,
+    });
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::StartMember {
+            ordinal: 3,
+            member_id: 0x77,
+            version: v("3.5.16")
+        })
+    );
+    // The runtime member exists: the intent is done.
+    observed.runtime.push(runtime(3, v("3.5.16")));
+    assert_eq!(plan(&d, &observed).next, Some(Step::ClearIntent));
+}
+
+#[test]
+fn intent_add_learner_without_member_is_cleared_then_reissued() {
+    let d = desired(4, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.intent = Some(Intent::AddLearner {
+        ordinal: 3,
+        peer_url: d.peer_url(3),
+        member_id: None,
+    });
+    assert_eq!(plan(&d, &observed).next, Some(Step::ClearIntent));
+    observed.intent = None;
+    assert!(matches!(
+        plan(&d, &observed).next,
+        Some(Step::AddLearner { ordinal: 3, .. })
+    ));
+}
+
+#[test]
+fn intent_remove_member_resumes() {
+    let d = desired(2, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.intent = Some(Intent::RemoveMember {
+        ordinal: 2,
+        member_id: id_of(2),
+    });
+    // Still a member: remove it again.
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::RemoveMember {
+            member_id: id_of(2),
+            ordinal: 2
+        })
+    );
+    // Removed from etcd, runtime member left: delete it.
+    observed.etcd.as_mut().expect("etcd").members.pop();
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::DeleteMember { ordinal: 2 })
+    );
+    observed.runtime.pop();
+    assert_eq!(plan(&d, &observed).next, Some(Step::ClearIntent));
+}
+
+#[test]
+fn intent_waits_while_etcd_is_unreachable() {
+    let d = desired(3, "3.5.16");
+    let observed = Observed {
+        etcd: None,
+        runtime: vec![],
+        intent: Some(Intent::AddLearner {
+            ordinal: 1,
+            peer_url: d.peer_url(1),
+            member_id: None,
+        }),
+    };
+    assert_eq!(plan(&d, &observed).next, None);
+}
+
+#[test]
+fn orphan_runtime_member_is_deleted() {
+    let d = desired(3, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.runtime.push(runtime(5, v("3.5.16")));
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::DeleteMember { ordinal: 5 })
+    );
+}
+
+#[test]
+fn stranger_member_is_reported_not_touched() {
+    let d = desired(3, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    let mut stranger = voter(&d, 7, v("3.5.16"));
+    stranger.name = "someone-else".to_owned();
+    stranger.id = 0x55;
+    observed.etcd.as_mut().expect("etcd").members.push(stranger);
+    let p = plan(&d, &observed);
+    assert_eq!((p.next, p.status.phase), (None, Phase::Degraded));
+}
+
+#[test]
+fn nospace_alarm_blocks_adding_members() {
+    let d = desired(5, "3.5.16");
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.etcd.as_mut().expect("etcd").members[0]
+        .alarms
+        .push(Alarm::NoSpace);
+    assert_eq!(plan(&d, &observed).next, None);
+}
+
+#[test]
+fn names_urls_and_versions() {
+    let mut d = desired(3, "3.5.16");
+    assert_eq!(d.member_name(2), "demo-2");
+    assert_eq!(d.ordinal_of("demo-2"), Some(2));
+    assert_eq!(d.ordinal_of("demo-02"), None);
+    assert_eq!(d.ordinal_of("demo2"), None);
+    assert_eq!(d.ordinal_of("demox-2"), None);
+    d.peer_url_template = "http://127.0.0.1:{port:12380}/{ordinal}/{x}".to_owned();
+    assert_eq!(d.peer_url(3), "http://127.0.0.1:12383/3/{x}");
+    assert_eq!(
+        d.ordinal_of_peer_url("http://127.0.0.1:12383/3/{x}"),
+        Some(3)
+    );
+    assert_eq!(v("v3.5.16"), Version::new(3, 5, 16));
+    assert!("3.5".parse::<Version>().is_err());
+    assert!("3.5.1.2".parse::<Version>().is_err());
+    assert!("3.5.x".parse::<Version>().is_err());
+    assert!("3.5.16-rc.0".parse::<Version>().is_err());
+    assert!(v("3.4.1").check_upgrade(v("3.5.0")).is_ok());
+    assert!(v("3.4.1").check_upgrade(v("3.6.0")).is_err());
+    assert!(v("3.5.1").check_upgrade(v("3.5.0")).is_err());
+    assert!(v("3.5.1").check_upgrade(v("4.0.0")).is_err());
+    assert!(etcd_operator::controller::plan::caught_up(90, 100));
+    assert!(!etcd_operator::controller::plan::caught_up(89, 100));
+    assert!(etcd_operator::controller::plan::caught_up(0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariants, checked with oracles written here independently of the planner's helpers
+// ---------------------------------------------------------------------------------------------
+
+fn quorum(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+fn is_healthy(m: &EtcdMember) -> bool {
+    m.started && m.healthy && !m.alarms.contains(&Alarm::Corrupt)
+}
+
+fn caught_up(learner: u64, leader: u64) -> bool {
+    u128::from(learner) * 10 >= u128::from(leader) * 9
+}
+
+/// One allowed version move: same major, never down, at most one minor up.
+fn version_step_ok(from: Version, to: Version) -> bool {
+    (to.major, to.minor, to.patch) >= (from.major, from.minor, from.patch)
+        && to.major == from.major
+        && to.minor <= from.minor + 1
+}
+
+/// Checks one plan against the invariants; panics with the state on a violation.
+fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
+    let ctx = || format!("\ndesired: {d:?}\nobserved: {o:#?}\nplan: {p:?}");
+    // Deterministic.
+    assert_eq!(&plan(d, o), p, "not deterministic{}", ctx());
+    let Some(step) = &p.next else {
+        return;
+    };
+    assert!(!d.paused, "a step while paused{}", ctx());
+    let membership = o.etcd.as_ref().filter(|m| !m.members.is_empty());
+    let Some(m) = membership else {
+        assert!(
+            matches!(step, Step::StartSeed { ordinal: 0, version } if *version == d.version),
+            "only the seed may start while etcd is unreachable{}",
+            ctx()
+        );
+        assert!(
+            o.runtime.is_empty() && o.intent.is_none(),
+            "bootstrap over existing members{}",
+            ctx()
+        );
+        return;
+    };
+    assert!(
+        !matches!(step, Step::StartSeed { .. }),
+        "seed into a live cluster{}",
+        ctx()
+    );
+    let ordinal_of = |member: &EtcdMember| {
+        if member.name.is_empty() {
+            member
+                .peer_urls
+                .iter()
+                .find_map(|u| d.ordinal_of_peer_url(u))
+        } else {
+            d.ordinal_of(&member.name)
+        }
+    };
+    let voters: Vec<&EtcdMember> = m.members.iter().filter(|x| !x.is_learner).collect();
+    let learners = m.members.len() - voters.len();
+    let healthy = voters.iter().filter(|x| is_healthy(x)).count();
+    let leader = voters.iter().find(|x| Some(x.id) == m.leader).copied();
+    let by_id = |id: u64| m.members.iter().find(|x| x.id == id);
+    let at_ordinal = |ord: u32| m.members.iter().find(|x| ordinal_of(x) == Some(ord));
+    let rt = |ord: u32| o.runtime.iter().find(|r| r.ordinal == ord);
+    let oldest = m
+        .members
+        .iter()
+        .filter_map(|x| ordinal_of(x).and_then(rt))
+        .map(|r| r.version)
+        .min();
+    let other_healthy_voter = |id: u64| voters.iter().any(|x| x.id != id && is_healthy(x));
+
+    // One membership change at a time: with an intent in flight, only its own follow-ups.
+    if let Some(intent) = &o.intent {
+        match (intent, step) {
+            (_, Step::ClearIntent | Step::MoveLeader { .. }) => {}
+            (Intent::AddLearner { ordinal, .. }, Step::StartMember { ordinal: s, .. }) => {
+                assert_eq!(ordinal, s, "{}", ctx())
+            }
+            (Intent::RemoveMember { member_id, .. }, Step::RemoveMember { member_id: s, .. }) => {
+                assert_eq!(member_id, s, "{}", ctx())
+            }
+            (Intent::RemoveMember { ordinal, .. }, Step::DeleteMember { ordinal: s }) => {
+                assert_eq!(ordinal, s, "{}", ctx())
+            }
+            _ => panic!("step unrelated to the intent in flight{}", ctx()),
+        }
+    } else {
+        assert_ne!(step, &Step::ClearIntent, "{}", ctx());
+    }
+
+    match step {
+        Step::StartSeed { .. } | Step::ClearIntent => {}
+        Step::AddLearner { ordinal, peer_url } => {
+            assert_eq!(learners, 0, "a second learner{}", ctx());
+            assert!(o.intent.is_none(), "{}", ctx());
+            assert!(
+                !voters.is_empty() && healthy == voters.len(),
+                "add to an unhealthy cluster{}",
+                ctx()
+            );
+            assert!(leader.is_some(), "add without a leader{}", ctx());
+            assert!(at_ordinal(*ordinal).is_none(), "ordinal taken{}", ctx());
+            assert!(*ordinal < d.replicas, "{}", ctx());
+            assert_eq!(peer_url, &d.peer_url(*ordinal), "{}", ctx());
+        }
+        Step::StartMember {
+            ordinal,
+            member_id,
+            version,
+        } => {
+            let member = by_id(*member_id).expect("started member is known");
+            assert_eq!(ordinal_of(member), Some(*ordinal), "{}", ctx());
+            match rt(*ordinal) {
+                Some(r) => {
+                    assert_eq!(
+                        *version,
+                        r.version,
+                        "existing data restarts on its version{}",
+                        ctx()
+                    );
+                    assert_eq!(r.data, DataState::Present, "{}", ctx());
+                    assert!(!r.running, "{}", ctx());
+                }
+                None => {
+                    assert!(
+                        member.is_learner && !member.started,
+                        "fresh start of a voter{}",
+                        ctx()
+                    );
+                    if let Some(oldest) = oldest {
+                        assert!(
+                            version_step_ok(oldest, *version),
+                            "new member skew{}",
+                            ctx()
+                        );
+                    }
+                }
+            }
+        }
+        Step::PromoteLearner { member_id } => {
+            let member = by_id(*member_id).expect("promoted member is known");
+            assert!(member.is_learner && is_healthy(member), "{}", ctx());
+            let leader = leader.expect("promotion needs a leader");
+            assert!(caught_up(member.raft_index, leader.raft_index), "{}", ctx());
+            assert!(
+                healthy + 1 >= quorum(voters.len() + 1),
+                "promotion loses quorum{}",
+                ctx()
+            );
+        }
+        Step::MoveLeader { from, to } => {
+            assert_eq!(Some(*from), leader.map(|l| l.id), "{}", ctx());
+            let target = by_id(*to).expect("new leader is known");
+            assert!(
+                !target.is_learner && is_healthy(target) && to != from,
+                "{}",
+                ctx()
+            );
+        }
+        Step::RemoveMember { member_id, ordinal } => {
+            let member = by_id(*member_id).expect("removed member is known");
+            assert_eq!(ordinal_of(member), Some(*ordinal), "{}", ctx());
+            if !member.is_learner {
+                let remaining = voters.len() - 1;
+                let healthy_left = healthy - usize::from(is_healthy(member));
+                assert!(
+                    remaining > 0 && healthy_left >= quorum(remaining),
+                    "removal loses quorum{}",
+                    ctx()
+                );
+                if leader.is_some_and(|l| l.id == *member_id) {
+                    assert!(!other_healthy_voter(*member_id), "leader removed{}", ctx());
+                }
+            }
+        }
+        Step::DeleteMember { ordinal } => {
+            assert!(
+                at_ordinal(*ordinal).is_none(),
+                "deleting a live member{}",
+                ctx()
+            );
+            assert!(rt(*ordinal).is_some(), "{}", ctx());
+        }
+        Step::RestartMember { ordinal, version } => {
+            let member = at_ordinal(*ordinal).expect("restarted member is known");
+            assert!(!member.is_learner, "{}", ctx());
+            assert_eq!(learners, 0, "restart during a membership change{}", ctx());
+            assert_eq!(
+                healthy,
+                voters.len(),
+                "restart while a member is unhealthy{}",
+                ctx()
+            );
+            let others = healthy - usize::from(is_healthy(member));
+            assert!(
+                others >= quorum(voters.len()) || (voters.len() == 1 && d.replicas == 1),
+                "restart loses quorum{}",
+                ctx()
+            );
+            if leader.is_some_and(|l| l.id == member.id) {
+                assert!(!other_healthy_voter(member.id), "leader restarted{}", ctx());
+            }
+            assert_eq!(*version, d.version, "{}", ctx());
+            // Never down, at most one minor step, for this member and for the whole cluster.
+            for r in &o.runtime {
+                assert!(
+                    version_step_ok(r.version, *version),
+                    "version skew{}",
+                    ctx()
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random observations
+// ---------------------------------------------------------------------------------------------
+
+const ORDINALS: u32 = 7;
+const STRANGER_ID: u64 = 0xdead;
+
+/// The random facts about one ordinal.
+#[derive(Debug, Clone)]
+struct OrdinalGen {
+    /// 0..=2 absent, 3..=8 voter, 9 learner.
+    etcd: u8,
+    started: bool,
+    healthy: bool,
+    raft_index: u64,
+    alarm: u8,
+    /// How the reported version relates to the runtime's: 0 same, 1 none, 2 other.
+    reported: u8,
+    /// For an etcd member: 0 absent, 1 stopped, 2 lost, else running; for an ordinal etcd does
+    /// not know: 0 running, 1 lost, else absent.
+    runtime: u8,
+    minor_up: bool,
+    patch: u64,
+    old_config: bool,
+    failures: u32,
+}
+
+fn ordinal_gen() -> impl Strategy<Value = OrdinalGen> {
+    (
+        (
+            0u8..10,
+            prop::bool::weighted(0.9),
+            prop::bool::weighted(0.93),
+        ),
+        (prop_oneof![Just(1000u64), 0u64..1200], 0u8..40, 0u8..20),
+        (0u8..20, any::<bool>(), prop_oneof![Just(0u64), Just(16u64)]),
+        (
+            prop::bool::weighted(0.1),
+            prop_oneof![3 => Just(0u32), 1 => 0u32..7],
+        ),
+    )
+        .prop_map(
+            |(
+                (etcd, started, healthy),
+                (raft_index, alarm, reported),
+                (runtime, minor_up, patch),
+                (old_config, failures),
+            )| OrdinalGen {
+                etcd,
+                started,
+                healthy,
+                raft_index,
+                alarm,
+                reported,
+                runtime,
+                minor_up,
+                patch,
+                old_config,
+                failures,
+            },
+        )
+}
+
+/// The random facts of one case, turned into (Desired, Observed) by [`build`].
+#[derive(Debug, Clone)]
+struct CaseGen {
+    replicas: u32,
+    base_minor: u64,
+    target_minor_delta: i64,
+    target_patch: u64,
+    paused: bool,
+    new_config: bool,
+    threshold: u32,
+    reachable: bool,
+    leader: Option<u32>,
+    ordinals: Vec<OrdinalGen>,
+    stranger: bool,
+    intent: u8,
+    intent_ordinal: u32,
+    intent_known_id: bool,
+    /// A calm case: ordinals below `size` are healthy members, the rest absent, with at most
+    /// a few faults; the other cases are chaotic.
+    calm: bool,
+    size: u32,
+    /// In a calm case, ask for exactly `size` replicas (so rolling restarts come up).
+    fit: bool,
+}
+
+fn case_gen() -> impl Strategy<Value = CaseGen> {
+    (
+        (
+            1u32..=ORDINALS,
+            4u64..=5,
+            prop_oneof![4 => Just(0i64), 4 => Just(1i64), 1 => Just(-1i64), 1 => Just(2i64)],
+            prop_oneof![Just(0u64), Just(16u64)],
+        ),
+        (
+            prop::bool::weighted(0.05),
+            prop::bool::weighted(0.2),
+            0u32..6,
+            prop::bool::weighted(0.92),
+        ),
+        (
+            prop::option::weighted(0.9, 0u32..ORDINALS),
+            prop::collection::vec(ordinal_gen(), ORDINALS as usize),
+            prop::bool::weighted(0.03),
+        ),
+        (
+            0u8..8,
+            0u32..ORDINALS,
+            any::<bool>(),
+            any::<bool>(),
+            0u32..=ORDINALS,
+            any::<bool>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (replicas, base_minor, target_minor_delta, target_patch),
+                (paused, new_config, threshold, reachable),
+                (leader, ordinals, stranger),
+                (intent, intent_ordinal, intent_known_id, calm, size, fit),
+            )| CaseGen {
+                replicas,
+                base_minor,
+                target_minor_delta,
+                target_patch,
+                paused,
+                new_config,
+                threshold,
+                reachable,
+                leader,
+                ordinals,
+                stranger,
+                intent,
+                intent_ordinal,
+                intent_known_id,
+                calm,
+                size,
+                fit,
+            },
+        )
+}
+
+/// The calm version of an ordinal's facts: a healthy member below `size` (the last one may
+/// be a learner), nothing above; rare faults survive.
+fn calm(g: &OrdinalGen, ordinal: u32, size: u32) -> OrdinalGen {
+    let member = ordinal < size;
+    let learner = member && g.etcd == 9 && ordinal + 1 == size;
+    OrdinalGen {
+        etcd: match (member, learner) {
+            (false, _) => 0,
+            (true, false) => 5,
+            (true, true) => 9,
+        },
+        started: g.started || !learner,
+        healthy: g.healthy || !learner,
+        raft_index: g.raft_index,
+        alarm: if g.alarm < 2 { g.alarm } else { 0 },
+        reported: 0,
+        runtime: match (member, learner && !g.started) {
+            (false, _) => 5,
+            (true, true) => g.runtime % 2 * 5,
+            (true, false) => {
+                if g.runtime < 2 {
+                    g.runtime
+                } else {
+                    5
+                }
+            }
+        },
+        minor_up: g.minor_up,
+        patch: g.patch,
+        old_config: g.old_config,
+        failures: if g.failures > 4 { g.failures } else { 0 },
+    }
+}
+
+fn build(c: &CaseGen) -> (Desired, Observed) {
+    let target_minor = c.base_minor.saturating_add_signed(c.target_minor_delta);
+    let replicas = if c.calm && c.fit && c.size > 0 {
+        c.size
+    } else {
+        c.replicas
+    };
+    let mut d = desired(replicas, "3.0.0");
+    d.version = Version::new(3, target_minor, c.target_patch);
+    d.paused = c.paused;
+    d.replace_after_failures = c.threshold;
+    if c.new_config {
+        d.config_hash = "cfg-2".to_owned();
+    }
+    let mut members = Vec::new();
+    let mut runtime_members = Vec::new();
+    let mut learner_seen = false;
+    for (ordinal, g) in (0u32..).zip(&c.ordinals) {
+        let calmed;
+        let g = if c.calm {
+            calmed = calm(g, ordinal, c.size);
+            &calmed
+        } else {
+            g
+        };
+        let version = Version::new(3, c.base_minor + u64::from(g.minor_up), g.patch);
+        if g.etcd >= 3 {
+            // Mostly one learner at most, sometimes two (a state the planner must repair).
+            let is_learner = g.etcd == 9 && (!learner_seen || g.alarm == 3);
+            learner_seen |= is_learner;
+            let started = g.started || !is_learner;
+            members.push(EtcdMember {
+                id: id_of(ordinal),
+                name: if started {
+                    d.member_name(ordinal)
+                } else {
+                    String::new()
+                },
+                peer_urls: vec![d.peer_url(ordinal)],
+                is_learner,
+                started,
+                healthy: g.healthy && started,
+                version: match g.reported {
+                    _ if !g.healthy => None,
+                    1 => None,
+                    2 => Some(Version::new(3, c.base_minor + 1, 0)),
+                    _ => Some(version),
+                },
+                raft_index: g.raft_index,
+                alarms: match g.alarm {
+                    1 => vec![Alarm::NoSpace],
+                    2 => vec![Alarm::Corrupt],
+                    _ => vec![],
+                },
+            });
+        }
+        let (exists, running, lost) = if g.etcd >= 3 {
+            (g.runtime != 0, g.runtime > 2, g.runtime == 2)
+        } else {
+            (g.runtime <= 1, g.runtime == 0, g.runtime == 1)
+        };
+        if exists {
+            runtime_members.push(RuntimeMember {
+                ordinal,
+                running,
+                data: if lost {
+                    DataState::Lost
+                } else {
+                    DataState::Present
+                },
+                version,
+                config_hash: if g.old_config {
+                    "cfg-0".to_owned()
+                } else {
+                    CFG.to_owned()
+                },
+                failures: g.failures,
+            });
+        }
+    }
+    if c.stranger && !c.calm {
+        let mut stranger = voter(&d, 0, Version::new(3, c.base_minor, 0));
+        stranger.id = STRANGER_ID;
+        stranger.name = "intruder".to_owned();
+        stranger.peer_urls = vec!["http://intruder:2380".to_owned()];
+        members.push(stranger);
+    }
+    let intent = match c.intent {
+        0 => Some(Intent::AddLearner {
+            ordinal: c.intent_ordinal,
+            peer_url: d.peer_url(c.intent_ordinal),
+            member_id: c.intent_known_id.then(|| id_of(c.intent_ordinal)),
+        }),
+        1 => Some(Intent::RemoveMember {
+            ordinal: c.intent_ordinal,
+            member_id: id_of(c.intent_ordinal),
+        }),
+        _ => None,
+    };
+    let observed = Observed {
+        etcd: c.reachable.then(|| Membership {
+            members,
+            leader: if c.calm && c.size > 0 {
+                c.leader.map(|l| id_of(l % c.size))
+            } else {
+                c.leader.map(id_of)
+            },
+        }),
+        runtime: runtime_members,
+        intent,
+    };
+    (d, observed)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    /// Invariants 1, 2, 4, 6 and "at most one step" over random observations.
+    #[test]
+    fn invariants_hold_for_random_observations(c in case_gen()) {
+        let (d, o) = build(&c);
+        let p = plan(&d, &o);
+        check_invariants(&d, &o, &p);
+    }
+
+    /// Invariants hold along simulated runs from random healthy starting points to random
+    /// targets, and the runs converge.
+    #[test]
+    fn simulated_runs_converge(
+        from in 1u32..=5,
+        to in 1u32..=7,
+        leader in 0u32..5,
+        minor_up in any::<bool>(),
+        new_config in any::<bool>(),
+    ) {
+        let mut d = desired(to, if minor_up { "3.5.16" } else { "3.4.23" });
+        if new_config {
+            d.config_hash = "cfg-2".to_owned();
+        }
+        let ordinals: Vec<u32> = (0..from).collect();
+        let observed = cluster(&d, &ordinals, "3.4.23", leader % from);
+        let (_, last) = Sim::new(d.clone(), observed).run();
+        prop_assert_eq!(last.status.ready, to);
+        if to == 2 && (minor_up || new_config) {
+            // Two members cannot restart one and keep quorum: the roll is refused.
+            prop_assert_eq!(last.status.phase, Phase::Degraded);
+            prop_assert!(last.status.message.contains("quorum"));
+        } else {
+            prop_assert_eq!(last.status.phase, Phase::Healthy);
+        }
+    }
+}
+
+/// The random observations reach every kind of step, so the properties test something.
+#[test]
+fn random_observations_cover_every_step() {
+    let mut runner = TestRunner::deterministic();
+    let strategy = case_gen();
+    let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for _ in 0..10_000 {
+        let c = strategy.new_tree(&mut runner).expect("strategy").current();
+        let (d, o) = build(&c);
+        let kind = match plan(&d, &o).next {
+            None => "none",
+            Some(Step::StartSeed { .. }) => "seed",
+            Some(Step::AddLearner { .. }) => "add",
+            Some(Step::StartMember { .. }) => "start",
+            Some(Step::PromoteLearner { .. }) => "promote",
+            Some(Step::MoveLeader { .. }) => "move",
+            Some(Step::RemoveMember { .. }) => "remove",
+            Some(Step::DeleteMember { .. }) => "delete",
+            Some(Step::RestartMember { .. }) => "restart",
+            Some(Step::ClearIntent) => "clear",
+        };
+        *seen.entry(kind).or_default() += 1;
+    }
+    for kind in [
+        "none", "seed", "add", "start", "promote", "move", "remove", "delete", "restart", "clear",
+    ] {
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) >= 20,
+            "fewer than 20 {kind} steps in {seen:?}"
+        );
+    }
+}
