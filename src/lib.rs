@@ -1,7 +1,9 @@
 //! etcd-operator: a Kubernetes operator for etcd, and the etcd v3 client it is built on.
 //!
+//! - [`api`]: the `EtcdCluster` resource (group `etcd.operator.dev`, version `v1alpha1`).
 //! - [`etcd`]: an async etcd v3 gRPC client (KV, Watch, Lease, Cluster, Maintenance, Auth).
 //! - [`controller`]: the control loop; [`controller::plan`] is its pure planner.
 
+pub mod api;
 pub mod controller;
 pub mod etcd;
