@@ -35,3 +35,6 @@ test: provision
 
 demo: provision-etcd
 	hack/demo.sh
+
+bench-client: provision-etcd
+	hack/bench.sh

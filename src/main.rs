@@ -1,5 +1,7 @@
 //! The `etcd-operator` command line.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// A Kubernetes operator for etcd.
@@ -12,13 +14,46 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
+    Crd,
+    /// Run the operator on this machine: etcd processes on 127.0.0.1, clusters from manifests.
+    Local(etcd_operator::runtime::local::LocalArgs),
     /// Print the version.
     Version,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => println!("etcd-operator {}", env!("CARGO_PKG_VERSION")),
+        Command::Crd => match etcd_operator::api::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("etcd-operator crd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Local(args) => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("etcd-operator local: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(etcd_operator::runtime::local::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("etcd-operator local: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Version => {
+            println!("etcd-operator {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
     }
 }

@@ -10,3 +10,11 @@ pub use cluster::*;
 pub const GROUP: &str = "etcd.operator.dev";
 /// The API version.
 pub const VERSION: &str = "v1alpha1";
+
+/// The CRDs of this operator as YAML documents (what `etcd-operator crd` prints and `crds/`
+/// holds).
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    use kube::CustomResourceExt;
+    let crd = EtcdCluster::crd();
+    Ok(format!("---\n{}", serde_saphyr::to_string(&crd)?))
+}

@@ -10,6 +10,7 @@
 pub mod auth;
 mod client;
 pub mod cluster;
+pub mod concurrency;
 pub mod error;
 pub mod kv;
 pub mod lease;

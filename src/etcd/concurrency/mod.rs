@@ -1,0 +1,1 @@
+//! Concurrency recipes on the client: Session, Mutex, Election and STM.
