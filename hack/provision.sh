@@ -10,7 +10,7 @@
 # Debian packages are fetched with a private apt state under the cache (its own source list and
 # package lists) and unpacked with `dpkg -x`: nothing is installed into, or upgraded on, the system.
 #
-# Usage: hack/provision.sh [etcd|kube|helm|all]...   (default: all)
+# Usage: hack/provision.sh [etcd|kube|helm|bench|all]...   (default: all; `bench` is not in `all`)
 # Prints nothing but progress to stderr; writes $TESTBIN/env.mk and $TESTBIN/env.sh with the paths.
 # Idempotent: a tool whose folder holds a `.done` stamp is not fetched or built again.
 set -euo pipefail
@@ -126,6 +126,49 @@ provision_helm() {
   touch "$dir/.done"
 }
 
+# --- `make bench-client`: protoc for the etcd-client crate peer, etcd's Go benchmark tool -------
+PROTOC_DEB=3.21.12-3       # Debian bookworm's protobuf 3.21.12 (runs on bookworm and on trixie)
+ETCD_BENCH_VERSION=3.5.16  # go.etcd.io/etcd/v3/tools/benchmark (pin: hack/tools/etcd-bench)
+# protoc (+ its two shared libraries and the well-known .proto files) unpacked under the cache:
+# the `etcd-client` crate's build script needs a protoc; nothing is installed on the system.
+provision_protoc() {
+  local dir=$TESTBIN/protoc-$PROTOC_DEB
+  [ -f "$dir/.done" ] && return 0
+  apt_prepare
+  log "protoc from Debian (protobuf $PROTOC_DEB, unpacked under $dir)"
+  rm -rf "$dir" "$dir.x"; mkdir -p "$dir.x" "$dir/bin" "$dir/lib" "$dir/include/google/protobuf"
+  local p
+  for p in protobuf-compiler libprotoc32 libprotobuf32 libprotobuf-dev; do fetch_deb "$dir.x" "$p" "$PROTOC_DEB"; done
+  cp "$dir.x/usr/bin/protoc" "$dir/bin/protoc"
+  cp -a "$dir.x"/usr/lib/*/libprotoc.so.* "$dir.x"/usr/lib/*/libprotobuf.so.* "$dir/lib/"
+  cp "$dir.x"/usr/include/google/protobuf/*.proto "$dir/include/google/protobuf/"
+  rm -rf "$dir.x"
+  # protoc finds the well-known types in <bindir>/../include by itself.
+  LD_LIBRARY_PATH=$dir/lib "$dir/bin/protoc" --version | grep -q "libprotoc 3.21" || die "protoc does not run"
+  touch "$dir/.done"
+}
+provision_etcd_bench() {
+  local dir=$TESTBIN/etcd-bench-$ETCD_BENCH_VERSION
+  [ -f "$dir/.done" ] && return 0
+  go_env
+  log "etcd benchmark tool v$ETCD_BENCH_VERSION from the go.etcd.io/etcd/v3 Go module"
+  mkdir -p "$dir/bin"
+  (cd "$ROOT/hack/tools/etcd-bench" && go build -trimpath -ldflags "-s -w" -o "$dir/bin/benchmark" \
+      go.etcd.io/etcd/v3/tools/benchmark) >&2 || die "building etcd's benchmark tool failed"
+  "$dir/bin/benchmark" --help 2>&1 | grep -q "txn-put" || die "etcd's benchmark tool does not run"
+  touch "$dir/.done"
+}
+# Writes $TESTBIN/bench-env.sh (sourced by hack/bench.sh) with the paths of both.
+provision_bench() {
+  provision_protoc
+  provision_etcd_bench
+  cat > "$TESTBIN/bench-env.sh" <<EOF
+export PROTOC=$TESTBIN/protoc-$PROTOC_DEB/bin/protoc
+export PROTOC_LIB_DIR=$TESTBIN/protoc-$PROTOC_DEB/lib
+export ETCD_GO_BENCHMARK=$TESTBIN/etcd-bench-$ETCD_BENCH_VERSION/bin/benchmark
+EOF
+}
+
 write_env() {
   cat > "$TESTBIN/env.sh" <<EOF
 export ETCD_OPERATOR_TESTBIN=$TESTBIN
@@ -145,9 +188,10 @@ for t in "${targets[@]}"; do
     etcd) provision_etcd "$ETCD_NEW" "$ETCD_NEW_DEB"; provision_etcd "$ETCD_OLD" "$ETCD_OLD" ;;
     kube) provision_kube ;;
     helm) provision_helm ;;
+    bench) provision_bench ;;
     all) provision_etcd "$ETCD_NEW" "$ETCD_NEW_DEB"; provision_etcd "$ETCD_OLD" "$ETCD_OLD"
          provision_helm; provision_kube ;;
-    *) die "unknown target '$t' (expected etcd, kube, helm or all)" ;;
+    *) die "unknown target '$t' (expected etcd, kube, helm, bench or all)" ;;
   esac
 done
 write_env

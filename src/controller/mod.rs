@@ -1,11 +1,15 @@
 //! The control loop: observe → plan → act.
 //!
-//! - observe: gather the runtime's members (Pods or processes) and etcd's view of the cluster
+//! - [`observe`]: gather the runtime's members (Pods or processes) and etcd's view of the cluster
 //!   (MemberList, per-member Status, alarms, health).
 //! - [`plan`]: a pure function from the desired state and that observation to the status to
 //!   report and at most one next step. It knows nothing of Kubernetes, processes or I/O, so the
 //!   Kubernetes runtime and the local-process runtime share it.
-//! - act: run that step, recording the step's intent before any etcd mutation so that a crash
+//! - [`act`]: run that step, recording the step's intent before any etcd mutation so that a crash
 //!   between the etcd change and the runtime change is resumed on the next pass.
+//! - [`status`]: the status to report, with its conditions.
 
+pub mod act;
+pub mod observe;
 pub mod plan;
+pub mod status;

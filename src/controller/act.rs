@@ -1,0 +1,326 @@
+//! act: run the planner's one [`Step`] against etcd and a runtime.
+//!
+//! A runtime ([`MemberRuntime`]) runs members (local processes, or Pods and PVCs) and keeps the
+//! intent store. Before a step that mutates etcd and must be followed by a runtime change
+//! (AddLearner, RemoveMember) the intent is recorded; the planner resumes from it on the next
+//! pass, so an operator that crashes between the two halves finishes the step instead of
+//! repeating it. Every step is idempotent: a step that fails leaves things as they were (or as
+//! the recorded intent describes) and the next pass plans it again.
+//!
+//! Crash injection for tests: with `ETCD_OPERATOR_CRASH_AT=<point>` the process exits at once
+//! (status 99) when it reaches that point; see [`CrashPoint`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::etcd::{self, Client, ServerError};
+
+use super::observe::EtcdView;
+use super::plan::{Desired, Intent, Step, Version};
+
+/// A point in the act layer where `ETCD_OPERATOR_CRASH_AT` makes the process exit abruptly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// MemberAdd answered; the intent does not hold the member ID yet and nothing started.
+    AfterMemberAdd,
+    /// The learner's runtime member started; it is not promoted.
+    AfterStartBeforePromote,
+    /// MemberRemove answered; the runtime member is not deleted.
+    AfterMemberRemove,
+    /// A member being upgraded is stopped and not yet started on the new version.
+    MidUpgrade,
+}
+
+impl CrashPoint {
+    /// The name used in `ETCD_OPERATOR_CRASH_AT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashPoint::AfterMemberAdd => "after-member-add",
+            CrashPoint::AfterStartBeforePromote => "after-start-before-promote",
+            CrashPoint::AfterMemberRemove => "after-member-remove",
+            CrashPoint::MidUpgrade => "mid-upgrade",
+        }
+    }
+
+    /// Exits the process with status 99 when `ETCD_OPERATOR_CRASH_AT` names this point.
+    pub fn check(self) {
+        if std::env::var("ETCD_OPERATOR_CRASH_AT").is_ok_and(|v| v == self.name()) {
+            tracing::error!(point = self.name(), "crash injection: exiting abruptly");
+            std::process::exit(99);
+        }
+    }
+}
+
+/// Where members run, as the act layer needs it.
+pub trait MemberRuntime {
+    /// The runtime's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Records (or, with `None`, clears) the step in flight, durably, before etcd is changed.
+    fn record_intent(
+        &mut self,
+        intent: Option<&Intent>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Creates and starts the seed member `ordinal` of a new cluster
+    /// (`--initial-cluster-state=new`, itself the only member of the initial cluster).
+    fn start_seed(
+        &mut self,
+        ordinal: u32,
+        version: Version,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Starts member `ordinal`: again, when its runtime member exists; otherwise created with
+    /// `--initial-cluster-state=existing` and `initial_cluster` (`name=peerURL` pairs).
+    fn start_member(
+        &mut self,
+        ordinal: u32,
+        version: Version,
+        initial_cluster: &[(String, String)],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Stops member `ordinal` and deletes its data; nothing to do when it does not exist.
+    fn delete_member(&mut self, ordinal: u32) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Stops member `ordinal` gracefully and starts it on `version` with the desired
+    /// configuration, keeping its data. `before_start` runs between the two.
+    fn restart_member(
+        &mut self,
+        ordinal: u32,
+        version: Version,
+        before_start: fn(),
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Errors of the act layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// An etcd call failed.
+    #[error("{step}: etcd: {source}")]
+    Etcd {
+        /// The step.
+        step: String,
+        /// The client's error.
+        #[source]
+        source: etcd::Error,
+    },
+    /// An etcd call did not answer in time.
+    #[error("{step}: etcd did not answer within {timeout:?}")]
+    Timeout {
+        /// The step.
+        step: String,
+        /// The bound.
+        timeout: Duration,
+    },
+    /// The runtime failed.
+    #[error("{step}: {source}")]
+    Runtime {
+        /// The step.
+        step: String,
+        /// The runtime's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The step needs etcd, and no member answered.
+    #[error("{0}: etcd is unreachable")]
+    Unreachable(String),
+}
+
+/// What running a step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The step ran.
+    Done,
+    /// etcd refused for now (a learner not caught up, a cluster not ready for a change); the
+    /// next pass retries. The text says why.
+    NotYet(String),
+}
+
+/// How long one etcd mutation may take.
+pub const ETCD_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn call<T>(
+    step: &Step,
+    fut: impl Future<Output = etcd::Result<T>>,
+) -> Result<etcd::Result<T>, ActError> {
+    tokio::time::timeout(ETCD_CALL_TIMEOUT, fut)
+        .await
+        .map_err(|_| ActError::Timeout {
+            step: step.to_string(),
+            timeout: ETCD_CALL_TIMEOUT,
+        })
+}
+
+fn rt_err<E: std::error::Error + Send + Sync + 'static>(step: &Step) -> impl FnOnce(E) -> ActError {
+    let step = step.to_string();
+    move |e| ActError::Runtime {
+        step,
+        source: Box::new(e),
+    }
+}
+
+fn etcd_err(step: &Step) -> impl FnOnce(etcd::Error) -> ActError {
+    let step = step.to_string();
+    move |source| ActError::Etcd { step, source }
+}
+
+/// The `initial-cluster` pairs for a member joining: every member of `view` by name (the
+/// unstarted one by the name its ordinal gives), the joining member included.
+pub fn initial_cluster(desired: &Desired, view: &EtcdView, member_id: u64) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for m in &view.members {
+        let name = if !m.member.name.is_empty() {
+            m.member.name.clone()
+        } else if let Some(o) = m
+            .member
+            .peer_urls
+            .iter()
+            .find_map(|u| desired.ordinal_of_peer_url(u))
+        {
+            desired.member_name(o)
+        } else {
+            continue;
+        };
+        if m.member.name.is_empty() && m.member.id != member_id {
+            // Another member that has not started: etcd refuses an initial cluster naming it.
+            continue;
+        }
+        for url in &m.member.peer_urls {
+            pairs.push((name.clone(), url.clone()));
+        }
+    }
+    pairs
+}
+
+/// Runs one step. `client` and `view` are the observation the plan came from.
+pub async fn act<R: MemberRuntime>(
+    step: &Step,
+    desired: &Desired,
+    client: Option<&Client>,
+    view: Option<&EtcdView>,
+    runtime: &mut R,
+) -> Result<Outcome, ActError> {
+    let need_client = || client.ok_or_else(|| ActError::Unreachable(step.to_string()));
+    match step {
+        Step::StartSeed { ordinal, version } => {
+            runtime
+                .start_seed(*ordinal, *version)
+                .await
+                .map_err(rt_err(step))?;
+        }
+        Step::AddLearner { ordinal, peer_url } => {
+            let client = need_client()?;
+            let mut intent = step.intent();
+            runtime
+                .record_intent(intent.as_ref())
+                .await
+                .map_err(rt_err(step))?;
+            let added = match call(step, client.member_add([peer_url.as_str()], true)).await? {
+                Ok(added) => added,
+                Err(e) => {
+                    let server = e.server_error();
+                    if !e.is_outcome_unknown() {
+                        // Certainly not applied: the intent is obsolete.
+                        runtime.record_intent(None).await.map_err(rt_err(step))?;
+                    }
+                    return match server {
+                        Some(
+                            ServerError::TooManyLearners
+                            | ServerError::Unhealthy
+                            | ServerError::MemberNotEnoughStarted,
+                        ) => Ok(Outcome::NotYet(format!("adding member {ordinal}: {e}"))),
+                        _ => Err(etcd_err(step)(e)),
+                    };
+                }
+            };
+            CrashPoint::AfterMemberAdd.check();
+            if let Some(Intent::AddLearner { member_id, .. }) = intent.as_mut() {
+                *member_id = Some(added.member.id);
+            }
+            runtime
+                .record_intent(intent.as_ref())
+                .await
+                .map_err(rt_err(step))?;
+        }
+        Step::StartMember {
+            ordinal,
+            member_id,
+            version,
+        } => {
+            let pairs = view
+                .map(|v| initial_cluster(desired, v, *member_id))
+                .unwrap_or_default();
+            let joining = view
+                .and_then(|v| v.member(*member_id))
+                .is_some_and(|m| m.member.is_learner);
+            runtime
+                .start_member(*ordinal, *version, &pairs)
+                .await
+                .map_err(rt_err(step))?;
+            if joining {
+                CrashPoint::AfterStartBeforePromote.check();
+            }
+        }
+        Step::PromoteLearner { member_id } => {
+            let client = need_client()?;
+            match call(step, client.member_promote(*member_id)).await? {
+                Ok(_) => {}
+                Err(e) => {
+                    return match e.server_error() {
+                        Some(
+                            ServerError::LearnerNotReady
+                            | ServerError::Unhealthy
+                            | ServerError::MemberNotEnoughStarted,
+                        ) => Ok(Outcome::NotYet(format!("promoting {member_id:x}: {e}"))),
+                        // Promoted by a call whose answer was lost.
+                        Some(ServerError::MemberNotLearner) => Ok(Outcome::Done),
+                        _ => Err(etcd_err(step)(e)),
+                    };
+                }
+            }
+        }
+        Step::MoveLeader { to, .. } => {
+            let client = need_client()?;
+            call(step, client.move_leader(*to))
+                .await?
+                .map_err(etcd_err(step))?;
+        }
+        Step::RemoveMember { member_id, .. } => {
+            let client = need_client()?;
+            runtime
+                .record_intent(step.intent().as_ref())
+                .await
+                .map_err(rt_err(step))?;
+            match call(step, client.member_remove(*member_id)).await? {
+                Ok(_) => {}
+                Err(e) if e.server_error() == Some(ServerError::MemberNotFound) => {}
+                Err(e) => {
+                    return match e.server_error() {
+                        Some(ServerError::Unhealthy | ServerError::MemberNotEnoughStarted) => {
+                            runtime.record_intent(None).await.map_err(rt_err(step))?;
+                            Ok(Outcome::NotYet(format!("removing {member_id:x}: {e}")))
+                        }
+                        _ => Err(etcd_err(step)(e)),
+                    };
+                }
+            }
+            CrashPoint::AfterMemberRemove.check();
+        }
+        Step::DeleteMember { ordinal } => {
+            runtime
+                .delete_member(*ordinal)
+                .await
+                .map_err(rt_err(step))?;
+        }
+        Step::RestartMember { ordinal, version } => {
+            runtime
+                .restart_member(*ordinal, *version, || CrashPoint::MidUpgrade.check())
+                .await
+                .map_err(rt_err(step))?;
+        }
+        Step::ClearIntent => {
+            runtime.record_intent(None).await.map_err(rt_err(step))?;
+        }
+    }
+    Ok(Outcome::Done)
+}

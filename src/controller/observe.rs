@@ -1,0 +1,167 @@
+//! observe: etcd's view of a cluster, read through the client with reads only (a linearizable
+//! MemberList and one `Status` per started member), turned into the planner's
+//! [`Membership`](super::plan::Membership).
+//!
+//! Nothing here writes to etcd or goes through raft: `Status` is answered locally by each member
+//! and a linearizable MemberList uses a read index, so observing an idle cluster adds no raft
+//! entries.
+
+use std::time::Duration;
+
+use crate::etcd::Client;
+use crate::etcd::cluster::Member;
+use crate::etcd::maintenance::Status;
+
+use super::plan::{Alarm, EtcdMember, Membership, Version};
+
+/// One etcd member and what its own `Status` call answered.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// The member as the membership lists it.
+    pub member: Member,
+    /// Its `Status`, if it answered in time.
+    pub status: Option<Status>,
+}
+
+impl MemberView {
+    /// Whether the member answered and has a leader.
+    pub fn healthy(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.leader != 0)
+    }
+
+    /// The first client URL the member published, if it started.
+    pub fn client_url(&self) -> Option<&str> {
+        self.member.client_urls.first().map(String::as_str)
+    }
+}
+
+/// etcd's view of one cluster.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdView {
+    /// Every member, voters and learners.
+    pub members: Vec<MemberView>,
+    /// The leader's ID, when a member reports one.
+    pub leader: Option<u64>,
+    /// The cluster ID, when a member answered `Status`.
+    pub cluster_id: Option<u64>,
+    /// Whether the member list came from a linearizable read (it went through the leader).
+    pub linearizable: bool,
+}
+
+impl EtcdView {
+    /// The planner's view of the membership.
+    pub fn membership(&self) -> Membership {
+        Membership {
+            members: self.members.iter().map(to_plan_member).collect(),
+            leader: self.leader,
+        }
+    }
+
+    /// The member with this ID.
+    pub fn member(&self, id: u64) -> Option<&MemberView> {
+        self.members.iter().find(|m| m.member.id == id)
+    }
+}
+
+/// Alarms named in a `Status` answer's errors for `member_id` (etcd writes them as
+/// `memberID:<decimal> alarm:<NAME>`).
+pub fn alarms_for(status: &Status, member_id: u64) -> Vec<Alarm> {
+    let mut out = Vec::new();
+    for e in &status.errors {
+        let for_member = e
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("memberID:"))
+            .and_then(|id| id.parse::<u64>().ok())
+            .is_none_or(|id| id == member_id);
+        if !for_member {
+            continue;
+        }
+        let alarm = if e.contains("alarm:NOSPACE") {
+            Some(Alarm::NoSpace)
+        } else if e.contains("alarm:CORRUPT") {
+            Some(Alarm::Corrupt)
+        } else {
+            None
+        };
+        if let Some(a) = alarm.filter(|a| !out.contains(a)) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn to_plan_member(v: &MemberView) -> EtcdMember {
+    let m = &v.member;
+    // Alarms are cluster-wide facts: every member's Status lists all of them.
+    let alarms = v
+        .status
+        .as_ref()
+        .map(|s| alarms_for(s, m.id))
+        .unwrap_or_default();
+    EtcdMember {
+        id: m.id,
+        name: m.name.clone(),
+        peer_urls: m.peer_urls.clone(),
+        is_learner: m.is_learner,
+        started: !m.name.is_empty() && !m.client_urls.is_empty(),
+        healthy: v.healthy(),
+        version: v.status.as_ref().and_then(|s| s.version.parse::<Version>().ok()),
+        raft_index: v.status.as_ref().map_or(0, |s| s.raft_index),
+        alarms,
+    }
+}
+
+/// Reads etcd's view through `client`: a linearizable MemberList (a serializable one when no
+/// leader answers), then `Status` of every started member, each bounded by `timeout`. `None`
+/// when no member answered.
+pub async fn observe_etcd(client: &Client, timeout: Duration) -> Option<EtcdView> {
+    let (members, linearizable) =
+        match tokio::time::timeout(timeout, client.member_list()).await {
+            Ok(Ok(m)) => (m, true),
+            _ => match tokio::time::timeout(timeout, client.member_list_serializable()).await {
+                Ok(Ok(m)) => (m, false),
+                _ => return None,
+            },
+        };
+    let mut views = Vec::with_capacity(members.len());
+    for member in members {
+        let status = match member.client_urls.first() {
+            Some(url) => tokio::time::timeout(timeout, client.status(url))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .filter(|s| s.member_id == member.id),
+            None => None,
+        };
+        views.push(MemberView { member, status });
+    }
+    // The leader as the voters see it: the most common non-zero answer.
+    let mut votes: Vec<(u64, usize)> = Vec::new();
+    for s in views
+        .iter()
+        .filter(|v| !v.member.is_learner)
+        .filter_map(|v| v.status.as_ref())
+        .filter(|s| s.leader != 0)
+    {
+        match votes.iter_mut().find(|(id, _)| *id == s.leader) {
+            Some((_, n)) => *n += 1,
+            None => votes.push((s.leader, 1)),
+        }
+    }
+    let leader = votes
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(id, _)| *id)
+        .filter(|id| views.iter().any(|v| v.member.id == *id));
+    let cluster_id = views
+        .iter()
+        .filter_map(|v| v.status.as_ref())
+        .map(|s| s.cluster_id)
+        .next();
+    Some(EtcdView {
+        members: views,
+        leader,
+        cluster_id,
+        linearizable,
+    })
+}

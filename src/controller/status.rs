@@ -1,0 +1,196 @@
+//! The status to report: [`EtcdClusterStatus`] built from the planner's
+//! [`PlannedStatus`](super::plan::PlannedStatus) and etcd's view, with the conditions
+//! `Available`, `Progressing` and `Degraded` (Kubernetes API conventions: a condition's
+//! `lastTransitionTime` changes only when its status does).
+
+use crate::api::{Condition, EtcdClusterStatus, MemberStatus};
+
+use super::observe::EtcdView;
+use super::plan::{Desired, Phase, Plan, Version, quorum};
+
+/// The phase as the status spells it.
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Bootstrapping => "Bootstrapping",
+        Phase::Scaling => "Scaling",
+        Phase::Replacing => "Replacing",
+        Phase::Upgrading => "Upgrading",
+        Phase::Healthy => "Healthy",
+        Phase::Degraded => "Degraded",
+        Phase::Unavailable => "Unavailable",
+        Phase::Paused => "Paused",
+    }
+}
+
+/// Everything [`build_status`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusInput<'a> {
+    /// What was asked for.
+    pub desired: &'a Desired,
+    /// The planner's answer for this pass.
+    pub plan: &'a Plan,
+    /// etcd's view, if a member answered.
+    pub view: Option<&'a EtcdView>,
+    /// The previous status, whose condition transition times are kept when unchanged.
+    pub previous: Option<&'a EtcdClusterStatus>,
+    /// The resource generation this status describes.
+    pub generation: Option<i64>,
+    /// The current time, RFC 3339.
+    pub now: &'a str,
+}
+
+/// Builds the status of one pass.
+pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
+    let StatusInput {
+        desired,
+        plan,
+        view,
+        previous,
+        generation,
+        now,
+    } = input;
+    let planned = &plan.status;
+    let mut members: Vec<MemberStatus> = view
+        .map(|v| {
+            v.members
+                .iter()
+                .map(|m| {
+                    let ordinal = if m.member.name.is_empty() {
+                        m.member
+                            .peer_urls
+                            .iter()
+                            .find_map(|u| desired.ordinal_of_peer_url(u))
+                    } else {
+                        desired.ordinal_of(&m.member.name)
+                    };
+                    let name = match (m.member.name.is_empty(), ordinal) {
+                        (false, _) => m.member.name.clone(),
+                        (true, Some(o)) => desired.member_name(o),
+                        (true, None) => String::new(),
+                    };
+                    let role = if m.member.is_learner {
+                        "learner"
+                    } else if v.leader == Some(m.member.id) {
+                        "leader"
+                    } else {
+                        "follower"
+                    };
+                    let st = m.status.as_ref();
+                    MemberStatus {
+                        name,
+                        id: Some(m.member.id_hex()),
+                        peer_url: m.member.peer_urls.first().cloned(),
+                        client_url: m.member.client_urls.first().cloned(),
+                        role: Some(role.to_owned()),
+                        healthy: m.healthy(),
+                        version: st.map(|s| s.version.clone()),
+                        db_size: st.map(|s| s.db_size),
+                        db_size_in_use: st.map(|s| s.db_size_in_use),
+                        raft_index: st.map(|s| s.raft_index),
+                        raft_term: st.map(|s| s.raft_term),
+                        alarms: st
+                            .map(|s| {
+                                super::observe::alarms_for(s, m.member.id)
+                                    .iter()
+                                    .map(|a| match a {
+                                        super::plan::Alarm::NoSpace => "NOSPACE".to_owned(),
+                                        super::plan::Alarm::Corrupt => "CORRUPT".to_owned(),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let leader = view.and_then(|v| {
+        let id = v.leader?;
+        v.member(id).map(|m| m.member.name.clone())
+    });
+    let current_version = view.and_then(|v| {
+        v.members
+            .iter()
+            .filter_map(|m| m.status.as_ref())
+            .filter_map(|s| s.version.parse::<Version>().ok())
+            .min()
+            .map(|v| v.to_string())
+    });
+
+    let voters = planned.voters as usize;
+    let available = voters > 0 && planned.ready as usize >= quorum(voters);
+    let progressing = plan.next.is_some()
+        || matches!(
+            planned.phase,
+            Phase::Bootstrapping | Phase::Scaling | Phase::Replacing | Phase::Upgrading
+        );
+    let degraded = matches!(planned.phase, Phase::Degraded | Phase::Unavailable);
+    let phase = phase_name(planned.phase);
+    let old = |t: &str| previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t));
+    let condition = |type_: &str, on: bool, reason: &str, message: String| {
+        let status = if on { "True" } else { "False" };
+        let last = match old(type_) {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => Some(now.to_owned()),
+        };
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: last,
+            observed_generation: generation,
+        }
+    };
+    let conditions = vec![
+        condition(
+            "Available",
+            available,
+            if available { "QuorumHealthy" } else { "QuorumLost" },
+            format!(
+                "{} of {} voting members are healthy",
+                planned.ready, planned.voters
+            ),
+        ),
+        condition(
+            "Progressing",
+            progressing,
+            if progressing { phase } else { "Reconciled" },
+            planned.message.clone(),
+        ),
+        condition(
+            "Degraded",
+            degraded,
+            if degraded { phase } else { "AsExpected" },
+            if degraded {
+                planned.message.clone()
+            } else {
+                String::new()
+            },
+        ),
+    ];
+    EtcdClusterStatus {
+        observed_generation: generation,
+        phase: Some(phase.to_owned()),
+        conditions,
+        ready_members: i32::try_from(planned.ready).unwrap_or(i32::MAX),
+        cluster_id: view.and_then(|v| v.cluster_id).map(|id| format!("{id:x}")),
+        leader,
+        current_version,
+        members,
+    }
+}
+
+/// Whether two statuses differ in anything but condition transition times (used to write a
+/// status only when it changed).
+pub fn same_status(a: &EtcdClusterStatus, b: &EtcdClusterStatus) -> bool {
+    let strip = |s: &EtcdClusterStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = None;
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
