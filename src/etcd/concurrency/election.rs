@@ -1,0 +1,293 @@
+//! Election: leader election on a key prefix, with fenced leadership and an observer that sees
+//! every change.
+//!
+//! Compared with etcd's Go `concurrency.Election`:
+//! - [`Election::campaign`] re-checks its own key after waiting, so it never reports leadership
+//!   its session has already lost, and stops waiting when its key or session goes away;
+//! - [`Election::resign`] and [`Election::proclaim`] are fenced on this campaign's key version;
+//!   proclaiming without leading is [`ConcurrencyError::NotLeader`];
+//! - every handle has its own key, so two handles on one session are two candidates;
+//! - [`Election::observe`] replays the prefix's history revision by revision, so it reports every
+//!   leader in order (Go's skips short-lived ones) and ends with its error instead of silently.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::error::{ConcurrencyError, Result};
+use super::queue::{self, Held, LostReason, WithdrawOnDrop};
+use super::session::Session;
+use crate::etcd::Client;
+use crate::etcd::kv::{GetOptions, KeyValue, Op, PutOptions, Txn};
+use crate::etcd::watch::{EventType, WatchEvent, WatchOptions, Watcher};
+
+/// A candidate in the election on a prefix, bound to a [`Session`].
+///
+/// ```no_run
+/// # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::concurrency::Result<()> {
+/// use etcd_operator::etcd::concurrency::{Election, Session};
+/// let session = Session::new(&client).await?;
+/// let mut election = Election::new(&session, "/elections/operator");
+/// election.campaign("pod-a").await?;
+/// tokio::select! {
+///     reason = election.lost() => eprintln!("leadership lost: {reason}"),
+///     _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => election.resign().await?,
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Election {
+    session: Session,
+    prefix: String,
+    held: Option<Held>,
+}
+
+impl Election {
+    /// A candidate on `prefix` ("/" is appended unless present), campaigning through `session`.
+    pub fn new(session: &Session, prefix: &str) -> Election {
+        Election {
+            session: session.clone(),
+            prefix: queue::normalize_prefix(prefix),
+            held: None,
+        }
+    }
+
+    /// The election's prefix (ending with "/").
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// This candidate's key while it leads.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.held.as_ref().map(|h| &h.key[..])
+    }
+
+    /// Whether this handle leads (and has not been told it lost leadership).
+    pub fn is_leader(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.lost_now().is_none())
+    }
+
+    /// Campaigns with `value` and waits (writing nothing) until this candidate leads. Fails with
+    /// [`ConcurrencyError::SessionExpired`] when the session ends or the candidacy's key
+    /// disappears while waiting, and re-checks the key once its turn comes. Cancel-safe: if the
+    /// future is dropped before it completes, the candidacy is withdrawn in the background. A
+    /// handle that already leads proclaims `value` instead.
+    pub async fn campaign(&mut self, value: impl Into<Bytes>) -> Result<()> {
+        let value = value.into();
+        if self.is_leader() {
+            return self.proclaim(value).await;
+        }
+        self.held = None;
+        let key = queue::contender_key(&self.prefix, self.session.lease_id());
+        let q = queue::enqueue(&self.session, &self.prefix, key, value).await?;
+        let mut guard = WithdrawOnDrop {
+            client: self.session.client(),
+            key: q.key.clone(),
+            rev: q.rev,
+            armed: true,
+        };
+        let confirmed = if q.first.as_ref().is_some_and(|f| f.create_revision == q.rev) {
+            q.rev
+        } else {
+            match queue::wait_turn(&self.session, &self.prefix, &q).await {
+                Ok(c) => c,
+                Err(e) => {
+                    guard.armed = false;
+                    queue::delete_fenced(self.session.client(), &q.key, q.rev).await?;
+                    return Err(e);
+                }
+            }
+        };
+        guard.armed = false;
+        drop(guard);
+        self.held = Some(Held::start(&self.session, q.key, q.rev, confirmed));
+        Ok(())
+    }
+
+    /// Replaces the leader's value, fenced on this campaign's key: fails with
+    /// [`ConcurrencyError::NotLeader`] when this handle does not lead or its key is gone.
+    pub async fn proclaim(&mut self, value: impl Into<Bytes>) -> Result<()> {
+        let Some(h) = &self.held else {
+            return Err(self.not_leader());
+        };
+        let put = PutOptions::new().with_lease(self.session.lease_id());
+        let txn = Txn::new()
+            .when([queue::fence(&h.key, h.rev)])
+            .and_then([Op::put(&h.key, value.into(), put)]);
+        if self.session.client().txn(txn).await?.succeeded {
+            Ok(())
+        } else {
+            self.held = None;
+            Err(self.not_leader())
+        }
+    }
+
+    /// Gives up leadership: deletes this campaign's key if it is still this version (fenced, so a
+    /// retried resign never removes a later campaign). [`ConcurrencyError::NotHeld`] when this
+    /// handle does not lead; [`ConcurrencyError::OwnershipLost`] when its key was already gone.
+    pub async fn resign(&mut self) -> Result<()> {
+        let Some(h) = self.held.take() else {
+            return Err(ConcurrencyError::NotHeld("leadership"));
+        };
+        if queue::delete_fenced(self.session.client(), &h.key, h.rev).await? {
+            Ok(())
+        } else {
+            Err(ConcurrencyError::OwnershipLost(
+                h.lost_now()
+                    .unwrap_or(LostReason::KeyDeleted { revision: 0 }),
+            ))
+        }
+    }
+
+    /// A txn guard that holds only while this campaign leads; fence the leader's writes with it.
+    /// Never holds when this handle does not lead.
+    pub fn is_leader_guard(&self) -> crate::etcd::kv::Compare {
+        match &self.held {
+            Some(h) => queue::fence(&h.key, h.rev),
+            None => crate::etcd::kv::Compare::create_revision(
+                &self.prefix,
+                crate::etcd::kv::CompareOp::Equal,
+                -1,
+            ),
+        }
+    }
+
+    /// Resolves when leadership held by this handle is lost (key deleted or session ended); at
+    /// once with [`LostReason::Released`] when it does not lead. Cancel-safe.
+    pub async fn lost(&self) -> LostReason {
+        match &self.held {
+            Some(h) => h.lost().await,
+            None => LostReason::Released,
+        }
+    }
+
+    /// The current leader: the first candidate by create revision.
+    /// [`ConcurrencyError::NoLeader`] when there is none.
+    pub async fn leader(&self) -> Result<KeyValue> {
+        leader(self.session.client(), &self.prefix).await
+    }
+
+    /// Follows the election's leadership: see [`Observer`].
+    pub async fn observe(&self) -> Result<Observer> {
+        Observer::start(self.session.client(), &self.prefix).await
+    }
+
+    fn not_leader(&self) -> ConcurrencyError {
+        ConcurrencyError::NotLeader {
+            prefix: self.prefix.clone(),
+        }
+    }
+}
+
+/// The current leader of the election on `prefix` (normalized to end with "/"), without being a
+/// candidate. [`ConcurrencyError::NoLeader`] when there is none.
+pub async fn leader(client: &Client, prefix: &str) -> Result<KeyValue> {
+    let prefix = queue::normalize_prefix(prefix);
+    let r = client.op(queue::first_op(&prefix)).await?;
+    r.as_get()
+        .and_then(|g| g.first())
+        .cloned()
+        .ok_or(ConcurrencyError::NoLeader { prefix })
+}
+
+/// One leadership state of an election, as seen by an [`Observer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderChange {
+    /// The revision at which this state began.
+    pub revision: i64,
+    /// The leader's key and value, or `None` when nobody campaigns.
+    pub leader: Option<KeyValue>,
+}
+
+/// Every change of an election's leader or of the leader's value, in order: reads the candidates
+/// at one revision, then applies the prefix's watch events revision by revision, so no leader that
+/// held office at some revision is skipped. The first item is the state when observing began.
+/// Ends with an error (for example [`crate::etcd::Error::Compacted`] if it fell too far behind)
+/// instead of silently.
+#[derive(Debug)]
+pub struct Observer {
+    candidates: BTreeMap<(i64, Bytes), KeyValue>,
+    watcher: Watcher,
+    pending: std::collections::VecDeque<LeaderChange>,
+    last: Option<Option<(Bytes, i64)>>,
+    ended: bool,
+}
+
+impl Observer {
+    /// Starts observing the election on `prefix` (normalized to end with "/").
+    pub async fn start(client: &Client, prefix: &str) -> Result<Observer> {
+        let prefix = queue::normalize_prefix(prefix);
+        let r = client.get(&prefix, GetOptions::new().with_prefix()).await?;
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(r.header.revision + 1);
+        let watcher = client.watch(prefix.clone(), opts).await?;
+        let mut o = Observer {
+            candidates: r
+                .kvs
+                .into_iter()
+                .map(|kv| ((kv.create_revision, kv.key.clone()), kv))
+                .collect(),
+            watcher,
+            pending: Default::default(),
+            last: None,
+            ended: false,
+        };
+        o.record(r.header.revision);
+        Ok(o)
+    }
+
+    /// The next leadership state; `None` after the observer has ended (after its error).
+    pub async fn next(&mut self) -> Option<Result<LeaderChange>> {
+        loop {
+            if let Some(c) = self.pending.pop_front() {
+                return Some(Ok(c));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.watcher.next().await {
+                Some(Ok(batch)) => self.apply(&batch.events),
+                Some(Err(e)) => {
+                    self.ended = true;
+                    return Some(Err(e.into()));
+                }
+                None => {
+                    self.ended = true;
+                    return Some(Err(ConcurrencyError::WatchEnded {
+                        key: "the election prefix".into(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, events: &[WatchEvent]) {
+        let mut i = 0;
+        while i < events.len() {
+            let rev = events[i].mod_revision();
+            while i < events.len() && events[i].mod_revision() == rev {
+                let ev = &events[i];
+                match ev.event_type {
+                    EventType::Put => {
+                        self.candidates
+                            .insert((ev.kv.create_revision, ev.kv.key.clone()), ev.kv.clone());
+                    }
+                    EventType::Delete => self.candidates.retain(|(_, k), _| k != ev.key()),
+                }
+                i += 1;
+            }
+            self.record(rev);
+        }
+    }
+
+    /// Queues the state at `revision` if the leader or its value changed.
+    fn record(&mut self, revision: i64) {
+        let leader = self.candidates.values().next().cloned();
+        let id = leader.as_ref().map(|kv| (kv.key.clone(), kv.mod_revision));
+        if self.last.as_ref() != Some(&id) {
+            self.last = Some(id);
+            self.pending.push_back(LeaderChange { revision, leader });
+        }
+    }
+}
