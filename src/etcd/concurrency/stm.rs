@@ -79,10 +79,33 @@ struct Read {
     mod_revision: i64,
 }
 
-/// The transaction an apply function works on: buffered reads and writes.
+/// An STM transaction: reads go to etcd (per the isolation level) and are remembered, writes are
+/// buffered until [`Stm::commit`]. Use it through [`run`], or drive the retry loop yourself (this
+/// form's futures are `Send`, so it works inside `tokio::spawn`):
+///
+/// ```no_run
+/// # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::concurrency::Result<()> {
+/// use etcd_operator::etcd::concurrency::{Stm, StmOptions};
+/// let mut tx = Stm::new(&client, StmOptions::new());
+/// let revision = loop {
+///     let n: i64 = match tx.get("/counter").await? {
+///         Some(v) => String::from_utf8_lossy(&v).parse().unwrap_or(0),
+///         None => 0,
+///     };
+///     tx.put("/counter", (n + 1).to_string());
+///     // `None`: a conflict; the reads and writes were dropped, run the body again.
+///     if let Some(rev) = tx.commit().await? {
+///         break rev;
+///     }
+/// };
+/// # let _ = revision; Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Stm {
     client: Client,
+    opts: StmOptions,
+    /// The attempt in progress, from 1.
+    attempt: u32,
     isolation: Isolation,
     reads: HashMap<Bytes, Read>,
     writes: BTreeMap<Bytes, Option<Bytes>>,
@@ -91,10 +114,13 @@ pub struct Stm {
 }
 
 impl Stm {
-    fn new(client: &Client, isolation: Isolation) -> Stm {
+    /// A transaction on `client` with the given options (isolation level, attempts, backoff).
+    pub fn new(client: &Client, opts: StmOptions) -> Stm {
         Stm {
             client: client.clone(),
-            isolation,
+            opts,
+            attempt: 1,
+            isolation: opts.isolation,
             reads: HashMap::new(),
             writes: BTreeMap::new(),
             snapshot: None,
@@ -115,6 +141,53 @@ impl Stm {
     pub async fn rev(&mut self, key: impl AsRef<[u8]>) -> Result<i64> {
         let key = Bytes::copy_from_slice(key.as_ref());
         Ok(self.read(&key).await?.mod_revision)
+    }
+
+    /// The number of the attempt in progress (1 for the first run of the body).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Drops the reads and buffered writes, as if the body had not run.
+    pub fn reset(&mut self) {
+        self.reads.clear();
+        self.writes.clear();
+        self.snapshot = None;
+    }
+
+    /// Commits the buffered writes in one txn guarded per the isolation level. Returns
+    /// `Some(revision)` when committed (the revision of the commit, or of the snapshot when
+    /// nothing was written); the transaction is then empty and can be reused. Returns `None` on a
+    /// conflict, after a short random backoff, with the reads and writes dropped: run the body
+    /// again. After the configured number of attempts a conflict is
+    /// [`ConcurrencyError::Conflict`] instead.
+    pub async fn commit(&mut self) -> Result<Option<i64>> {
+        let revision = if self.writes.is_empty() {
+            match self.snapshot {
+                Some(rev) => rev,
+                None => self.client.get("/", GetOptions::new().with_count_only()).await?.header.revision,
+            }
+        } else {
+            let r = self.client.txn(self.commit_txn()).await?;
+            if !r.succeeded {
+                let attempts = self.attempt;
+                self.reset();
+                if attempts >= self.opts.max_attempts {
+                    self.attempt = 1;
+                    return Err(ConcurrencyError::Conflict { attempts });
+                }
+                self.attempt += 1;
+                let max = self.opts.backoff.saturating_mul(attempts);
+                if !max.is_zero() {
+                    tokio::time::sleep(rand::random_range(Duration::ZERO..=max)).await;
+                }
+                return Ok(None);
+            }
+            r.header.revision
+        };
+        self.reset();
+        self.attempt = 1;
+        Ok(Some(revision))
     }
 
     /// Buffers a write of `key`.
@@ -204,6 +277,9 @@ pub struct Committed<T> {
 /// to the configured number of attempts, then fails with [`ConcurrencyError::Conflict`]. An
 /// error returned by `apply` ends the transaction with nothing written.
 ///
+/// The future of `run` is not `Send` (a limit of async closures in today's Rust); inside
+/// `tokio::spawn`, drive [`Stm`] yourself as its docs show.
+///
 /// ```no_run
 /// # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::concurrency::Result<()> {
 /// use etcd_operator::etcd::concurrency::{stm, ConcurrencyError, Stm, StmOptions};
@@ -226,33 +302,16 @@ pub async fn run<T, F>(client: &Client, opts: StmOptions, mut apply: F) -> Resul
 where
     F: AsyncFnMut(&mut Stm) -> Result<T>,
 {
-    let mut attempts = 0;
+    let mut tx = Stm::new(client, opts);
     loop {
-        attempts += 1;
-        let mut tx = Stm::new(client, opts.isolation);
         let value = apply(&mut tx).await?;
-        if tx.writes.is_empty() {
+        let attempts = tx.attempt();
+        if let Some(revision) = tx.commit().await? {
             return Ok(Committed {
                 value,
-                revision: tx.snapshot.unwrap_or(0),
+                revision,
                 attempts,
             });
-        }
-        let r = client.txn(tx.commit_txn()).await?;
-        if r.succeeded {
-            return Ok(Committed {
-                value,
-                revision: r.header.revision,
-                attempts,
-            });
-        }
-        if attempts >= opts.max_attempts {
-            return Err(ConcurrencyError::Conflict { attempts });
-        }
-        let max = opts.backoff.saturating_mul(attempts);
-        if !max.is_zero() {
-            let pause = rand::random_range(Duration::ZERO..=max);
-            tokio::time::sleep(pause).await;
         }
     }
 }
