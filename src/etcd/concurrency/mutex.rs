@@ -175,7 +175,8 @@ impl Mutex {
             Ok(())
         } else {
             Err(ConcurrencyError::OwnershipLost(
-                held.lost_now().unwrap_or(LostReason::KeyDeleted { revision: 0 }),
+                held.lost_now()
+                    .unwrap_or(LostReason::KeyDeleted { revision: 0 }),
             ))
         }
     }

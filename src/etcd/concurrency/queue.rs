@@ -9,8 +9,8 @@ use tokio::sync::watch;
 use super::error::{ConcurrencyError, Result};
 use super::session::Session;
 use crate::etcd::kv::{
-    Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Op, OpResponse, PutOptions,
-    SortOrder, SortTarget, Txn,
+    Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Op, OpResponse, PutOptions, SortOrder,
+    SortTarget, Txn,
 };
 use crate::etcd::watch::{EventType, WatchOptions, Watcher};
 use crate::etcd::{Client, Error};
@@ -105,7 +105,11 @@ pub(crate) async fn enqueue(
         .when([Compare::create_revision(&key, CompareOp::Equal, 0)])
         .and_then([Op::put(&key, value, put), first_op(prefix)])
         .or_else([Op::get(&key, GetOptions::new()), first_op(prefix)]);
-    let r = session.client().txn(txn).await.map_err(|e| on_lease(session, e))?;
+    let r = session
+        .client()
+        .txn(txn)
+        .await
+        .map_err(|e| on_lease(session, e))?;
     let rev = if r.succeeded {
         r.header.revision
     } else {

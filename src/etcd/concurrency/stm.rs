@@ -165,7 +165,13 @@ impl Stm {
         let revision = if self.writes.is_empty() {
             match self.snapshot {
                 Some(rev) => rev,
-                None => self.client.get("/", GetOptions::new().with_count_only()).await?.header.revision,
+                None => {
+                    self.client
+                        .get("/", GetOptions::new().with_count_only())
+                        .await?
+                        .header
+                        .revision
+                }
             }
         } else {
             let r = self.client.txn(self.commit_txn()).await?;
@@ -198,7 +204,8 @@ impl Stm {
 
     /// Buffers a deletion of `key`.
     pub fn delete(&mut self, key: impl AsRef<[u8]>) {
-        self.writes.insert(Bytes::copy_from_slice(key.as_ref()), None);
+        self.writes
+            .insert(Bytes::copy_from_slice(key.as_ref()), None);
     }
 
     async fn read(&mut self, key: &Bytes) -> Result<Read> {
