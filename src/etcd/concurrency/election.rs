@@ -206,10 +206,9 @@ pub struct LeaderChange {
 /// instead of silently.
 #[derive(Debug)]
 pub struct Observer {
-    candidates: BTreeMap<(i64, Bytes), KeyValue>,
+    tracker: Tracker,
     watcher: Watcher,
     pending: std::collections::VecDeque<LeaderChange>,
-    last: Option<Option<(Bytes, i64)>>,
     ended: bool,
 }
 
@@ -222,19 +221,14 @@ impl Observer {
             .with_prefix()
             .with_start_revision(r.header.revision + 1);
         let watcher = client.watch(prefix.clone(), opts).await?;
-        let mut o = Observer {
-            candidates: r
-                .kvs
-                .into_iter()
-                .map(|kv| ((kv.create_revision, kv.key.clone()), kv))
-                .collect(),
+        let mut tracker = Tracker::default();
+        let first = tracker.reset(r.kvs, r.header.revision);
+        Ok(Observer {
+            tracker,
             watcher,
-            pending: Default::default(),
-            last: None,
+            pending: first.into_iter().collect(),
             ended: false,
-        };
-        o.record(r.header.revision);
-        Ok(o)
+        })
     }
 
     /// The next leadership state; `None` after the observer has ended (after its error).
@@ -247,7 +241,7 @@ impl Observer {
                 return None;
             }
             match self.watcher.next().await {
-                Some(Ok(batch)) => self.apply(&batch.events),
+                Some(Ok(batch)) => self.pending.extend(self.tracker.apply(&batch.events)),
                 Some(Err(e)) => {
                     self.ended = true;
                     return Some(Err(e.into()));
@@ -261,8 +255,33 @@ impl Observer {
             }
         }
     }
+}
 
-    fn apply(&mut self, events: &[WatchEvent]) {
+/// The candidates of an election, replayed from watch events: which leadership states they went
+/// through (a pure model, no I/O).
+#[derive(Debug, Default)]
+struct Tracker {
+    /// Candidates by (create revision, key).
+    candidates: BTreeMap<(i64, Bytes), KeyValue>,
+    /// The last reported leader's (key, mod revision); `Some(None)` = reported "no leader".
+    last: Option<Option<(Bytes, i64)>>,
+}
+
+impl Tracker {
+    /// Starts from the candidates read at `revision`; returns the initial state.
+    fn reset(&mut self, kvs: Vec<KeyValue>, revision: i64) -> Option<LeaderChange> {
+        self.candidates = kvs
+            .into_iter()
+            .map(|kv| ((kv.create_revision, kv.key.clone()), kv))
+            .collect();
+        self.last = None;
+        self.record(revision)
+    }
+
+    /// Applies events (in revision order), returning the state after each revision at which the
+    /// leader or its value changed.
+    fn apply(&mut self, events: &[WatchEvent]) -> Vec<LeaderChange> {
+        let mut out = Vec::new();
         let mut i = 0;
         while i < events.len() {
             let rev = events[i].mod_revision();
@@ -277,17 +296,92 @@ impl Observer {
                 }
                 i += 1;
             }
-            self.record(rev);
+            out.extend(self.record(rev));
+        }
+        out
+    }
+
+    fn record(&mut self, revision: i64) -> Option<LeaderChange> {
+        let leader = self.candidates.values().next().cloned();
+        let id = leader.as_ref().map(|kv| (kv.key.clone(), kv.mod_revision));
+        if self.last.as_ref() == Some(&id) {
+            return None;
+        }
+        self.last = Some(id);
+        Some(LeaderChange { revision, leader })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, value: &str, create: i64, rev: i64) -> WatchEvent {
+        WatchEvent {
+            event_type: EventType::Put,
+            kv: KeyValue {
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                value: Bytes::copy_from_slice(value.as_bytes()),
+                create_revision: create,
+                mod_revision: rev,
+                version: 1,
+                lease: 1,
+            },
+            prev_kv: None,
         }
     }
 
-    /// Queues the state at `revision` if the leader or its value changed.
-    fn record(&mut self, revision: i64) {
-        let leader = self.candidates.values().next().cloned();
-        let id = leader.as_ref().map(|kv| (kv.key.clone(), kv.mod_revision));
-        if self.last.as_ref() != Some(&id) {
-            self.last = Some(id);
-            self.pending.push_back(LeaderChange { revision, leader });
+    fn del(key: &str, rev: i64) -> WatchEvent {
+        WatchEvent {
+            event_type: EventType::Delete,
+            kv: KeyValue {
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                mod_revision: rev,
+                ..Default::default()
+            },
+            prev_kv: None,
         }
+    }
+
+    fn values(changes: &[LeaderChange]) -> Vec<(i64, Option<String>)> {
+        changes
+            .iter()
+            .map(|c| {
+                (
+                    c.revision,
+                    c.leader.as_ref().map(|kv| kv.value_str().into_owned()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tracker_reports_every_leader_even_short_lived_ones_in_one_batch() {
+        let mut t = Tracker::default();
+        assert_eq!(t.reset(vec![], 1).map(|c| c.leader), Some(None));
+        // One batch: a leads, b queues, a resigns (b leads), b resigns and c arrives in one txn.
+        let batch = [
+            put("e/a", "a", 2, 2),
+            put("e/b", "b", 3, 3),
+            del("e/a", 4),
+            del("e/b", 5),
+            put("e/c", "c", 5, 5),
+            put("e/c", "c2", 5, 6),
+        ];
+        let got = values(&t.apply(&batch));
+        let want = vec![
+            (2, Some("a".to_string())),
+            (4, Some("b".to_string())),
+            (5, Some("c".to_string())),
+            (6, Some("c2".to_string())),
+        ];
+        assert_eq!(got, want);
+        // A change of a non-leader is not a leadership change.
+        assert!(t.apply(&[put("e/d", "d", 7, 7)]).is_empty());
+        assert_eq!(
+            values(&t.apply(&[del("e/c", 8)])),
+            vec![(8, Some("d".into()))]
+        );
+        assert_eq!(values(&t.apply(&[del("e/d", 9)])), vec![(9, None)]);
     }
 }

@@ -22,7 +22,9 @@ use crate::etcd::kv::{Compare, CompareOp, Op, PutOptions, Txn};
 
 /// A distributed lock on a prefix, bound to a [`Session`]. While held, the holder's key
 /// (`<prefix>/<lease hex>-<random>`) exists; it is deleted by [`Mutex::unlock`], by revoking
-/// the session, or when the session's lease expires.
+/// the session, or when the session's lease expires. Dropping a `Mutex` that holds the lock does
+/// **not** release it (the protected state may be half-updated): call [`Mutex::unlock`], or close
+/// the session.
 ///
 /// ```no_run
 /// # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::concurrency::Result<()> {

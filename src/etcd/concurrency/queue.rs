@@ -105,11 +105,18 @@ pub(crate) async fn enqueue(
         .when([Compare::create_revision(&key, CompareOp::Equal, 0)])
         .and_then([Op::put(&key, value, put), first_op(prefix)])
         .or_else([Op::get(&key, GetOptions::new()), first_op(prefix)]);
-    let r = session
-        .client()
-        .txn(txn)
-        .await
-        .map_err(|e| on_lease(session, e))?;
+    let r = match session.client().txn(txn).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.is_outcome_unknown() {
+                // The key may exist now and would block the queue until the session ends. It is
+                // unique to this attempt, so deleting it unfenced touches nobody else.
+                let client = session.client().clone();
+                tokio::spawn(async move { client.delete(&key, DeleteOptions::new()).await });
+            }
+            return Err(on_lease(session, e));
+        }
+    };
     let rev = if r.succeeded {
         r.header.revision
     } else {
@@ -310,5 +317,39 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_end_with_one_slash() {
+        assert_eq!(normalize_prefix("/locks/a"), "/locks/a/");
+        assert_eq!(normalize_prefix("/locks/a/"), "/locks/a/");
+    }
+
+    #[test]
+    fn contender_keys_are_unique_per_handle_and_under_the_prefix() {
+        let a = contender_key("/l/", 0xabc);
+        let b = contender_key("/l/", 0xabc);
+        assert_ne!(a, b);
+        let s = String::from_utf8_lossy(&a);
+        assert!(
+            s.starts_with("/l/abc-") && s.len() == "/l/abc-".len() + 16,
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn fence_compares_the_exact_create_revision() {
+        use crate::etcd::proto::etcdserverpb::compare::{
+            CompareResult, CompareTarget, TargetUnion,
+        };
+        let c = fence(b"/l/k", 42).to_proto();
+        assert_eq!(c.target, CompareTarget::Create as i32);
+        assert_eq!(c.result, CompareResult::Equal as i32);
+        assert_eq!(c.target_union, Some(TargetUnion::CreateRevision(42)));
     }
 }

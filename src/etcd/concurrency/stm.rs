@@ -322,3 +322,63 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etcd::ConnectOptions;
+    use crate::etcd::proto::etcdserverpb::compare::{CompareResult, TargetUnion};
+
+    async fn tx(isolation: Isolation) -> Stm {
+        // Never dialled: only the guards are built.
+        let client = Client::connect(["127.0.0.1:1"], ConnectOptions::new())
+            .await
+            .expect("lazy client");
+        let mut tx = Stm::new(&client, StmOptions::new().with_isolation(isolation));
+        tx.snapshot = Some(10);
+        tx.reads.insert(
+            Bytes::from_static(b"r"),
+            Read {
+                value: None,
+                mod_revision: 7,
+            },
+        );
+        tx.put("r", "1");
+        tx.put("w", "2");
+        tx
+    }
+
+    fn guards(tx: &Stm) -> Vec<(Vec<u8>, i32, Option<TargetUnion>)> {
+        let mut g: Vec<_> = tx
+            .guards()
+            .iter()
+            .map(|c| {
+                let p = c.to_proto();
+                (p.key.to_vec(), p.result, p.target_union)
+            })
+            .collect();
+        g.sort_by(|a, b| a.0.cmp(&b.0));
+        g
+    }
+
+    #[tokio::test]
+    async fn guards_follow_the_isolation_level() {
+        let eq = CompareResult::Equal as i32;
+        let lt = CompareResult::Less as i32;
+        let read = (b"r".to_vec(), eq, Some(TargetUnion::ModRevision(7)));
+        let blind = (b"w".to_vec(), lt, Some(TargetUnion::ModRevision(11)));
+        assert!(guards(&tx(Isolation::ReadCommitted).await).is_empty());
+        assert_eq!(
+            guards(&tx(Isolation::RepeatableReads).await),
+            vec![read.clone()]
+        );
+        assert_eq!(
+            guards(&tx(Isolation::Serializable).await),
+            vec![read.clone()]
+        );
+        assert_eq!(
+            guards(&tx(Isolation::SerializableSnapshot).await),
+            vec![read, blind]
+        );
+    }
+}
