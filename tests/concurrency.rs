@@ -936,15 +936,42 @@ async fn fenced_increment(client: &Client, m: &Mutex, who: &str) -> Option<bool>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_holders_member_never_yields_two_owners() {
-    let cluster = EtcdCluster::builder().members(3).start().expect("etcd");
-    let mut cluster = cluster;
+    // The holder reaches every member: it keeps the lock (renewing through another member) or is
+    // told it lost it.
+    kill_the_holders_member(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn holder_cut_off_by_its_only_members_death_is_told_it_lost_the_lock() {
+    // The holder reaches only the member that dies: it cannot renew, so it must be told.
+    let kept = kill_the_holders_member(false).await;
+    assert!(
+        !kept,
+        "a holder that cannot renew its lease still believes it holds the lock"
+    );
+}
+
+/// SIGKILLs the member carrying the lock holder's keepalive stream while a waiter on other members
+/// queues behind it, and checks with a fenced counter that the owners never interleave. Returns
+/// whether the holder kept the lock.
+async fn kill_the_holders_member(holder_sees_all_members: bool) -> bool {
+    let mut cluster = EtcdCluster::builder().members(3).start().expect("etcd");
     let proxies: Vec<FaultProxy> = cluster
         .endpoints()
         .iter()
         .map(|ep| FaultProxy::start(ep).expect("proxy"))
         .collect();
-    let via_proxies: Vec<String> = proxies.iter().map(FaultProxy::url).collect();
-    let holder_client = connect(&via_proxies).await;
+    let via_proxies: Vec<String> = if holder_sees_all_members {
+        proxies.iter().map(FaultProxy::url).collect()
+    } else {
+        vec![proxies[0].url()]
+    };
+    let holder_client = Client::connect(
+        &via_proxies,
+        ConnectOptions::new().with_request_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .expect("connect");
     let other_client = connect(&cluster.endpoints()).await;
     let start_rev = revision(&other_client).await;
     let pfx = "/lock/kill";
@@ -983,6 +1010,7 @@ async fn killing_the_holders_member_never_yields_two_owners() {
         .collect();
     let victim = (0..3).max_by_key(|i| deltas[*i]).expect("three members");
     assert!(deltas[victim] > 0, "no keepalive traffic seen: {deltas:?}");
+    assert!(holder_sees_all_members || victim == 0, "{deltas:?}");
     println!("killing member {victim} (renewals seen per proxy: {deltas:?})");
     cluster.kill(victim);
 
@@ -1012,7 +1040,7 @@ async fn killing_the_holders_member_never_yields_two_owners() {
     } else {
         println!("the holder was told it lost the lock: {}", a.lost().await);
         // Release what may be left (a fenced delete: harmless if the key is gone).
-        let _ = a.unlock().await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), a.unlock()).await;
     }
     if fence_failed {
         // A fence that failed means the key was gone: the holder must be told.
@@ -1075,4 +1103,5 @@ async fn killing_the_holders_member_never_yields_two_owners() {
     );
     assert_eq!(owners["b"].len(), 10);
     assert!(owners["a"].len() >= 10);
+    kept
 }
