@@ -234,13 +234,22 @@ async fn exactly_one_of_three_leads_and_another_takes_over_when_it_dies() {
     let first = rec.starts()[0].clone();
     // Several renew rounds later the same one still leads, alone.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(rec.starts(), vec![first.clone()], "leadership must not move");
+    assert_eq!(
+        rec.starts(),
+        vec![first.clone()],
+        "leadership must not move"
+    );
     assert_eq!(rec.current(), vec![first.clone()]);
-    assert_eq!(holder(&lease(&cp, "crash").await).as_deref(), Some(first.as_str()));
+    assert_eq!(
+        holder(&lease(&cp, "crash").await).as_deref(),
+        Some(first.as_str())
+    );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(
-        text.contains(&format!("etcd_operator_leader_is_leader{{identity=\"{first}\"}} 1")),
+        text.contains(&format!(
+            "etcd_operator_leader_is_leader{{identity=\"{first}\"}} 1"
+        )),
         "{text}"
     );
     assert_eq!(
@@ -248,7 +257,11 @@ async fn exactly_one_of_three_leads_and_another_takes_over_when_it_dies() {
         3,
         "{text}"
     );
-    assert_eq!(text.matches("} 1\n").count(), 2, "one leader gauge and one acquisition: {text}");
+    assert_eq!(
+        text.matches("} 1\n").count(),
+        2,
+        "one leader gauge and one acquisition: {text}"
+    );
 
     // Abrupt death: the task is aborted, nothing is released.
     let pos = candidates.iter().position(|c| c.id == first).unwrap();
@@ -336,7 +349,12 @@ async fn leader_that_cannot_renew_stops_its_work_and_reports_lost() {
     cfg.cluster_url = format!("https://{}", proxy.addr()).parse().expect("url");
     let cut_off = kube::Client::try_from(cfg).expect("client");
 
-    let leader = Candidate::start(cut_off, config("isolated", "fence", (3, 2000, 500)), &rec, None);
+    let leader = Candidate::start(
+        cut_off,
+        config("isolated", "fence", (3, 2000, 500)),
+        &rec,
+        None,
+    );
     rec.wait_for("the isolated one to lead", |r| r.starts().len() == 1)
         .await;
     assert_eq!(rec.starts(), vec!["isolated".to_string()]);
@@ -365,8 +383,13 @@ async fn leader_that_cannot_renew_stops_its_work_and_reports_lost() {
         .await;
     assert_eq!(rec.starts()[1], "standby");
     let gap = rec.when("standby", Act::Start).unwrap() - rec.when("isolated", Act::Stop).unwrap();
-    println!("the fenced leader stopped {gap:?} before the standby started (lease 3 s, renew deadline 2 s)");
-    assert_eq!(holder(&lease(&cp, "fence").await).as_deref(), Some("standby"));
+    println!(
+        "the fenced leader stopped {gap:?} before the standby started (lease 3 s, renew deadline 2 s)"
+    );
+    assert_eq!(
+        holder(&lease(&cp, "fence").await).as_deref(),
+        Some("standby")
+    );
     assert_eq!(standby.stop().await.expect("clean"), RunOutcome::Shutdown);
     rec.assert_never_two();
 }
