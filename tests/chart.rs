@@ -6,6 +6,14 @@ mod support;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
+use etcd_operator::leader::{LeaderElectionConfig, LeaderElector, RunOutcome};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::PostParams;
 use serde_json::Value;
 use support::kube::{KubeControlPlane, helm_command};
 
@@ -431,6 +439,39 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
         assert_eq!(can_i(&cp, sa, q), want, "can-i {q:?}");
     }
 
+    // Leader election with the chart ServiceAccount's own token (TokenRequest), under RBAC: it
+    // may hold the Lease in the release namespace and nowhere else.
+    let token = service_account_token(&cp, "ops", "eo-etcd-operator").await;
+    let as_sa = client_with_token(&cp, &token).await;
+    let quick = |ns: &str| {
+        LeaderElectionConfig::new(ns, "etcd-operator-leader", "eo-etcd-operator-0").timings(
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+        )
+    };
+    let elector = LeaderElector::new(as_sa.clone(), quick("ops")).expect("elector");
+    let mut status = elector.status();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(elector.run(|| std::future::pending::<()>(), async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::timeout(Duration::from_secs(90), status.wait_for(|s| s.leading))
+        .await
+        .expect("the ServiceAccount leads in its namespace")
+        .expect("status channel");
+    let _ = stop.send(());
+    assert_eq!(
+        run.await.expect("joined").expect("released cleanly"),
+        RunOutcome::Shutdown
+    );
+    let api: Api<Lease> = Api::namespaced(as_sa.clone(), "default");
+    let denied = api
+        .get_opt("etcd-operator-leader")
+        .await
+        .expect_err("forbidden elsewhere");
+    assert!(denied.to_string().contains("forbidden"), "{denied}");
+
     // A cluster made while the chart is installed, to see what uninstall keeps.
     let sample = repo().join("config/samples/etcdcluster.yaml");
     cp.kubectl(&["apply", "-n", "ops", "-f", &sample.display().to_string()])
@@ -620,4 +661,32 @@ async fn kubectl_applies_crds_and_the_config_manifests() {
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         }
     }
+}
+
+/// A token of a ServiceAccount from the TokenRequest API (what a pod's projected token is).
+async fn service_account_token(cp: &KubeControlPlane, ns: &str, name: &str) -> String {
+    let api: Api<ServiceAccount> = Api::namespaced(cp.client().await.expect("client"), ns);
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    api.create_token_request(name, &PostParams::default(), &req)
+        .await
+        .expect("TokenRequest")
+        .status
+        .expect("token status")
+        .token
+}
+
+/// A client of the control plane authenticated with `token` instead of the admin's.
+async fn client_with_token(cp: &KubeControlPlane, token: &str) -> kube::Client {
+    let text = read(cp.kubeconfig()).replace(cp.admin_token(), token);
+    let kc = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(cfg).expect("client")
 }
