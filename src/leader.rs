@@ -442,8 +442,8 @@ impl LeaderElector {
         );
         self.publish(true, Some(self.config.identity.clone()));
 
-        let work = work();
-        tokio::pin!(work);
+        // Boxed so that `drop` below really drops (cancels) the work, before the Lease is released.
+        let mut work = Box::pin(work());
         let result = tokio::select! {
             biased;
             lost = self.keep_renewing(&mut term_start) => Err(lost),

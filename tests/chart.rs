@@ -453,7 +453,7 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
     let elector = LeaderElector::new(as_sa.clone(), quick("ops")).expect("elector");
     let mut status = elector.status();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(elector.run(|| std::future::pending::<()>(), async move {
+    let run = tokio::spawn(elector.run(std::future::pending::<()>, async move {
         let _ = stopped.await;
     }));
     tokio::time::timeout(Duration::from_secs(90), status.wait_for(|s| s.leading))

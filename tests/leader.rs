@@ -402,3 +402,47 @@ async fn bad_settings_are_refused_before_touching_the_apiserver() {
     let err = LeaderElector::new(client, config("a", "l", (2, 2000, 500))).unwrap_err();
     assert!(matches!(err, LeaderError::Config(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_stops_the_work_before_it_releases_the_lease() {
+    let cp = KubeControlPlane::start().await.expect("control plane");
+    let rec = Arc::new(Recorder::default());
+    let target = cp.url().trim_start_matches("https://").to_string();
+    let proxy = FaultProxy::start(&target).expect("proxy");
+    let kc = kube::config::Kubeconfig::read_from(cp.kubeconfig()).expect("kubeconfig");
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("config");
+    cfg.cluster_url = format!("https://{}", proxy.addr()).parse().expect("url");
+    let client = kube::Client::try_from(cfg).expect("client");
+    let leader = Candidate::start(
+        client,
+        config("slow-exit", "order", (15, 10_000, 500)),
+        &rec,
+        None,
+    );
+    rec.wait_for("it to lead", |r| r.starts().len() == 1).await;
+
+    // The release cannot reach the apiserver (it hangs until the renew deadline), yet the work
+    // must already be stopped while `run` is still trying to release.
+    proxy.blackhole();
+    let Candidate { shutdown, task, .. } = leader;
+    let _ = shutdown.expect("shutdown sender").send(());
+    rec.wait_for("the work to stop", |r| {
+        r.when("slow-exit", Act::Stop).is_some()
+    })
+    .await;
+    assert!(
+        !task.is_finished(),
+        "the work must stop before the release, not when run() returns"
+    );
+    let outcome = tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("run returns after the release attempt")
+        .expect("not panicked");
+    assert_eq!(
+        outcome.expect("shutdown is not an error"),
+        RunOutcome::Shutdown
+    );
+}
