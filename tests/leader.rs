@@ -45,28 +45,32 @@ struct Acting {
 
 impl Drop for Acting {
     fn drop(&mut self) {
-        self.rec.acting.lock().unwrap().retain(|a| a != &self.id);
         self.rec
-            .log
+            .acting
             .lock()
-            .unwrap()
-            .push((self.id.clone(), Act::Stop, Instant::now()));
+            .expect("recorder lock")
+            .retain(|a| a != &self.id);
+        self.rec.log.lock().expect("recorder lock").push((
+            self.id.clone(),
+            Act::Stop,
+            Instant::now(),
+        ));
     }
 }
 
 impl Recorder {
     fn begin(self: &Arc<Self>, id: &str) -> Acting {
-        let mut acting = self.acting.lock().unwrap();
+        let mut acting = self.acting.lock().expect("recorder lock");
         if !acting.is_empty() {
             self.overlaps
                 .lock()
-                .unwrap()
+                .expect("recorder lock")
                 .push(format!("{id} started while {acting:?} acted"));
         }
         acting.push(id.to_string());
         self.log
             .lock()
-            .unwrap()
+            .expect("recorder lock")
             .push((id.to_string(), Act::Start, Instant::now()));
         Acting {
             rec: self.clone(),
@@ -76,14 +80,14 @@ impl Recorder {
 
     /// Who is acting now.
     fn current(&self) -> Vec<String> {
-        self.acting.lock().unwrap().clone()
+        self.acting.lock().expect("recorder lock").clone()
     }
 
     /// The identities whose work started, in order.
     fn starts(&self) -> Vec<String> {
         self.log
             .lock()
-            .unwrap()
+            .expect("recorder lock")
             .iter()
             .filter(|(_, a, _)| *a == Act::Start)
             .map(|(id, _, _)| id.clone())
@@ -93,7 +97,7 @@ impl Recorder {
     fn when(&self, id: &str, act: Act) -> Option<Instant> {
         self.log
             .lock()
-            .unwrap()
+            .expect("recorder lock")
             .iter()
             .rev()
             .find(|(i, a, _)| i == id && *a == act)
@@ -102,10 +106,10 @@ impl Recorder {
 
     /// Replays the log and fails if two identities were ever acting at once.
     fn assert_never_two(&self) {
-        let overlaps = self.overlaps.lock().unwrap().clone();
+        let overlaps = self.overlaps.lock().expect("recorder lock").clone();
         assert!(overlaps.is_empty(), "overlapping leaders: {overlaps:?}");
         let mut active: Vec<String> = Vec::new();
-        for (id, act, _) in self.log.lock().unwrap().iter() {
+        for (id, act, _) in self.log.lock().expect("recorder lock").iter() {
             match act {
                 Act::Start => {
                     assert!(active.is_empty(), "{id} started while {active:?} acted");
@@ -122,7 +126,7 @@ impl Recorder {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}; log: {:?}",
-                self.log.lock().unwrap()
+                self.log.lock().expect("recorder lock")
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -159,7 +163,7 @@ impl Candidate {
                 if !others.is_empty() {
                     rec.overlaps
                         .lock()
-                        .unwrap()
+                        .expect("recorder lock")
                         .push(format!("{me} acting together with {others:?}"));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
