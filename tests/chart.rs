@@ -690,3 +690,39 @@ async fn client_with_token(cp: &KubeControlPlane, token: &str) -> kube::Client {
         .expect("config");
     kube::Client::try_from(cfg).expect("client")
 }
+
+#[test]
+fn chart_refuses_invalid_values() {
+    let chart = chart();
+    for (bad, why) in [
+        (
+            &["--set", "podAntiAffinity=sideways"][..],
+            "podAntiAffinity",
+        ),
+        (
+            &["--set", "leaderElection.leaseDuration=15 seconds"][..],
+            "leaseDuration",
+        ),
+        (&["--set", "replicaCount=0"][..], "replicaCount"),
+        (
+            &[
+                "--set",
+                "metrics.serviceMonitor.enabled=true",
+                "--set",
+                "metrics.service.enabled=false",
+            ][..],
+            "metrics.service.enabled",
+        ),
+    ] {
+        let mut args = vec!["template", "eo", chart.as_str()];
+        args.extend_from_slice(bad);
+        let out = helm_command()
+            .expect("helm")
+            .args(&args)
+            .output()
+            .expect("running helm");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?} was accepted");
+        assert!(err.contains(why), "{bad:?}: {err}");
+    }
+}
