@@ -129,11 +129,11 @@ fn every_crd_copy_equals_the_generator_output() {
             );
         }
     }
-    let kustomization = read(&repo().join("config/crd/kustomization.yaml"));
+    let kustomization = read(&repo().join("config/crd/Kustomization"));
     for (name, _) in &generated {
         assert!(
             kustomization.contains(&format!("bases/{name}.yaml")),
-            "config/crd/kustomization.yaml lacks {name}; {fix}"
+            "config/crd/Kustomization lacks {name}; {fix}"
         );
     }
 }
@@ -650,17 +650,37 @@ async fn kubectl_applies_crds_and_the_config_manifests() {
     let c = kubectl_json(&cp, &["get", "etcdcluster", "example", "-n", "default"]);
     assert_eq!(c["spec"]["replicas"], 3);
 
-    // The plain files also apply with -f, one folder at a time (kustomization.yaml excluded).
-    for dir in ["config/rbac", "config/manager"] {
-        for entry in std::fs::read_dir(repo().join(dir)).expect("dir") {
-            let p = entry.expect("entry").path();
-            if p.file_name().is_some_and(|n| n == "kustomization.yaml") {
-                continue;
-            }
-            cp.kubectl(&["apply", "--dry-run=server", "-f", &p.display().to_string()])
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        }
+    // The folders also apply as plain manifests with -f (their extensionless `Kustomization`
+    // files are skipped by kubectl).
+    let out = cp
+        .kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            &path("config/crd/bases"),
+            "-f",
+            &path("config/rbac"),
+            "-f",
+            &path("config/manager"),
+        ])
+        .expect("apply -f of the config folders");
+    for what in [
+        "customresourcedefinition.apiextensions.k8s.io/etcdclusters.etcd.operator.dev",
+        "role.rbac.authorization.k8s.io/etcd-operator-leader-election",
+        "deployment.apps/etcd-operator",
+        "poddisruptionbudget.policy/etcd-operator",
+    ] {
+        assert!(out.contains(what), "{what} missing from:\n{out}");
     }
+    cp.kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "-n",
+        "default",
+        "-f",
+        &path("config/samples"),
+    ])
+    .expect("apply -f config/samples");
 }
 
 /// A token of a ServiceAccount from the TokenRequest API (what a pod's projected token is).
