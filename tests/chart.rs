@@ -655,15 +655,16 @@ async fn kubectl_applies_crds_and_the_config_manifests() {
     let out = cp
         .kubectl(&[
             "apply",
-            "--dry-run=server",
             "-f",
-            &path("config/crd/bases"),
+            &path("crds"),
+            "-f",
+            &path("config/manager/namespace.yaml"),
             "-f",
             &path("config/rbac"),
             "-f",
             &path("config/manager"),
         ])
-        .expect("apply -f of the config folders");
+        .expect("apply -f of the config folders (the README's command)");
     for what in [
         "customresourcedefinition.apiextensions.k8s.io/etcdclusters.etcd.operator.dev",
         "role.rbac.authorization.k8s.io/etcd-operator-leader-election",
