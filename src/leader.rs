@@ -427,7 +427,7 @@ impl LeaderElector {
         S: Future<Output = ()>,
     {
         tokio::pin!(shutdown);
-        let mut term_start = tokio::select! {
+        let term_start = tokio::select! {
             biased;
             () = &mut shutdown => {
                 tracing::info!(identity = %self.config.identity, "shutdown before becoming leader");
@@ -446,7 +446,7 @@ impl LeaderElector {
         let mut work = Box::pin(work());
         let result = tokio::select! {
             biased;
-            lost = self.keep_renewing(&mut term_start) => Err(lost),
+            lost = self.keep_renewing(term_start) => Err(lost),
             () = &mut shutdown => Ok(RunOutcome::Shutdown),
             value = &mut work => Ok(RunOutcome::Finished(value)),
         };
@@ -497,8 +497,8 @@ impl LeaderElector {
     }
 
     /// Renews every retry period; returns only when the renew deadline passed without success.
-    async fn keep_renewing(&mut self, term_start: &mut Instant) -> LeaderError {
-        let mut last_success = *term_start;
+    /// `last_success` is when the request that won (or last renewed) the Lease was sent.
+    async fn keep_renewing(&mut self, mut last_success: Instant) -> LeaderError {
         let mut last_problem = String::from("none");
         loop {
             let deadline = last_success + self.config.renew_deadline;
@@ -511,10 +511,7 @@ impl LeaderElector {
                 return self.lost(last_problem);
             }
             match self.attempt(deadline - started).await {
-                Ok(()) => {
-                    last_success = started;
-                    *term_start = started;
-                }
+                Ok(()) => last_success = started,
                 Err(Attempt::HeldBy(holder)) => {
                     // Someone else holds it: our term is over, stop now.
                     return self.lost(format!("the lease is held by {holder}"));
