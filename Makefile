@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 TESTBIN ?= $(HOME)/.cache/etcd-operator/testbin
 
-.PHONY: all build test demo provision provision-etcd lint fmt clippy bench-client help
+.PHONY: all build test demo provision provision-etcd lint fmt clippy bench-client help static crds
 
 all: build
 
@@ -13,6 +13,8 @@ help:
 	@echo "make test       provision etcd, kube-apiserver, kubectl, helm and run every test"
 	@echo "make lint       rustfmt --check and clippy -D warnings"
 	@echo "make provision  fetch/build the test binaries only"
+	@echo "make static     the static release binary the Dockerfile ships (checked with hack/check-static.sh)"
+	@echo "make crds       regenerate crds/, the chart's and config/'s CRD copies (hack/sync-crds.sh)"
 
 build:
 	cargo build --release
@@ -38,3 +40,17 @@ demo: provision-etcd
 
 bench-client: provision-etcd
 	hack/bench.sh
+
+# The static binary of the container image (the Dockerfile runs this same target). glibc with
+# crt-static on the host target: no musl target is needed. Build scripts and proc macros stay
+# dynamic (RUSTFLAGS with --target only applies to the target crates).
+STATIC_TARGET ?= x86_64-unknown-linux-gnu
+STATIC_BIN := target/$(STATIC_TARGET)/release/etcd-operator
+
+static:
+	RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_STRIP=symbols \
+		cargo build --release --locked --target $(STATIC_TARGET) --bin etcd-operator
+	hack/check-static.sh $(STATIC_BIN)
+
+crds:
+	hack/sync-crds.sh

@@ -3,8 +3,10 @@
 //! - [`api`]: the `EtcdCluster` resource (group `etcd.operator.dev`, version `v1alpha1`).
 //! - [`etcd`]: an async etcd v3 gRPC client (KV, Watch, Lease, Cluster, Maintenance, Auth).
 //! - [`controller`]: the control loop; [`controller::plan`] is its pure planner.
+//! - [`leader`]: leader election on a Kubernetes Lease (only the leader acts).
 
 pub mod api;
 pub mod controller;
 pub mod etcd;
+pub mod leader;
 pub mod runtime;
