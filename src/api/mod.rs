@@ -1,8 +1,10 @@
 //! The `EtcdCluster` API: group `etcd.operator.dev`, version `v1alpha1`.
 //!
-//! The doc comments of these types become the CRD's schema descriptions (`kubectl explain`).
+//! The doc comments of these types become the CRD's schema descriptions (`kubectl explain`);
+//! [`rules`] holds the CEL admission rules.
 
 mod cluster;
+pub mod rules;
 
 pub use cluster::*;
 
