@@ -3,8 +3,11 @@
 //! - [`api`]: the `EtcdCluster` resource (group `etcd.operator.dev`, version `v1alpha1`).
 //! - [`etcd`]: an async etcd v3 gRPC client (KV, Watch, Lease, Cluster, Maintenance, Auth).
 //! - [`controller`]: the control loop; [`controller::plan`] is its pure planner.
+//! - [`runtime`]: where members run (Kubernetes Pods and PVCs, or local processes).
+//! - [`metrics`]: the operator's Prometheus metrics.
 
 pub mod api;
 pub mod controller;
 pub mod etcd;
+pub mod metrics;
 pub mod runtime;
