@@ -85,7 +85,11 @@ impl Metrics {
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let steps = Family::<StepLabels, Counter>::default();
         let members = Family::<MemberLabels, Gauge>::default();
-        registry.register("reconciles", "Reconcile passes by outcome", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconcile passes by outcome",
+            reconciles.clone(),
+        );
         registry.register(
             "reconcile_errors",
             "Failed reconcile passes by error kind",
@@ -96,7 +100,11 @@ impl Metrics {
             "Time per reconcile pass",
             duration.clone(),
         );
-        registry.register("steps", "Planner steps run, by step and outcome", steps.clone());
+        registry.register(
+            "steps",
+            "Planner steps run, by step and outcome",
+            steps.clone(),
+        );
         registry.register(
             "members",
             "Members per cluster by role and health",

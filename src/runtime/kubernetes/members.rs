@@ -13,11 +13,11 @@ use crate::api::EtcdCluster;
 use crate::controller::act::MemberRuntime;
 use crate::controller::plan::{DataState, Desired, Intent, RuntimeMember, Version};
 
+use super::KubeError;
 use super::objects::{
     ANNOTATION_CONFIG_HASH, ANNOTATION_VERSION, ClusterInfo, FIELD_MANAGER, InitialState,
     LABEL_ORDINAL, member_pod, member_pvc,
 };
-use super::KubeError;
 
 /// Annotation on the `EtcdCluster` holding the step in flight (JSON).
 pub const ANNOTATION_INTENT: &str = "etcd.operator.dev/intent";
@@ -86,7 +86,10 @@ pub fn decode_intent(cluster: &EtcdCluster) -> Result<Option<Intent>, serde_json
     }))
 }
 
-fn ordinal_of(desired: &Desired, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u32> {
+fn ordinal_of(
+    desired: &Desired,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<u32> {
     let by_name = meta.name.as_deref().and_then(|n| desired.ordinal_of(n));
     let by_label = meta
         .labels

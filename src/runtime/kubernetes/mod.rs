@@ -26,7 +26,6 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 
 use crate::api::EtcdCluster;
@@ -84,7 +83,9 @@ pub fn resolver_from_args(args: &[String]) -> Result<Resolver, KubeError> {
             })?;
         overrides.insert(from.to_owned(), to.to_owned());
     }
-    Ok(Arc::new(move |url: &str| resolve_member_url(url, &overrides)))
+    Ok(Arc::new(move |url: &str| {
+        resolve_member_url(url, &overrides)
+    }))
 }
 
 /// Errors of the Kubernetes runtime.
@@ -161,7 +162,7 @@ pub async fn run(args: RunArgs) -> Result<(), KubeError> {
         })?;
     tracing::info!(addr = %args.metrics_addr, "serving /metrics");
     let server = tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
-    let result = run_controller(client, &args, metrics, shutdown_signal()).await;
+    let result = run_controller(client, args, metrics, shutdown_signal()).await;
     server.abort();
     result
 }
@@ -184,7 +185,7 @@ async fn shutdown_signal() {
 /// Runs the controller with `client` until `shutdown` completes.
 pub async fn run_controller(
     client: kube::Client,
-    args: &RunArgs,
+    args: RunArgs,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), KubeError> {
@@ -211,17 +212,12 @@ pub async fn run_controller(
             Api::all(client.clone()),
         ),
     };
-    let reporter = Reporter {
-        controller: MANAGER.to_owned(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+    let ctx = Arc::new(Context::new(
+        client.clone(),
         metrics,
         resolver,
-        replace_after_failures: args.replace_after_failures,
-    });
+        args.replace_after_failures,
+    ));
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     tracing::info!(namespace = ?args.namespace, "starting the EtcdCluster controller");
     Controller::new(clusters, watcher::Config::default())

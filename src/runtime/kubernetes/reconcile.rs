@@ -24,9 +24,7 @@ use crate::etcd::{Client, ConnectOptions};
 use crate::metrics::Metrics;
 
 use super::members::{KubeRuntime, decode_intent, pod_started, runtime_members};
-use super::objects::{
-    ClusterInfo, FIELD_MANAGER, client_service, disruption_budget, peer_service,
-};
+use super::objects::{ClusterInfo, FIELD_MANAGER, client_service, disruption_budget, peer_service};
 use super::{KubeError, Resolver};
 
 /// How long reading etcd's view may take per call.
@@ -48,6 +46,33 @@ pub struct Context {
     pub resolver: Resolver,
     /// [`Desired::replace_after_failures`] for every cluster.
     pub replace_after_failures: u32,
+}
+
+impl Context {
+    /// A context whose Events are reported by `etcd-operator`.
+    pub fn new(
+        client: kube::Client,
+        metrics: Arc<Metrics>,
+        resolver: Resolver,
+        replace_after_failures: u32,
+    ) -> Self {
+        let reporter = kube::runtime::events::Reporter {
+            controller: super::objects::MANAGER.to_owned(),
+            // events.k8s.io/v1 requires a reporting instance.
+            instance: Some(
+                std::env::var("POD_NAME")
+                    .or_else(|_| std::env::var("HOSTNAME"))
+                    .unwrap_or_else(|_| super::objects::MANAGER.to_owned()),
+            ),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            resolver,
+            replace_after_failures,
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -119,7 +144,10 @@ fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
 }
 
 /// Applies the headless Service, the client Service and the PodDisruptionBudget.
-pub async fn apply_cluster_objects(client: &kube::Client, info: &ClusterInfo) -> Result<(), KubeError> {
+pub async fn apply_cluster_objects(
+    client: &kube::Client,
+    info: &ClusterInfo,
+) -> Result<(), KubeError> {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let services: Api<Service> = Api::namespaced(client.clone(), &info.namespace);
     for svc in [peer_service(info), client_service(info)] {
@@ -133,7 +161,10 @@ pub async fn apply_cluster_objects(client: &kube::Client, info: &ClusterInfo) ->
     let pdb = disruption_budget(info);
     pdbs.patch(&info.name, &pp, &Patch::Apply(&pdb))
         .await
-        .map_err(kube_err(format!("applying PodDisruptionBudget {}", info.name)))?;
+        .map_err(kube_err(format!(
+            "applying PodDisruptionBudget {}",
+            info.name
+        )))?;
     Ok(())
 }
 
@@ -148,7 +179,12 @@ async fn observe(
     let endpoints: Vec<String> = pods
         .iter()
         .filter(|p| pod_started(p))
-        .filter_map(|p| p.metadata.name.as_deref().and_then(|n| desired.ordinal_of(n)))
+        .filter_map(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .and_then(|n| desired.ordinal_of(n))
+        })
         .map(|o| resolver(&info.client_url(o)))
         .collect();
     if endpoints.is_empty() {
@@ -158,20 +194,27 @@ async fn observe(
         .with_dial_timeout(Duration::from_secs(2))
         .with_request_timeout(OBSERVE_TIMEOUT)
         .with_max_retries(1);
-    let client = match tokio::time::timeout(OBSERVE_TIMEOUT, Client::connect(&endpoints, opts)).await
-    {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::debug!(cluster = %info.name, error = %e, "cannot connect to etcd");
-            return (None, None);
-        }
-        Err(_) => return (None, None),
-    };
+    let client =
+        match tokio::time::timeout(OBSERVE_TIMEOUT, Client::connect(&endpoints, opts)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::debug!(cluster = %info.name, error = %e, "cannot connect to etcd");
+                return (None, None);
+            }
+            Err(_) => return (None, None),
+        };
     let view = observe_etcd(&client, OBSERVE_TIMEOUT).await;
     (Some(client), view)
 }
 
-async fn publish(ctx: &Context, cluster: &EtcdCluster, type_: EventType, reason: &str, note: String, action: &str) {
+async fn publish(
+    ctx: &Context,
+    cluster: &EtcdCluster,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    action: &str,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -292,7 +335,15 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         Ok(Outcome::Done) => {
             ctx.metrics.step(kind, "done");
             if let Some(reason) = event_reason(&step) {
-                publish(ctx, cluster, EventType::Normal, reason, capitalize(&step.to_string()), kind).await;
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Normal,
+                    reason,
+                    capitalize(&step.to_string()),
+                    kind,
+                )
+                .await;
             }
             Ok(Action::requeue(REQUEUE_AFTER_STEP))
         }
@@ -303,7 +354,15 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         }
         Err(e) => {
             ctx.metrics.step(kind, "error");
-            publish(ctx, cluster, EventType::Warning, "StepFailed", format!("{e}"), kind).await;
+            publish(
+                ctx,
+                cluster,
+                EventType::Warning,
+                "StepFailed",
+                format!("{e}"),
+                kind,
+            )
+            .await;
             Err(KubeError::Act(e))
         }
     }
