@@ -190,28 +190,22 @@ pub async fn run_controller(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), KubeError> {
     let resolver = resolver_from_args(&args.resolve)?;
-    let (clusters, pods, pvcs, services, pdbs): (
-        Api<EtcdCluster>,
-        Api<Pod>,
-        Api<PersistentVolumeClaim>,
-        Api<Service>,
-        Api<PodDisruptionBudget>,
-    ) = match &args.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
+    fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = args.namespace.as_deref();
+    let clusters: Api<EtcdCluster> = api(&client, ns);
+    let pods: Api<Pod> = api(&client, ns);
+    let pvcs: Api<PersistentVolumeClaim> = api(&client, ns);
+    let services: Api<Service> = api(&client, ns);
+    let pdbs: Api<PodDisruptionBudget> = api(&client, ns);
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics,
