@@ -646,3 +646,64 @@ fn template_defaults() {
     let t = PodTemplateSpec::default();
     assert!(t.labels.is_empty() && t.tolerations.is_empty() && t.affinity.is_none());
 }
+
+#[test]
+fn an_invalid_spec_reports_degraded_and_keeps_members() {
+    use etcd_operator::api::{Condition, EtcdClusterStatus, MemberStatus};
+    use etcd_operator::runtime::kubernetes::reconcile::invalid_status;
+    let previous = EtcdClusterStatus {
+        phase: Some("Healthy".into()),
+        ready_members: 3,
+        members: vec![MemberStatus {
+            name: "demo-0".into(),
+            healthy: true,
+            ..MemberStatus::default()
+        }],
+        conditions: vec![Condition {
+            type_: "Available".into(),
+            status: "True".into(),
+            reason: "QuorumHealthy".into(),
+            message: "3 of 3".into(),
+            last_transition_time: Some("2026-01-01T00:00:00Z".into()),
+            observed_generation: Some(1),
+        }],
+        ..EtcdClusterStatus::default()
+    };
+    let s = invalid_status(
+        Some(&previous),
+        Some(2),
+        "invalid etcd version",
+        "2026-02-02T00:00:00Z",
+    );
+    assert_eq!(s.phase.as_deref(), Some("Degraded"));
+    assert_eq!(s.observed_generation, Some(2));
+    assert_eq!(s.members, previous.members);
+    let cond = |t: &str| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition")
+            .clone()
+    };
+    assert_eq!(
+        cond("Available").status,
+        "True",
+        "availability is not invented"
+    );
+    assert_eq!(
+        cond("Available").last_transition_time.as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
+    assert_eq!(
+        (
+            cond("Degraded").status.as_str(),
+            cond("Degraded").reason.as_str()
+        ),
+        ("True", "InvalidSpec")
+    );
+    assert_eq!(cond("Degraded").message, "invalid etcd version");
+    assert_eq!(cond("Progressing").status, "False");
+    let fresh = invalid_status(None, Some(1), "x", "now");
+    assert_eq!(fresh.conditions.len(), 3);
+    assert_eq!(fresh.conditions[0].status, "False");
+}

@@ -84,7 +84,8 @@ fn start() -> Result<SharedKube> {
         .recv()
         .map_err(|_| HarnessError::msg("the control-plane thread died"))??;
     let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    h.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()])?;
+    // As a person would: a client-side apply of the folder.
+    h.kubectl(&["apply", "-f", &crds.display().to_string()])?;
     h.kubectl(&[
         "wait",
         "--for=condition=Established",

@@ -249,6 +249,50 @@ async fn write_status(
     Ok(())
 }
 
+/// The status of a cluster whose spec the operator cannot act on (possible only when the
+/// admission rules were bypassed): phase Degraded, reason `InvalidSpec`; the observed members
+/// are kept.
+pub fn invalid_status(
+    previous: Option<&EtcdClusterStatus>,
+    generation: Option<i64>,
+    message: &str,
+    now: &str,
+) -> EtcdClusterStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let old = |t: &str| previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t).cloned());
+    let condition = |type_: &str, on: bool, reason: &str, message: &str| {
+        let value = if on { "True" } else { "False" };
+        let last = match old(type_) {
+            Some(c) if c.status == value => c.last_transition_time,
+            _ => Some(now.to_owned()),
+        };
+        crate::api::Condition {
+            type_: type_.to_owned(),
+            status: value.to_owned(),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+            last_transition_time: last,
+            observed_generation: generation,
+        }
+    };
+    let available = old("Available").is_some_and(|c| c.status == "True");
+    status.conditions = vec![
+        old("Available").unwrap_or_else(|| {
+            condition(
+                "Available",
+                available,
+                "QuorumLost",
+                "no member answered yet",
+            )
+        }),
+        condition("Progressing", false, "InvalidSpec", message),
+        condition("Degraded", true, "InvalidSpec", message),
+    ];
+    status.phase = Some("Degraded".to_owned());
+    status.observed_generation = generation;
+    status
+}
+
 fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .round(k8s_openapi::jiff::Unit::Second)
@@ -271,8 +315,26 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         return Ok(Action::await_change());
     }
     let info = ClusterInfo::of(cluster).map_err(KubeError::Info)?;
-    let desired = desired_state(&info, ctx.replace_after_failures)?;
     let client = &ctx.client;
+    let desired = match desired_state(&info, ctx.replace_after_failures) {
+        Ok(d) => d,
+        Err(e) => {
+            let status = invalid_status(
+                cluster.status.as_ref(),
+                cluster.metadata.generation,
+                &e.to_string(),
+                &now_rfc3339(),
+            );
+            if cluster
+                .status
+                .as_ref()
+                .is_none_or(|old| !same_status(old, &status))
+            {
+                write_status(client, &info, &status).await?;
+            }
+            return Err(e);
+        }
+    };
 
     if !desired.paused {
         apply_cluster_objects(client, &info).await?;
