@@ -538,3 +538,207 @@ async fn http_get(port: u16, path: &str) -> Option<String> {
     let (head, body) = out.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
+
+/// A real etcd process stands in for the seed Pod: its advertised URLs are the Pod's DNS names,
+/// which the operator's resolver points at the process's loopback port, and the Pod's status is
+/// set to Running by hand (no kubelet). The controller then reads etcd's view, adds exactly one
+/// learner (MemberAdd against real etcd, with the intent recorded first), creates its Pod to join
+/// the existing cluster, reports etcd's facts in the status, and its passes add no raft entries.
+#[tokio::test]
+async fn with_a_live_seed_the_controller_adds_one_learner_and_reports_etcd() {
+    let k = shared_kube();
+    let ns = k.namespace("live").expect("namespace");
+    let client = k.client().await.expect("client");
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster("demo", json!({"replicas": 3})),
+        )
+        .await
+        .expect("create");
+    let host = |o: u32| format!("demo-{o}.demo.{ns}.svc");
+    let seed = support::etcd::EtcdCluster::builder()
+        .members(1)
+        .flag("--name=demo-0")
+        .flag(format!("--advertise-client-urls=http://{}:2379", host(0)))
+        .flag(format!(
+            "--initial-advertise-peer-urls=http://{}:2380",
+            host(0)
+        ))
+        .flag(format!("--initial-cluster=demo-0=http://{}:2380", host(0)))
+        .start()
+        .expect("the stand-in etcd");
+    let port = seed.member(0).client_port;
+    let resolver =
+        resolver_from_args(&[format!("{}:2379=127.0.0.1:{port}", host(0))]).expect("resolver");
+    let metrics = Arc::new(Metrics::new());
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), resolver, 5));
+    let pass = || async {
+        let current = clusters.get("demo").await.expect("cluster");
+        reconcile(Arc::new(current), ctx.clone()).await
+    };
+
+    // The first pass creates the seed Pod; "the kubelet" starts it.
+    pass().await.expect("first pass");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.patch_status(
+        "demo-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .expect("pod status");
+
+    // Passes until the learner's Pod exists.
+    let mut created = false;
+    for _ in 0..20 {
+        pass().await.expect("pass");
+        if pods.get_opt("demo-1").await.expect("get").is_some() {
+            created = true;
+            break;
+        }
+    }
+    assert!(created, "no Pod for the learner");
+    for _ in 0..3 {
+        pass().await.expect("settling pass");
+    }
+
+    let etcd = etcd_operator::etcd::Client::connect(
+        [format!("http://127.0.0.1:{port}")],
+        etcd_operator::etcd::ConnectOptions::new(),
+    )
+    .await
+    .expect("etcd client");
+    let members = etcd.member_list().await.expect("member list");
+    assert_eq!(members.len(), 2, "exactly one learner added: {members:?}");
+    let learner = members.iter().find(|m| m.is_learner).expect("a learner");
+    assert_eq!(learner.peer_urls, [format!("http://{}:2380", host(1))]);
+    assert!(
+        pods.get_opt("demo-2").await.expect("get").is_none(),
+        "one member at a time"
+    );
+
+    let joiner = pods.get("demo-1").await.expect("learner pod");
+    let args = joiner.spec.expect("spec").containers[0]
+        .args
+        .clone()
+        .expect("args");
+    assert!(
+        args.contains(&"--initial-cluster-state=existing".to_owned()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&format!(
+            "--initial-cluster=demo-0=http://{}:2380,demo-1=http://{}:2380",
+            host(0),
+            host(1)
+        )),
+        "{args:?}"
+    );
+
+    let status = clusters
+        .get("demo")
+        .await
+        .expect("cluster")
+        .status
+        .expect("status");
+    assert_eq!(status.ready_members, 1);
+    assert_eq!(status.member_summary.as_deref(), Some("1/3"));
+    assert_eq!(status.leader.as_deref(), Some("demo-0"));
+    assert_eq!(status.current_version.as_deref(), Some("3.5.16"));
+    assert!(
+        status
+            .cluster_id
+            .as_deref()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(status.phase.as_deref(), Some("Scaling"), "{status:?}");
+    let m0 = status
+        .members
+        .iter()
+        .find(|m| m.name == "demo-0")
+        .expect("demo-0");
+    assert_eq!(m0.role.as_deref(), Some("leader"));
+    assert!(m0.healthy);
+    assert_eq!(
+        m0.client_url.as_deref(),
+        Some(format!("http://{}:2379", host(0)).as_str())
+    );
+    assert!(m0.db_size.is_some_and(|s| s > 0));
+    assert!(m0.raft_term.is_some_and(|t| t >= 1));
+    assert_eq!(
+        m0.id.as_deref(),
+        Some(
+            format!(
+                "{:x}",
+                members.iter().find(|m| !m.is_learner).expect("voter").id
+            )
+            .as_str()
+        )
+    );
+    let m1 = status
+        .members
+        .iter()
+        .find(|m| m.name == "demo-1")
+        .expect("demo-1");
+    assert_eq!(m1.role.as_deref(), Some("learner"));
+    assert!(!m1.healthy);
+    let available = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Available")
+        .expect("Available");
+    assert_eq!(available.status, "True");
+
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for r in ["SeedStarted", "LearnerAdded", "MemberStarted"] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "{r} missing from {reasons:?}"
+        );
+    }
+    // The intent, if still recorded, is the learner's with its member ID.
+    let annotations = clusters
+        .get("demo")
+        .await
+        .expect("cluster")
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    if let Some(intent) = annotations.get("etcd.operator.dev/intent") {
+        let v: serde_json::Value = serde_json::from_str(intent).expect("intent json");
+        assert_eq!(v["ordinal"], 1, "{intent}");
+        assert_eq!(v["memberId"], learner.id, "{intent}");
+    }
+
+    // Observing is read-only: idle passes add nothing to the raft log.
+    let before = etcd
+        .status(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("status");
+    for _ in 0..3 {
+        pass().await.expect("idle pass");
+    }
+    let after = etcd
+        .status(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("status");
+    assert_eq!(before.raft_index, after.raft_index, "a pass wrote to etcd");
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "etcd_operator_members{{namespace=\"{ns}\",cluster=\"demo\",role=\"leader\",healthy=\"true\"}} 1"
+        )),
+        "{text}"
+    );
+    drop(seed);
+}

@@ -241,7 +241,12 @@ pub fn etcd_args(info: &ClusterInfo, ordinal: u32, initial: &InitialState) -> Ve
     let name = info.member_name(ordinal);
     let (state, pairs) = match initial {
         InitialState::New => ("new", vec![(name.clone(), info.peer_url(ordinal))]),
-        InitialState::Existing(pairs) => ("existing", pairs.clone()),
+        InitialState::Existing(pairs) => {
+            // In a stable order, whatever order etcd listed the members in.
+            let mut pairs = pairs.clone();
+            pairs.sort();
+            ("existing", pairs)
+        }
     };
     let initial_cluster = pairs
         .iter()
