@@ -742,3 +742,111 @@ async fn with_a_live_seed_the_controller_adds_one_learner_and_reports_etcd() {
     );
     drop(seed);
 }
+
+/// An upgrade of a healthy single-member cluster (a real etcd stands in for its Pod): the
+/// controller replaces the member's Pod with one on the next minor version, waits for the old
+/// Pod to go, keeps the PVC, and records the restart.
+#[tokio::test]
+async fn an_upgrade_replaces_the_member_pod_and_keeps_its_volume() {
+    let k = shared_kube();
+    let ns = k.namespace("upgrade").expect("namespace");
+    let client = k.client().await.expect("client");
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster("one", json!({"replicas": 1})),
+        )
+        .await
+        .expect("create");
+    let host = format!("one-0.one.{ns}.svc");
+    let seed = support::etcd::EtcdCluster::builder()
+        .members(1)
+        .flag("--name=one-0")
+        .flag(format!("--advertise-client-urls=http://{host}:2379"))
+        .flag(format!("--initial-advertise-peer-urls=http://{host}:2380"))
+        .flag(format!("--initial-cluster=one-0=http://{host}:2380"))
+        .start()
+        .expect("the stand-in etcd");
+    let port = seed.member(0).client_port;
+    let resolver =
+        resolver_from_args(&[format!("{host}:2379=127.0.0.1:{port}")]).expect("resolver");
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(Metrics::new()),
+        resolver,
+        5,
+    ));
+    let pass = || async {
+        let current = clusters.get("one").await.expect("cluster");
+        reconcile(Arc::new(current), ctx.clone()).await
+    };
+    pass().await.expect("first pass");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.patch_status(
+        "one-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .expect("pod status");
+    for _ in 0..3 {
+        pass().await.expect("pass");
+    }
+    let status = clusters
+        .get("one")
+        .await
+        .expect("cluster")
+        .status
+        .expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Healthy"), "{status:?}");
+    let old = pods.get("one-0").await.expect("pod");
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let pvc_uid = pvcs.get("one-0").await.expect("pvc").metadata.uid;
+
+    clusters
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"version": "3.6.0"}})),
+        )
+        .await
+        .expect("upgrade");
+    pass().await.expect("upgrade pass");
+
+    let new = pods.get("one-0").await.expect("the replaced pod");
+    assert_ne!(
+        new.metadata.uid, old.metadata.uid,
+        "the Pod was not replaced"
+    );
+    assert_eq!(
+        new.metadata.annotations.as_ref().expect("annotations")["etcd.operator.dev/version"],
+        "3.6.0"
+    );
+    assert_eq!(
+        new.spec.expect("spec").containers[0].image.as_deref(),
+        Some("gcr.io/etcd-development/etcd:v3.6.0")
+    );
+    assert_eq!(
+        pvcs.get("one-0").await.expect("pvc").metadata.uid,
+        pvc_uid,
+        "the data volume is kept"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let restarted = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("MemberRestarted"))
+        .expect("a MemberRestarted event");
+    assert!(
+        restarted
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("3.6.0")),
+        "{restarted:?}"
+    );
+    drop(seed);
+}
