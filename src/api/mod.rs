@@ -1,12 +1,13 @@
 //! The `EtcdCluster` API: group `etcd.operator.dev`, version `v1alpha1`.
 //!
-//! The doc comments of these types become the CRD's schema descriptions (`kubectl explain`);
-//! [`rules`] holds the CEL admission rules.
+//! The doc comments of these types become the CRD's schema descriptions (`kubectl explain`).
 
 mod cluster;
-pub mod rules;
 
 pub use cluster::*;
+
+/// The CEL admission rules of the CRD and their messages.
+pub mod rules;
 
 /// The API group.
 pub const GROUP: &str = "etcd.operator.dev";

@@ -65,7 +65,7 @@ pub struct ClusterInfo {
     pub namespace: String,
     /// Its UID (owner references, the per-incarnation cluster token).
     pub uid: String,
-    /// The resource itself, for the spec.
+    /// The cluster's spec.
     pub spec: crate::api::EtcdClusterSpec,
 }
 
