@@ -740,6 +740,75 @@ async fn with_a_live_seed_the_controller_adds_one_learner_and_reports_etcd() {
         )),
         "{text}"
     );
+
+    // Scaling down to one member removes the learner from etcd, then deletes its Pod and PVC
+    // (the PVC keeps its deletion timestamp here: no controller-manager removes the
+    // pvc-protection finalizer).
+    clusters
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .expect("scale down");
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let mut gone = false;
+    for _ in 0..20 {
+        pass().await.expect("scale-down pass");
+        let members = etcd.member_list().await.expect("member list");
+        if members.len() == 1
+            && pods.get_opt("demo-1").await.expect("get").is_none()
+            && pvcs
+                .get_opt("demo-1")
+                .await
+                .expect("get")
+                .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+        {
+            gone = true;
+            break;
+        }
+    }
+    assert!(
+        gone,
+        "the learner was not removed with its Pod and PVC: {:?} {:?}",
+        clusters.get("demo").await.expect("cluster").status,
+        etcd.member_list().await
+    );
+    for _ in 0..3 {
+        pass().await.expect("settling pass");
+    }
+    assert!(
+        pods.get_opt("demo-0").await.expect("get").is_some(),
+        "the seed stays"
+    );
+    let cluster_now = clusters.get("demo").await.expect("cluster");
+    assert!(
+        cluster_now
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("etcd.operator.dev/intent")
+            .is_none(),
+        "the finished intent is cleared"
+    );
+    let status = cluster_now.status.expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Healthy"), "{status:?}");
+    assert_eq!(status.member_summary.as_deref(), Some("1/1"));
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for r in ["MemberRemoved", "MemberDeleted"] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "{r} missing from {reasons:?}"
+        );
+    }
     drop(seed);
 }
 

@@ -481,7 +481,10 @@ fn pods_and_pvcs_as_runtime_members() {
         pod("other-0", Some("Running"), &[]),
         pod("demo-01", Some("Running"), &[]),
     ];
+    let mut leaving = pvc("demo-8");
+    leaving.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
     let pvcs = vec![
+        leaving,
         pvc("demo-0"),
         pvc("demo-1"),
         pvc("demo-3"),

@@ -86,12 +86,26 @@ fn start() -> Result<SharedKube> {
     let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
     // As a person would: a client-side apply of the folder.
     h.kubectl(&["apply", "-f", &crds.display().to_string()])?;
-    h.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/etcdclusters.etcd.operator.dev",
-    ])?;
+    // Poll rather than `kubectl wait`, which fails outright while the CRD has no conditions yet.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let established = h.kubectl(&[
+            "get",
+            "crd",
+            "etcdclusters.etcd.operator.dev",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+        ]);
+        if matches!(&established, Ok(s) if s.trim() == "True") {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(HarnessError::msg(format!(
+                "the CRD was not established within 60 s: {established:?}"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     Ok(h)
 }
 

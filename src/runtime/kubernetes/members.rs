@@ -133,7 +133,7 @@ fn pod_failures(pod: &Pod) -> u32 {
 }
 
 /// The runtime's members from the cluster's Pods and PVCs: a member exists when its Pod or its
-/// PVC does. Its data is lost when its Pod exists without its PVC (or the PVC is being deleted);
+/// PVC (not being deleted) does. Its data is lost when its Pod exists without its PVC (or the PVC is being deleted);
 /// with ephemeral storage the data lives and dies with the Pod.
 pub fn runtime_members(
     desired: &Desired,
@@ -157,6 +157,11 @@ pub fn runtime_members(
     }
     by_ordinal
         .into_iter()
+        // A PVC being deleted without its Pod is going away (the pvc-protection finalizer only
+        // waits for Pods that use it): the member no longer exists.
+        .filter(|(_, (pod, pvc))| {
+            pod.is_some() || pvc.is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+        })
         .map(|(ordinal, (pod, pvc))| {
             let annotation = |key: &str| {
                 pod.and_then(|p| p.metadata.annotations.as_ref())
