@@ -784,12 +784,11 @@ async fn with_a_live_seed_the_controller_adds_one_learner_and_reports_etcd() {
     );
     let cluster_now = clusters.get("demo").await.expect("cluster");
     assert!(
-        cluster_now
+        !cluster_now
             .metadata
             .annotations
             .unwrap_or_default()
-            .get("etcd.operator.dev/intent")
-            .is_none(),
+            .contains_key("etcd.operator.dev/intent"),
         "the finished intent is cleared"
     );
     let status = cluster_now.status.expect("status");
