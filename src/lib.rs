@@ -4,9 +4,12 @@
 //! - [`etcd`]: an async etcd v3 gRPC client (KV, Watch, Lease, Cluster, Maintenance, Auth).
 //! - [`controller`]: the control loop; [`controller::plan`] is its pure planner.
 //! - [`leader`]: leader election on a Kubernetes Lease (only the leader acts).
+//! - [`runtime`]: where members run (Kubernetes Pods and PVCs, or local processes).
+//! - [`metrics`]: the operator's Prometheus metrics.
 
 pub mod api;
 pub mod controller;
 pub mod etcd;
 pub mod leader;
+pub mod metrics;
 pub mod runtime;

@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crd,
+    /// Run the operator against Kubernetes (in-cluster, or the cluster `KUBECONFIG` names).
+    Run(etcd_operator::runtime::kubernetes::RunArgs),
     /// Run the operator on this machine: etcd processes on 127.0.0.1, clusters from manifests.
     Local(etcd_operator::runtime::local::LocalArgs),
     /// Print the version.
@@ -51,9 +53,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Run(args) => {
+            init_tracing();
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("etcd-operator run: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(etcd_operator::runtime::kubernetes::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("etcd-operator run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Version => {
             println!("etcd-operator {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
     }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }

@@ -1,13 +1,24 @@
-//! The `EtcdCluster` resource: spec, status, defaults.
+//! The `EtcdCluster` resource: spec, status, defaults, and the admission rules (OpenAPI schema
+//! constraints and CEL rules) the apiserver enforces.
+//!
+//! The rules live next to the fields they guard; [`super::rules`] holds the longer CEL
+//! expressions and their messages, so that tests can name them.
 
-use kube::CustomResource;
-use schemars::JsonSchema;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// The etcd version a cluster gets when `spec.version` is not set.
 pub const DEFAULT_VERSION: &str = "3.5.16";
 /// The member count a cluster gets when `spec.replicas` is not set.
 pub const DEFAULT_REPLICAS: i32 = 3;
+/// The volume size a member gets when `spec.storage.size` is not set.
+pub const DEFAULT_STORAGE_SIZE: &str = "8Gi";
 
 fn default_replicas() -> i32 {
     DEFAULT_REPLICAS
@@ -17,86 +28,261 @@ fn default_version() -> String {
     DEFAULT_VERSION.to_string()
 }
 
+fn default_storage_size() -> Quantity {
+    Quantity(DEFAULT_STORAGE_SIZE.to_owned())
+}
+
 /// An etcd cluster: the desired member count and version, and how members run.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "etcd.operator.dev",
     version = "v1alpha1",
     kind = "EtcdCluster",
     plural = "etcdclusters",
     shortname = "etcd",
+    category = "all",
     namespaced,
+    doc = "An etcd cluster run by etcd-operator: one Pod and one PersistentVolumeClaim per member, \
+           a headless Service for peers, a client Service and a PodDisruptionBudget.",
     status = "EtcdClusterStatus",
     scale(
         spec_replicas_path = ".spec.replicas",
         status_replicas_path = ".status.readyMembers"
-    )
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        description = "Whether a quorum of members is healthy (the Available condition)",
+        json_path = ".status.conditions[?(@.type==\"Available\")].status"
+    ),
+    printcolumn(
+        name = "Members",
+        type_ = "string",
+        description = "Healthy voting members / desired members",
+        json_path = ".status.memberSummary"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        description = "The lowest etcd version a member runs",
+        json_path = ".status.currentVersion"
+    ),
+    printcolumn(
+        name = "Leader",
+        type_ = "string",
+        description = "The leading member",
+        json_path = ".status.leader"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        description = "What the cluster is doing",
+        json_path = ".status.phase"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    validation = Rule::new(super::rules::NAME_RULE).message(super::rules::NAME_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdClusterSpec {
-    /// Number of voting members (1 to 9; odd numbers tolerate failures best).
+    /// Number of voting members, 1 to 9. Odd numbers tolerate failures best: 3 members survive
+    /// the loss of one, 5 the loss of two. Scaling adds one learner at a time and removes a
+    /// follower first.
     #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 9))]
     pub replicas: i32,
     /// etcd version, `major.minor.patch` (default 3.5.16). Upgrades move one minor version at a
-    /// time; downgrades are refused.
+    /// time (3.4 to 3.5, not 3.4 to 3.6), members restart one by one; downgrades are refused.
     #[serde(default = "default_version")]
+    #[schemars(length(max = 32), regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    #[x_kube(
+        validation = Rule::new(super::rules::VERSION_DOWNGRADE_RULE).message(Message::Expression(super::rules::VERSION_DOWNGRADE_MESSAGE.into())),
+        validation = Rule::new(super::rules::VERSION_JUMP_RULE).message(Message::Expression(super::rules::VERSION_JUMP_MESSAGE.into()))
+    )]
     pub version: String,
-    /// Container image; derived from the version when empty.
+    /// Container image with the etcd binaries; when empty, `gcr.io/etcd-development/etcd:v<version>`.
+    /// The image must hold the version given in `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
-    /// Only report status; take no action.
+    /// Only observe and report status; create, delete and change nothing.
     #[serde(default)]
     pub paused: bool,
-    /// etcd settings.
+    /// Where members keep their data. The fields are fixed at creation.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// CPU and memory requests and limits of the etcd container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Settings applied to every member Pod: labels, annotations and scheduling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplateSpec>,
+    /// etcd server settings.
     #[serde(default)]
     pub etcd: EtcdOptions,
 }
 
-/// etcd server settings the operator passes as flags.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+impl Default for EtcdClusterSpec {
+    fn default() -> Self {
+        EtcdClusterSpec {
+            replicas: DEFAULT_REPLICAS,
+            version: default_version(),
+            image: None,
+            paused: false,
+            storage: StorageSpec::default(),
+            resources: None,
+            pod_template: None,
+            etcd: EtcdOptions::default(),
+        }
+    }
+}
+
+/// Member storage: a PersistentVolumeClaim per member, or (for development) an emptyDir.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct EtcdOptions {
-    /// Backend quota in bytes (`--quota-backend-bytes`; etcd's default is 2 GiB).
+#[x_kube(
+    validation = Rule::new(super::rules::STORAGE_SIZE_IMMUTABLE_RULE).message(super::rules::STORAGE_SIZE_IMMUTABLE_MESSAGE),
+    validation = Rule::new(super::rules::STORAGE_CLASS_IMMUTABLE_RULE).message(super::rules::STORAGE_CLASS_IMMUTABLE_MESSAGE),
+    validation = Rule::new(super::rules::STORAGE_EPHEMERAL_IMMUTABLE_RULE).message(super::rules::STORAGE_EPHEMERAL_IMMUTABLE_MESSAGE),
+    validation = Rule::new(super::rules::STORAGE_EPHEMERAL_CLASS_RULE).message(super::rules::STORAGE_EPHEMERAL_CLASS_MESSAGE)
+)]
+pub struct StorageSpec {
+    /// Size of each member's volume (default 8Gi). Keep it above `etcd.quotaBackendBytes`.
+    /// Fixed at creation.
+    #[serde(default = "default_storage_size")]
+    pub size: Quantity,
+    /// StorageClass of the members' volumes; the cluster's default class when unset. Fixed at
+    /// creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota_backend_bytes: Option<i64>,
-    /// Applied entries between snapshots (`--snapshot-count`).
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+    /// Keep data in an emptyDir instead of a PersistentVolumeClaim: a member whose Pod is
+    /// deleted loses its data and is replaced. For development only. Fixed at creation.
+    #[serde(default)]
+    pub ephemeral: bool,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec {
+            size: default_storage_size(),
+            storage_class_name: None,
+            ephemeral: false,
+        }
+    }
+}
+
+/// Settings copied into every member Pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateSpec {
+    /// Labels added to every member Pod. The operator's own labels (`app.kubernetes.io/name`,
+    /// `app.kubernetes.io/instance`, `app.kubernetes.io/managed-by`, `etcd.operator.dev/*`)
+    /// cannot be set here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64), inner(length(max = 317)))]
+    #[x_kube(validation = Rule::new(super::rules::LABELS_RULE).message(super::rules::LABELS_MESSAGE))]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to every member Pod (keys under `etcd.operator.dev/` are reserved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(super::rules::ANNOTATIONS_RULE).message(super::rules::ANNOTATIONS_MESSAGE))]
+    pub annotations: BTreeMap<String, String>,
+    /// Scheduling affinity; when unset, members prefer distinct nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_count: Option<i64>,
-    /// Heartbeat interval in milliseconds (`--heartbeat-interval`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat_interval_ms: Option<i64>,
-    /// Election timeout in milliseconds (`--election-timeout`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub election_timeout_ms: Option<i64>,
-    /// Auto-compaction mode: `periodic` or `revision`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_compaction_mode: Option<String>,
-    /// Auto-compaction retention (`1h`, `30m` for periodic; a revision count for revision).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_compaction_retention: Option<String>,
-    /// Further flags, `--name=value`. Flags the operator owns (names, URLs, data dir, initial
-    /// cluster) are refused.
+    pub affinity: Option<Affinity>,
+    /// Tolerations of the member Pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Node labels a member's node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// PriorityClass of the member Pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// How members spread across topology domains (zones, nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+}
+
+/// etcd server settings the operator passes as flags.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(super::rules::ELECTION_RULE).message(super::rules::ELECTION_MESSAGE),
+    validation = Rule::new(super::rules::REVISION_RETENTION_RULE).message(super::rules::REVISION_RETENTION_MESSAGE)
+)]
+pub struct EtcdOptions {
+    /// Backend quota in bytes (`--quota-backend-bytes`; etcd's default is 2 GiB, its suggested
+    /// maximum 8 GiB). Writes fail with NOSPACE beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1048576, max = 68719476736_i64))]
+    pub quota_backend_bytes: Option<i64>,
+    /// Applied entries between snapshots (`--snapshot-count`; etcd's default is 100000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000000))]
+    pub snapshot_count: Option<i64>,
+    /// Heartbeat interval in milliseconds (`--heartbeat-interval`; default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 5000))]
+    pub heartbeat_interval_ms: Option<i64>,
+    /// Election timeout in milliseconds (`--election-timeout`; default 1000); at least five
+    /// heartbeat intervals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 50, max = 50000))]
+    pub election_timeout_ms: Option<i64>,
+    /// Auto-compaction mode (`--auto-compaction-mode`): `periodic` (retention is a duration) or
+    /// `revision` (retention is a revision count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(super::rules::COMPACTION_MODE_RULE).message(super::rules::COMPACTION_MODE_MESSAGE))]
+    pub auto_compaction_mode: Option<String>,
+    /// Auto-compaction retention (`--auto-compaction-retention`): a duration such as `1h` or
+    /// `30m` for `periodic` (a bare number means hours), a revision count for `revision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$|^[0-9]+$")
+    )]
+    pub auto_compaction_retention: Option<String>,
+    /// Further flags, each `--name=value` or `--name`. Flags the operator owns (member name, URLs,
+    /// data directory, initial cluster) and flags with a field above are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(length(max = 1024), regex(pattern = r"^--[a-z0-9][a-z0-9-]*(=.*)?$"))
+    )]
+    #[x_kube(
+        validation = Rule::new(super::rules::OWNED_FLAGS_RULE).message(super::rules::OWNED_FLAGS_MESSAGE),
+        validation = Rule::new(super::rules::TYPED_FLAGS_RULE).message(super::rules::TYPED_FLAGS_MESSAGE)
+    )]
     pub extra_flags: Vec<String>,
 }
 
 /// What the operator observed and did.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdClusterStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// A one-word summary: Bootstrapping, Scaling, Upgrading, Healthy, Degraded, Unavailable,
-    /// Paused.
+    /// A one-word summary: Bootstrapping, Scaling, Replacing, Upgrading, Healthy, Degraded,
+    /// Unavailable, Paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// Conditions `Available`, `Progressing` and `Degraded`.
+    /// Conditions `Available` (a quorum of voters is healthy), `Progressing` (a step is under
+    /// way) and `Degraded` (members are missing or failing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Healthy voting members.
     #[serde(default)]
     pub ready_members: i32,
+    /// Healthy voting members / desired members, for example `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_summary: Option<String>,
     /// The cluster ID (hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
@@ -106,13 +292,13 @@ pub struct EtcdClusterStatus {
     /// The lowest version any member runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
-    /// Per member.
+    /// Per member, as etcd reports it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberStatus>,
 }
 
 /// A status condition (Kubernetes API conventions).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Available`, `Progressing` or `Degraded`.
@@ -135,7 +321,7 @@ pub struct Condition {
 }
 
 /// One member as observed.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberStatus {
     /// `<cluster>-<ordinal>`.

@@ -6,6 +6,9 @@ mod cluster;
 
 pub use cluster::*;
 
+/// The CEL admission rules of the CRD and their messages.
+pub mod rules;
+
 /// The API group.
 pub const GROUP: &str = "etcd.operator.dev";
 /// The API version.

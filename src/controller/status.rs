@@ -147,7 +147,11 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         condition(
             "Available",
             available,
-            if available { "QuorumHealthy" } else { "QuorumLost" },
+            if available {
+                "QuorumHealthy"
+            } else {
+                "QuorumLost"
+            },
             format!(
                 "{} of {} voting members are healthy",
                 planned.ready, planned.voters
@@ -175,6 +179,7 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         phase: Some(phase.to_owned()),
         conditions,
         ready_members: i32::try_from(planned.ready).unwrap_or(i32::MAX),
+        member_summary: Some(format!("{}/{}", planned.ready, desired.replicas)),
         cluster_id: view.and_then(|v| v.cluster_id).map(|id| format!("{id:x}")),
         leader,
         current_version,

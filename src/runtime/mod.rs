@@ -1,4 +1,5 @@
 //! Runtimes: where members run. `local` runs etcd processes on this machine; `kubernetes`
-//! (later) runs Pods and PVCs. The planner in [`crate::controller::plan`] does not know which.
+//! runs Pods and PVCs. The planner in [`crate::controller::plan`] does not know which.
 
+pub mod kubernetes;
 pub mod local;

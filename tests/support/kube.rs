@@ -177,22 +177,12 @@ current-context: test
 
     /// A client authenticated as the admin (system:masters).
     pub async fn client(&self) -> Result<kube::Client> {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)
-            .map_err(|e| HarnessError::msg(format!("reading kubeconfig: {e}")))?;
-        let cfg =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| HarnessError::msg(format!("kubeconfig: {e}")))?;
-        kube::Client::try_from(cfg).map_err(|e| HarnessError::msg(format!("kube client: {e}")))
+        client_for(&self.kubeconfig).await
     }
 
     /// Runs `kubectl --kubeconfig=<ours> args...`; stdout on success, an error with stderr otherwise.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let bin = bins::kubectl()?;
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .args(args);
-        run(cmd, "kubectl", args)
+        kubectl_with(&self.kubeconfig, args)
     }
 
     /// Runs `helm args...` with our kubeconfig and helm's state kept in the control plane's dir.
@@ -206,6 +196,26 @@ current-context: test
             .args(args);
         run(cmd, "helm", args)
     }
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| HarnessError::msg(format!("reading kubeconfig: {e}")))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| HarnessError::msg(format!("kubeconfig: {e}")))?;
+    kube::Client::try_from(cfg).map_err(|e| HarnessError::msg(format!("kube client: {e}")))
+}
+
+/// Runs `kubectl --kubeconfig=<kubeconfig> args...`; stdout on success, an error with stderr
+/// otherwise.
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str]) -> Result<String> {
+    let bin = bins::kubectl()?;
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(args);
+    run(cmd, "kubectl", args)
 }
 
 /// `helm` without a cluster (lint, template, version), with its state in a throwaway folder.

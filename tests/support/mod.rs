@@ -14,6 +14,7 @@ pub mod kube;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod shared_kube;
 
 /// The error type of the harness: a sentence naming what is wrong.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,155 @@
+//! The CEL rules of the `EtcdCluster` schema (`x-kubernetes-validations`) and their messages.
+//!
+//! The apiserver evaluates them on create and update; rules that use `oldSelf` are transition
+//! rules, evaluated on update only. Each rule guards against malformed input that the schema
+//! already rejects (a malformed version is reported by the schema's pattern, not by a CEL
+//! evaluation error).
+
+/// The root rule: the cluster's name must fit in the names derived from it.
+pub const NAME_RULE: &str =
+    "self.metadata.name.size() <= 50 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+/// Message of [`NAME_RULE`].
+pub const NAME_MESSAGE: &str = "metadata.name must be at most 50 characters of lower-case letters, \
+digits and '-', starting with a letter: members are named <name>-<ordinal> and the client Service \
+<name>-client";
+
+/// `spec.version` may not go down (transition rule).
+pub const VERSION_DOWNGRADE_RULE: &str = "!self.matches('^[0-9]+[.][0-9]+[.][0-9]+$') \
+|| !oldSelf.matches('^[0-9]+[.][0-9]+[.][0-9]+$') \
+|| int(self.split('.')[0]) > int(oldSelf.split('.')[0]) \
+|| (int(self.split('.')[0]) == int(oldSelf.split('.')[0]) \
+&& (int(self.split('.')[1]) > int(oldSelf.split('.')[1]) \
+|| (int(self.split('.')[1]) == int(oldSelf.split('.')[1]) \
+&& int(self.split('.')[2]) >= int(oldSelf.split('.')[2]))))";
+/// Message expression of [`VERSION_DOWNGRADE_RULE`].
+pub const VERSION_DOWNGRADE_MESSAGE: &str = "'version cannot go down from ' + oldSelf + ' to ' + self \
++ ': etcd does not support downgrades'";
+
+/// `spec.version` may move at most one minor version (transition rule).
+pub const VERSION_JUMP_RULE: &str = "!self.matches('^[0-9]+[.][0-9]+[.][0-9]+$') \
+|| !oldSelf.matches('^[0-9]+[.][0-9]+[.][0-9]+$') \
+|| (int(self.split('.')[0]) == int(oldSelf.split('.')[0]) \
+? int(self.split('.')[1]) <= int(oldSelf.split('.')[1]) + 1 \
+: int(self.split('.')[0]) < int(oldSelf.split('.')[0]))";
+/// Message expression of [`VERSION_JUMP_RULE`].
+pub const VERSION_JUMP_MESSAGE: &str = "'version cannot jump from ' + oldSelf + ' to ' + self \
++ ': upgrade one minor version at a time (for example 3.4.x to 3.5.x)'";
+
+/// `spec.storage.size` is fixed (transition rule).
+pub const STORAGE_SIZE_IMMUTABLE_RULE: &str =
+    "!has(self.size) || !has(oldSelf.size) || self.size == oldSelf.size";
+/// Message of [`STORAGE_SIZE_IMMUTABLE_RULE`].
+pub const STORAGE_SIZE_IMMUTABLE_MESSAGE: &str =
+    "storage.size cannot change after creation: member volumes are not resized";
+
+/// `spec.storage.storageClassName` is fixed (transition rule).
+pub const STORAGE_CLASS_IMMUTABLE_RULE: &str = "has(self.storageClassName) == has(oldSelf.storageClassName) \
+&& (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)";
+/// Message of [`STORAGE_CLASS_IMMUTABLE_RULE`].
+pub const STORAGE_CLASS_IMMUTABLE_MESSAGE: &str =
+    "storage.storageClassName cannot change after creation";
+
+/// `spec.storage.ephemeral` is fixed (transition rule).
+pub const STORAGE_EPHEMERAL_IMMUTABLE_RULE: &str =
+    "(has(self.ephemeral) && self.ephemeral) == (has(oldSelf.ephemeral) && oldSelf.ephemeral)";
+/// Message of [`STORAGE_EPHEMERAL_IMMUTABLE_RULE`].
+pub const STORAGE_EPHEMERAL_IMMUTABLE_MESSAGE: &str =
+    "storage.ephemeral cannot change after creation";
+
+/// An ephemeral member has no volume, so no StorageClass.
+pub const STORAGE_EPHEMERAL_CLASS_RULE: &str =
+    "!(has(self.ephemeral) && self.ephemeral && has(self.storageClassName))";
+/// Message of [`STORAGE_EPHEMERAL_CLASS_RULE`].
+pub const STORAGE_EPHEMERAL_CLASS_MESSAGE: &str = "storage.storageClassName cannot be set with storage.ephemeral: ephemeral members have no volume";
+
+/// Labels the operator sets on its objects and selects by.
+pub const RESERVED_LABELS: [&str; 4] = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/component",
+];
+
+/// `spec.podTemplate.labels` may not set the operator's labels.
+pub const LABELS_RULE: &str = "self.all(k, !(k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', \
+'app.kubernetes.io/managed-by', 'app.kubernetes.io/component']) && !k.startsWith('etcd.operator.dev/'))";
+/// Message of [`LABELS_RULE`].
+pub const LABELS_MESSAGE: &str = "podTemplate.labels cannot set the operator's labels \
+(app.kubernetes.io/name, instance, managed-by, component, or etcd.operator.dev/*)";
+
+/// `spec.podTemplate.annotations` may not use the operator's prefix.
+pub const ANNOTATIONS_RULE: &str = "self.all(k, !k.startsWith('etcd.operator.dev/'))";
+/// Message of [`ANNOTATIONS_RULE`].
+pub const ANNOTATIONS_MESSAGE: &str =
+    "podTemplate.annotations cannot use the reserved prefix etcd.operator.dev/";
+
+/// etcd refuses an election timeout under five heartbeats.
+pub const ELECTION_RULE: &str = "(has(self.electionTimeoutMs) ? self.electionTimeoutMs : 1000) \
+>= 5 * (has(self.heartbeatIntervalMs) ? self.heartbeatIntervalMs : 100)";
+/// Message of [`ELECTION_RULE`].
+pub const ELECTION_MESSAGE: &str = "etcd.electionTimeoutMs must be at least 5 times \
+etcd.heartbeatIntervalMs (defaults: 1000 and 100)";
+
+/// `revision` compaction keeps a number of revisions.
+pub const REVISION_RETENTION_RULE: &str = "!has(self.autoCompactionMode) || self.autoCompactionMode != 'revision' \
+|| !has(self.autoCompactionRetention) || self.autoCompactionRetention.matches('^[0-9]+$')";
+/// Message of [`REVISION_RETENTION_RULE`].
+pub const REVISION_RETENTION_MESSAGE: &str = "with etcd.autoCompactionMode revision, \
+etcd.autoCompactionRetention must be a number of revisions, such as 1000";
+
+/// The compaction modes etcd knows.
+pub const COMPACTION_MODE_RULE: &str = "self in ['periodic', 'revision']";
+/// Message of [`COMPACTION_MODE_RULE`].
+pub const COMPACTION_MODE_MESSAGE: &str = "etcd.autoCompactionMode must be periodic or revision";
+
+/// Flags the operator sets on every member; `extraFlags` may not set them.
+pub const OWNED_FLAGS: [&str; 18] = [
+    "--name",
+    "--data-dir",
+    "--wal-dir",
+    "--listen-peer-urls",
+    "--listen-client-urls",
+    "--listen-client-http-urls",
+    "--listen-metrics-urls",
+    "--advertise-client-urls",
+    "--initial-advertise-peer-urls",
+    "--initial-cluster",
+    "--initial-cluster-state",
+    "--initial-cluster-token",
+    "--discovery",
+    "--discovery-srv",
+    "--discovery-token",
+    "--discovery-endpoints",
+    "--force-new-cluster",
+    "--config-file",
+];
+
+/// `extraFlags` may not set [`OWNED_FLAGS`].
+pub const OWNED_FLAGS_RULE: &str = "self.all(f, !(f.split('=')[0] in ['--name', '--data-dir', '--wal-dir', \
+'--listen-peer-urls', '--listen-client-urls', '--listen-client-http-urls', '--listen-metrics-urls', \
+'--advertise-client-urls', '--initial-advertise-peer-urls', '--initial-cluster', '--initial-cluster-state', \
+'--initial-cluster-token', '--discovery', '--discovery-srv', '--discovery-token', '--discovery-endpoints', \
+'--force-new-cluster', '--config-file']))";
+/// Message of [`OWNED_FLAGS_RULE`].
+pub const OWNED_FLAGS_MESSAGE: &str = "etcd.extraFlags cannot set flags the operator owns: --name, \
+--data-dir, --wal-dir, listen/advertise URLs, --initial-cluster*, --discovery*, --force-new-cluster, \
+--config-file";
+
+/// Flags with a typed field in `spec.etcd`.
+pub const TYPED_FLAGS: [&str; 6] = [
+    "--quota-backend-bytes",
+    "--snapshot-count",
+    "--heartbeat-interval",
+    "--election-timeout",
+    "--auto-compaction-mode",
+    "--auto-compaction-retention",
+];
+
+/// `extraFlags` may not set [`TYPED_FLAGS`].
+pub const TYPED_FLAGS_RULE: &str = "self.all(f, !(f.split('=')[0] in ['--quota-backend-bytes', \
+'--snapshot-count', '--heartbeat-interval', '--election-timeout', '--auto-compaction-mode', \
+'--auto-compaction-retention']))";
+/// Message of [`TYPED_FLAGS_RULE`].
+pub const TYPED_FLAGS_MESSAGE: &str = "etcd.extraFlags cannot set a flag that has a field in spec.etcd \
+(quotaBackendBytes, snapshotCount, heartbeatIntervalMs, electionTimeoutMs, autoCompactionMode, \
+autoCompactionRetention): use the field";

@@ -1,0 +1,381 @@
+//! Members as Pods and PersistentVolumeClaims: what the runtime observes ([`runtime_members`],
+//! pure), the intent store (an annotation on the `EtcdCluster`), and [`KubeRuntime`], the
+//! [`MemberRuntime`] that creates and deletes Pods and PVCs by server-side apply.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+
+use crate::api::EtcdCluster;
+use crate::controller::act::MemberRuntime;
+use crate::controller::plan::{DataState, Desired, Intent, RuntimeMember, Version};
+
+use super::KubeError;
+use super::objects::{
+    ANNOTATION_CONFIG_HASH, ANNOTATION_VERSION, ClusterInfo, FIELD_MANAGER, InitialState,
+    LABEL_ORDINAL, member_pod, member_pvc,
+};
+
+/// Annotation on the `EtcdCluster` holding the step in flight (JSON).
+pub const ANNOTATION_INTENT: &str = "etcd.operator.dev/intent";
+
+/// How long a restart waits for the old Pod to go away.
+pub const POD_GONE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The intent as stored in [`ANNOTATION_INTENT`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "camelCase")]
+enum StoredIntent {
+    #[serde(rename_all = "camelCase")]
+    AddLearner {
+        ordinal: u32,
+        peer_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member_id: Option<u64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    RemoveMember { ordinal: u32, member_id: u64 },
+}
+
+/// The intent as the annotation's value.
+pub fn encode_intent(intent: &Intent) -> Result<String, serde_json::Error> {
+    let stored = match intent.clone() {
+        Intent::AddLearner {
+            ordinal,
+            peer_url,
+            member_id,
+        } => StoredIntent::AddLearner {
+            ordinal,
+            peer_url,
+            member_id,
+        },
+        Intent::RemoveMember { ordinal, member_id } => {
+            StoredIntent::RemoveMember { ordinal, member_id }
+        }
+    };
+    serde_json::to_string(&stored)
+}
+
+/// The intent recorded on a cluster, if any and readable.
+pub fn decode_intent(cluster: &EtcdCluster) -> Result<Option<Intent>, serde_json::Error> {
+    let Some(text) = cluster
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_INTENT))
+    else {
+        return Ok(None);
+    };
+    let stored: StoredIntent = serde_json::from_str(text)?;
+    Ok(Some(match stored {
+        StoredIntent::AddLearner {
+            ordinal,
+            peer_url,
+            member_id,
+        } => Intent::AddLearner {
+            ordinal,
+            peer_url,
+            member_id,
+        },
+        StoredIntent::RemoveMember { ordinal, member_id } => {
+            Intent::RemoveMember { ordinal, member_id }
+        }
+    }))
+}
+
+fn ordinal_of(
+    desired: &Desired,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<u32> {
+    let by_name = meta.name.as_deref().and_then(|n| desired.ordinal_of(n));
+    let by_label = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_ORDINAL))
+        .and_then(|o| o.parse::<u32>().ok());
+    match (by_name, by_label) {
+        (Some(n), Some(l)) if n == l => Some(n),
+        (Some(n), None) => Some(n),
+        _ => None,
+    }
+}
+
+/// Whether a Pod counts as running: not being deleted, and not finished.
+pub fn pod_running(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && !matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Failed" | "Succeeded")
+        )
+}
+
+/// Whether a Pod's containers have started (phase `Running`): only then is etcd worth asking.
+pub fn pod_started(pod: &Pod) -> bool {
+    pod_running(pod) && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+fn pod_failures(pod: &Pod) -> u32 {
+    let Some(statuses) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+    else {
+        return 0;
+    };
+    statuses
+        .iter()
+        .filter(|c| c.name == "etcd" && !c.ready)
+        .map(|c| u32::try_from(c.restart_count).unwrap_or(0))
+        .sum()
+}
+
+/// The runtime's members from the cluster's Pods and PVCs: a member exists when its Pod or its
+/// PVC (not being deleted) does. Its data is lost when its Pod exists without its PVC (or the PVC is being deleted);
+/// with ephemeral storage the data lives and dies with the Pod.
+pub fn runtime_members(
+    desired: &Desired,
+    ephemeral: bool,
+    pods: &[Pod],
+    pvcs: &[PersistentVolumeClaim],
+) -> Vec<RuntimeMember> {
+    let mut by_ordinal: BTreeMap<u32, (Option<&Pod>, Option<&PersistentVolumeClaim>)> =
+        BTreeMap::new();
+    for pod in pods {
+        if let Some(o) = ordinal_of(desired, &pod.metadata) {
+            by_ordinal.entry(o).or_default().0 = Some(pod);
+        }
+    }
+    if !ephemeral {
+        for pvc in pvcs {
+            if let Some(o) = ordinal_of(desired, &pvc.metadata) {
+                by_ordinal.entry(o).or_default().1 = Some(pvc);
+            }
+        }
+    }
+    by_ordinal
+        .into_iter()
+        // A PVC being deleted without its Pod is going away (the pvc-protection finalizer only
+        // waits for Pods that use it): the member no longer exists.
+        .filter(|(_, (pod, pvc))| {
+            pod.is_some() || pvc.is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+        })
+        .map(|(ordinal, (pod, pvc))| {
+            let annotation = |key: &str| {
+                pod.and_then(|p| p.metadata.annotations.as_ref())
+                    .and_then(|a| a.get(key))
+                    .cloned()
+            };
+            let data_present = if ephemeral {
+                pod.is_some_and(pod_running)
+            } else {
+                pvc.is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+            };
+            RuntimeMember {
+                ordinal,
+                running: pod.is_some_and(pod_running),
+                data: if data_present {
+                    DataState::Present
+                } else {
+                    DataState::Lost
+                },
+                version: annotation(ANNOTATION_VERSION)
+                    .and_then(|v| v.parse::<Version>().ok())
+                    .unwrap_or(desired.version),
+                config_hash: annotation(ANNOTATION_CONFIG_HASH)
+                    .unwrap_or_else(|| desired.config_hash.clone()),
+                failures: pod.map_or(0, pod_failures),
+            }
+        })
+        .collect()
+}
+
+/// Members as Pods and PVCs of one cluster.
+#[derive(Clone)]
+pub struct KubeRuntime {
+    info: ClusterInfo,
+    pods: Api<Pod>,
+    pvcs: Api<PersistentVolumeClaim>,
+    clusters: Api<EtcdCluster>,
+}
+
+impl std::fmt::Debug for KubeRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeRuntime")
+            .field("cluster", &self.info.name)
+            .field("namespace", &self.info.namespace)
+            .finish()
+    }
+}
+
+fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+    let what = what.into();
+    move |source| KubeError::Kube { what, source }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+impl KubeRuntime {
+    /// The runtime of the cluster `info` describes.
+    pub fn new(client: kube::Client, info: ClusterInfo) -> Self {
+        let ns = info.namespace.as_str();
+        KubeRuntime {
+            pods: Api::namespaced(client.clone(), ns),
+            pvcs: Api::namespaced(client.clone(), ns),
+            clusters: Api::namespaced(client, ns),
+            info,
+        }
+    }
+
+    fn apply_params() -> PatchParams {
+        PatchParams::apply(FIELD_MANAGER).force()
+    }
+
+    async fn ensure_pvc(&self, ordinal: u32) -> Result<(), KubeError> {
+        if let Some(pvc) = member_pvc(&self.info, ordinal) {
+            let name = self.info.member_name(ordinal);
+            self.pvcs
+                .patch(&name, &Self::apply_params(), &Patch::Apply(&pvc))
+                .await
+                .map_err(kube_err(format!("applying PVC {name}")))?;
+        }
+        Ok(())
+    }
+
+    async fn create_pod(
+        &self,
+        ordinal: u32,
+        version: Version,
+        initial: &InitialState,
+    ) -> Result<(), KubeError> {
+        let pod = member_pod(&self.info, ordinal, version, initial);
+        let name = self.info.member_name(ordinal);
+        self.pods
+            .patch(&name, &Self::apply_params(), &Patch::Apply(&pod))
+            .await
+            .map_err(kube_err(format!("applying Pod {name}")))?;
+        Ok(())
+    }
+
+    async fn delete_pod_and_wait(&self, ordinal: u32) -> Result<(), KubeError> {
+        let name = self.info.member_name(ordinal);
+        let Some(pod) = self
+            .pods
+            .get_opt(&name)
+            .await
+            .map_err(kube_err(format!("reading Pod {name}")))?
+        else {
+            return Ok(());
+        };
+        let uid = pod.metadata.uid.clone();
+        match self.pods.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(kube_err(format!("deleting Pod {name}"))(e)),
+        }
+        let deadline = Instant::now() + POD_GONE_TIMEOUT;
+        loop {
+            let current = self
+                .pods
+                .get_opt(&name)
+                .await
+                .map_err(kube_err(format!("reading Pod {name}")))?;
+            if current.is_none_or(|p| p.metadata.uid != uid) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(KubeError::Timeout(format!(
+                    "Pod {name} still terminating after {POD_GONE_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl MemberRuntime for KubeRuntime {
+    type Error = KubeError;
+
+    async fn record_intent(&mut self, intent: Option<&Intent>) -> Result<(), KubeError> {
+        let value = match intent {
+            Some(i) => serde_json::Value::String(encode_intent(i).map_err(KubeError::Json)?),
+            None => serde_json::Value::Null,
+        };
+        let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_INTENT: value}}});
+        self.clusters
+            .patch(
+                &self.info.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(kube_err("recording the intent"))?;
+        Ok(())
+    }
+
+    async fn start_seed(&mut self, ordinal: u32, version: Version) -> Result<(), KubeError> {
+        self.ensure_pvc(ordinal).await?;
+        self.create_pod(ordinal, version, &InitialState::New).await
+    }
+
+    async fn start_member(
+        &mut self,
+        ordinal: u32,
+        version: Version,
+        initial_cluster: &[(String, String)],
+    ) -> Result<(), KubeError> {
+        let name = self.info.member_name(ordinal);
+        let existing = self
+            .pods
+            .get_opt(&name)
+            .await
+            .map_err(kube_err(format!("reading Pod {name}")))?;
+        match existing {
+            // Kubernetes restarts the container itself.
+            Some(pod) if pod_running(&pod) => return Ok(()),
+            Some(_) => self.delete_pod_and_wait(ordinal).await?,
+            None => {}
+        }
+        self.ensure_pvc(ordinal).await?;
+        self.create_pod(
+            ordinal,
+            version,
+            &InitialState::Existing(initial_cluster.to_vec()),
+        )
+        .await
+    }
+
+    async fn delete_member(&mut self, ordinal: u32) -> Result<(), KubeError> {
+        let name = self.info.member_name(ordinal);
+        match self.pods.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(kube_err(format!("deleting Pod {name}"))(e)),
+        }
+        match self.pvcs.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(kube_err(format!("deleting PVC {name}"))(e)),
+        }
+        Ok(())
+    }
+
+    async fn restart_member(
+        &mut self,
+        ordinal: u32,
+        version: Version,
+        before_start: fn(),
+    ) -> Result<(), KubeError> {
+        self.delete_pod_and_wait(ordinal).await?;
+        before_start();
+        self.ensure_pvc(ordinal).await?;
+        // The member has data: etcd ignores the initial cluster, which names only itself.
+        let own = vec![(self.info.member_name(ordinal), self.info.peer_url(ordinal))];
+        self.create_pod(ordinal, version, &InitialState::Existing(own))
+            .await
+    }
+}

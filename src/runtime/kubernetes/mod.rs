@@ -1,0 +1,232 @@
+//! The Kubernetes runtime: `etcd-operator run`.
+//!
+//! A kube-runtime `Controller` watches `EtcdCluster`s and the objects they own (Pods, PVCs,
+//! Services, PodDisruptionBudgets, selected by the `app.kubernetes.io/managed-by=etcd-operator`
+//! label) and runs [`reconcile::reconcile`] for each cluster: the shared planner
+//! ([`crate::controller::plan`]) decides, [`members::KubeRuntime`] creates and deletes Pods and
+//! PVCs, and [`objects`] builds every object as a pure function.
+//!
+//! - [`objects`]: the desired Pod, PVC, Services and PDB, with owner references.
+//! - [`members`]: Pods and PVCs as the planner's runtime members, the intent store (annotation
+//!   `etcd.operator.dev/intent` on the `EtcdCluster`), and the [`MemberRuntime`] implementation.
+//! - [`reconcile`]: one pass, status, Events, metrics.
+//!
+//! [`MemberRuntime`]: crate::controller::act::MemberRuntime
+
+pub mod members;
+pub mod objects;
+pub mod reconcile;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+
+use crate::api::EtcdCluster;
+use crate::controller::act::ActError;
+use crate::metrics::Metrics;
+
+use objects::{LABEL_MANAGED_BY, MANAGER};
+use reconcile::Context;
+
+/// Arguments of `etcd-operator run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Watch only this namespace (all namespaces when unset).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Where `/metrics` and `/healthz` are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Replace a member after this many consecutive failures (0: never for failures alone).
+    #[arg(long, default_value_t = crate::controller::plan::DEFAULT_REPLACE_AFTER_FAILURES)]
+    pub replace_after_failures: u32,
+    /// Dial `HOST:PORT` at `ADDR:PORT` instead (repeatable), for running outside the cluster
+    /// network: `--resolve demo-0.demo.default.svc:2379=127.0.0.1:32379`.
+    #[arg(long = "resolve", value_name = "HOST:PORT=ADDR:PORT")]
+    pub resolve: Vec<String>,
+}
+
+/// Maps the client URL a member advertises (`http://<pod>.<cluster>.<ns>.svc:2379`) to the URL
+/// the operator dials.
+pub type Resolver = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Resolves a member URL through `overrides` (`host:port` to `addr:port`): the one place member
+/// addresses are resolved, so that a test stand-in can point Pod DNS names at loopback.
+pub fn resolve_member_url(url: &str, overrides: &BTreeMap<String, String>) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match overrides.get(authority) {
+        Some(to) => format!("{scheme}://{to}{path}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A [`Resolver`] from `--resolve` arguments.
+pub fn resolver_from_args(args: &[String]) -> Result<Resolver, KubeError> {
+    let mut overrides = BTreeMap::new();
+    for a in args {
+        let (from, to) = a
+            .split_once('=')
+            .filter(|(f, t)| !f.is_empty() && !t.is_empty())
+            .ok_or_else(|| {
+                KubeError::Invalid(format!("--resolve {a:?}: expected HOST:PORT=ADDR:PORT"))
+            })?;
+        overrides.insert(from.to_owned(), to.to_owned());
+    }
+    Ok(Arc::new(move |url: &str| {
+        resolve_member_url(url, &overrides)
+    }))
+}
+
+/// Errors of the Kubernetes runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// A Kubernetes API call failed.
+    #[error("{what}: {source}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The `EtcdCluster` lacks a namespace or UID.
+    #[error("{0}")]
+    Info(#[from] objects::InfoError),
+    /// An annotation could not be encoded or decoded.
+    #[error("intent annotation: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A step of the act layer failed.
+    #[error("{0}")]
+    Act(#[source] ActError),
+    /// Something did not happen in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The spec or an argument is invalid.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// No Kubernetes client could be configured.
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    /// The metrics endpoint could not be bound.
+    #[error("binding the metrics endpoint {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl KubeError {
+    /// A short kind for the error metric's label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KubeError::Kube { .. } => "kubernetes",
+            KubeError::Info(_) => "resource",
+            KubeError::Json(_) => "intent",
+            KubeError::Act(ActError::Etcd { .. } | ActError::Timeout { .. }) => "etcd",
+            KubeError::Act(ActError::Unreachable(_)) => "unreachable",
+            KubeError::Act(ActError::Runtime { .. }) => "runtime",
+            KubeError::Timeout(_) => "timeout",
+            KubeError::Invalid(_) => "invalid",
+            KubeError::Config(_) => "config",
+            KubeError::Metrics { .. } => "metrics",
+        }
+    }
+}
+
+/// Runs the operator with the client from the environment (in-cluster or `KUBECONFIG`) until
+/// SIGINT or SIGTERM.
+pub async fn run(args: RunArgs) -> Result<(), KubeError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| KubeError::Config(e.to_string()))?;
+    let metrics = Arc::new(Metrics::new());
+    let listener = crate::metrics::bind(args.metrics_addr)
+        .await
+        .map_err(|source| KubeError::Metrics {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    tracing::info!(addr = %args.metrics_addr, "serving /metrics");
+    let server = tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
+    let result = run_controller(client, args, metrics, shutdown_signal()).await;
+    server.abort();
+    result
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Runs the controller with `client` until `shutdown` completes.
+pub async fn run_controller(
+    client: kube::Client,
+    args: RunArgs,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), KubeError> {
+    let resolver = resolver_from_args(&args.resolve)?;
+    fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = args.namespace.as_deref();
+    let clusters: Api<EtcdCluster> = api(&client, ns);
+    let pods: Api<Pod> = api(&client, ns);
+    let pvcs: Api<PersistentVolumeClaim> = api(&client, ns);
+    let services: Api<Service> = api(&client, ns);
+    let pdbs: Api<PodDisruptionBudget> = api(&client, ns);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics,
+        resolver,
+        args.replace_after_failures,
+    ));
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    tracing::info!(namespace = ?args.namespace, "starting the EtcdCluster controller");
+    Controller::new(clusters, watcher::Config::default())
+        .owns(pods, owned.clone())
+        .owns(pvcs, owned.clone())
+        .owns(services, owned.clone())
+        .owns(pdbs, owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    Ok(())
+}

@@ -1,0 +1,477 @@
+//! The `EtcdCluster` CRD against a real kube-apiserver: `crds/` is what `etcd-operator crd`
+//! prints, kubectl accepts it, `kubectl explain` shows the field docs, `kubectl get` shows the
+//! printer columns, and the apiserver rejects invalid manifests (schema and CEL rules,
+//! including transition rules on updates) with messages a person understands, while accepting
+//! the valid changes next to them.
+//!
+//! All tests share one control plane (see `support::shared_kube`), each in its own namespace.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use support::shared_kube::shared_kube;
+
+fn resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "etcd.operator.dev",
+        "v1alpha1",
+        "EtcdCluster",
+    ))
+}
+
+fn manifest(name: &str, spec: Value) -> DynamicObject {
+    let v = json!({
+        "apiVersion": "etcd.operator.dev/v1alpha1",
+        "kind": "EtcdCluster",
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    serde_json::from_value(v).expect("a DynamicObject")
+}
+
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+async fn api(ns: &str) -> Api<DynamicObject> {
+    let client = shared_kube().client().await.expect("client");
+    Api::namespaced_with(client, ns, &resource())
+}
+
+fn rejection(result: Result<DynamicObject, kube::Error>) -> String {
+    match result {
+        Ok(obj) => panic!("accepted: {:?}", obj.data),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "not an Invalid answer: {status:?}");
+            status.message
+        }
+        Err(e) => panic!("not an API rejection: {e}"),
+    }
+}
+
+#[test]
+fn crds_folder_matches_the_generated_crds() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etcd-operator"))
+        .arg("crd")
+        .output()
+        .expect("running etcd-operator crd");
+    assert!(out.status.success(), "etcd-operator crd failed: {out:?}");
+    let generated = String::from_utf8(out.stdout).expect("utf-8");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/etcdclusters.etcd.operator.dev.yaml");
+    let checked_in = std::fs::read_to_string(&path).expect("reading crds/");
+    assert!(
+        generated == checked_in,
+        "crds/ is out of date: run `cargo run -- crd > {}`",
+        path.display()
+    );
+    assert!(generated.contains("x-kubernetes-validations"));
+}
+
+#[test]
+fn kubectl_explain_prints_the_field_docs() {
+    let k = shared_kube();
+    // The OpenAPI document the apiserver publishes for a new CRD lags its establishment.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let text = loop {
+        match k.kubectl(&["explain", "etcdcluster.spec.replicas"]) {
+            Ok(t) if t.contains("Number of voting members") => break t,
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "explain never showed the doc: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    assert!(text.contains("1 to 9"), "{text}");
+    let storage = k
+        .kubectl(&["explain", "etcdcluster.spec.storage"])
+        .expect("explain storage");
+    assert!(storage.contains("ephemeral"), "{storage}");
+    assert!(storage.contains("storageClassName"), "{storage}");
+}
+
+#[tokio::test]
+async fn kubectl_get_shows_the_printer_columns() {
+    let k = shared_kube();
+    let ns = k.namespace("printer").expect("namespace");
+    k.kubectl_with_manifest(
+        "apply",
+        "apiVersion: etcd.operator.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: demo\nspec:\n  replicas: 3\n",
+        &["-n", &ns],
+    )
+    .expect("apply");
+    let status = json!({"status": {
+        "phase": "Healthy",
+        "readyMembers": 3,
+        "memberSummary": "3/3",
+        "leader": "demo-1",
+        "currentVersion": "3.5.16",
+        "conditions": [{"type": "Available", "status": "True", "reason": "QuorumHealthy", "message": "3 of 3"}],
+    }});
+    k.kubectl(&[
+        "patch",
+        "-n",
+        &ns,
+        "etcdcluster",
+        "demo",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ])
+    .expect("status patch");
+    let out = k.kubectl(&["get", "-n", &ns, "etcdclusters"]).expect("get");
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "READY", "MEMBERS", "VERSION", "LEADER", "PHASE", "AGE"
+        ],
+        "{out}"
+    );
+    let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+    assert_eq!(
+        &row[..6],
+        ["demo", "True", "3/3", "3.5.16", "demo-1", "Healthy"],
+        "{out}"
+    );
+    // The defaults were applied by the apiserver.
+    let spec = k
+        .kubectl(&[
+            "get",
+            "-n",
+            &ns,
+            "etcd",
+            "demo",
+            "-o",
+            "jsonpath={.spec.version} {.spec.storage.size}",
+        ])
+        .expect("get spec");
+    assert_eq!(spec.trim(), "3.5.16 8Gi");
+    // The scale subresource.
+    k.kubectl(&["scale", "-n", &ns, "etcdcluster/demo", "--replicas=5"])
+        .expect("scale");
+    let replicas = k
+        .kubectl(&[
+            "get",
+            "-n",
+            &ns,
+            "etcd",
+            "demo",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .expect("get replicas");
+    assert_eq!(replicas.trim(), "5");
+}
+
+/// Manifests the apiserver must refuse on creation, with a fragment of the expected message.
+fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "replicas-zero",
+            json!({"replicas": 0}),
+            "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+        ),
+        (
+            "replicas-ten",
+            json!({"replicas": 10}),
+            "should be less than or equal to 9",
+        ),
+        (
+            "version-short",
+            json!({"version": "3.5"}),
+            "spec.version in body should match",
+        ),
+        (
+            "version-v",
+            json!({"version": "v3.5.16"}),
+            "spec.version in body should match",
+        ),
+        (
+            "version-word",
+            json!({"version": "latest"}),
+            "spec.version in body should match",
+        ),
+        (
+            "image-empty",
+            json!({"image": ""}),
+            "spec.image in body should be at least 1 chars long",
+        ),
+        (
+            "flag-data-dir",
+            json!({"etcd": {"extraFlags": ["--data-dir=/tmp"]}}),
+            "etcd.extraFlags cannot set flags the operator owns",
+        ),
+        (
+            "flag-initial-cluster",
+            json!({"etcd": {"extraFlags": ["--log-level=info", "--initial-cluster=a=http://x:2380"]}}),
+            "etcd.extraFlags cannot set flags the operator owns",
+        ),
+        (
+            "flag-name",
+            json!({"etcd": {"extraFlags": ["--name"]}}),
+            "etcd.extraFlags cannot set flags the operator owns",
+        ),
+        (
+            "flag-force-new",
+            json!({"etcd": {"extraFlags": ["--force-new-cluster=true"]}}),
+            "etcd.extraFlags cannot set flags the operator owns",
+        ),
+        (
+            "flag-typed",
+            json!({"etcd": {"extraFlags": ["--quota-backend-bytes=1"]}}),
+            "use the field",
+        ),
+        (
+            "flag-malformed",
+            json!({"etcd": {"extraFlags": ["log-level=debug"]}}),
+            "spec.etcd.extraFlags[0] in body should match",
+        ),
+        (
+            "compaction-mode",
+            json!({"etcd": {"autoCompactionMode": "hourly"}}),
+            "etcd.autoCompactionMode must be periodic or revision",
+        ),
+        (
+            "compaction-retention",
+            json!({"etcd": {"autoCompactionRetention": "an hour"}}),
+            "spec.etcd.autoCompactionRetention in body should match",
+        ),
+        (
+            "revision-retention",
+            json!({"etcd": {"autoCompactionMode": "revision", "autoCompactionRetention": "1h"}}),
+            "must be a number of revisions",
+        ),
+        (
+            "heartbeat-zero",
+            json!({"etcd": {"heartbeatIntervalMs": 0}}),
+            "spec.etcd.heartbeatIntervalMs in body should be greater than or equal to 10",
+        ),
+        (
+            "election-short",
+            json!({"etcd": {"heartbeatIntervalMs": 300, "electionTimeoutMs": 1000}}),
+            "must be at least 5 times",
+        ),
+        (
+            "quota-negative",
+            json!({"etcd": {"quotaBackendBytes": -5}}),
+            "spec.etcd.quotaBackendBytes in body should be greater than or equal to 1048576",
+        ),
+        (
+            "snapshot-zero",
+            json!({"etcd": {"snapshotCount": 0}}),
+            "spec.etcd.snapshotCount in body should be greater than or equal to 1",
+        ),
+        (
+            "label-instance",
+            json!({"podTemplate": {"labels": {"app.kubernetes.io/instance": "other"}}}),
+            "podTemplate.labels cannot set the operator's labels",
+        ),
+        (
+            "label-prefix",
+            json!({"podTemplate": {"labels": {"etcd.operator.dev/member": "x"}}}),
+            "podTemplate.labels cannot set the operator's labels",
+        ),
+        (
+            "annotation-prefix",
+            json!({"podTemplate": {"annotations": {"etcd.operator.dev/intent": "x"}}}),
+            "reserved prefix etcd.operator.dev/",
+        ),
+        (
+            "ephemeral-class",
+            json!({"storage": {"ephemeral": true, "storageClassName": "fast"}}),
+            "ephemeral members have no volume",
+        ),
+        (
+            "replicas-string",
+            json!({"replicas": "three"}),
+            "spec.replicas: Invalid value: \"string\"",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_rejected_on_create_with_their_message() {
+    let k = shared_kube();
+    let ns = k.namespace("invalid-create").expect("namespace");
+    let api = api(&ns).await;
+    let cases = invalid_on_create();
+    assert!(cases.len() >= 20);
+    for (name, spec, expected) in cases {
+        let message = rejection(
+            api.create(&PostParams::default(), &manifest(name, spec))
+                .await,
+        );
+        assert!(
+            message.contains(expected),
+            "{name}: expected {expected:?} in {message:?}"
+        );
+    }
+    // The name rule on metadata.
+    let long = "a".repeat(51);
+    let message = rejection(
+        api.create(&PostParams::default(), &manifest(&long, json!({})))
+            .await,
+    );
+    assert!(
+        message.contains("metadata.name must be at most 50 characters"),
+        "{message}"
+    );
+    let message = rejection(
+        api.create(&PostParams::default(), &manifest("1abc", json!({})))
+            .await,
+    );
+    assert!(message.contains("starting with a letter"), "{message}");
+    // Every valid option at once is accepted.
+    let full = json!({
+        "replicas": 5, "version": "3.5.16", "image": "registry.example/etcd:v3.5.16", "paused": true,
+        "storage": {"size": "20Gi", "storageClassName": "fast"},
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+        "podTemplate": {"labels": {"team": "db"}, "annotations": {"a": "b"}, "nodeSelector": {"disk": "ssd"},
+            "priorityClassName": "high", "tolerations": [{"key": "etcd", "operator": "Exists"}]},
+        "etcd": {"quotaBackendBytes": 4294967296_i64, "snapshotCount": 50000, "heartbeatIntervalMs": 200,
+            "electionTimeoutMs": 2000, "autoCompactionMode": "revision", "autoCompactionRetention": "1000",
+            "extraFlags": ["--log-level=warn", "--experimental-initial-corrupt-check=true"]},
+    });
+    api.create(&PostParams::default(), &manifest("full", full))
+        .await
+        .expect("a manifest using every field is accepted");
+}
+
+/// Updates the apiserver must refuse: (initial spec, change, expected message).
+fn invalid_updates() -> Vec<(&'static str, Value, Value, &'static str)> {
+    vec![
+        (
+            "down-patch",
+            json!({"version": "3.5.16"}),
+            json!({"version": "3.5.15"}),
+            "version cannot go down from 3.5.16 to 3.5.15",
+        ),
+        (
+            "down-minor",
+            json!({"version": "3.5.16"}),
+            json!({"version": "3.4.23"}),
+            "version cannot go down from 3.5.16 to 3.4.23",
+        ),
+        (
+            "down-major",
+            json!({"version": "3.5.16"}),
+            json!({"version": "2.9.0"}),
+            "version cannot go down",
+        ),
+        (
+            "jump-minor",
+            json!({"version": "3.4.23"}),
+            json!({"version": "3.6.0"}),
+            "version cannot jump from 3.4.23 to 3.6.0",
+        ),
+        (
+            "jump-major",
+            json!({"version": "3.5.16"}),
+            json!({"version": "4.0.0"}),
+            "version cannot jump from 3.5.16 to 4.0.0",
+        ),
+        (
+            "size",
+            json!({"storage": {"size": "8Gi"}}),
+            json!({"storage": {"size": "16Gi"}}),
+            "storage.size cannot change after creation",
+        ),
+        (
+            "class-change",
+            json!({"storage": {"storageClassName": "a"}}),
+            json!({"storage": {"storageClassName": "b"}}),
+            "storage.storageClassName cannot change after creation",
+        ),
+        (
+            "class-add",
+            json!({}),
+            json!({"storage": {"storageClassName": "b"}}),
+            "storage.storageClassName cannot change after creation",
+        ),
+        (
+            "ephemeral",
+            json!({}),
+            json!({"storage": {"ephemeral": true}}),
+            "storage.ephemeral cannot change after creation",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn invalid_updates_are_rejected_by_transition_rules() {
+    let k = shared_kube();
+    let ns = k.namespace("invalid-update").expect("namespace");
+    let api = api(&ns).await;
+    for (name, initial, change, expected) in invalid_updates() {
+        let created = api
+            .create(&PostParams::default(), &manifest(name, initial))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: creating: {e}"));
+        let mut updated = created.clone();
+        merge(&mut updated.data["spec"], &change);
+        let message = rejection(api.replace(name, &PostParams::default(), &updated).await);
+        assert!(
+            message.contains(expected),
+            "{name}: expected {expected:?} in {message:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn valid_updates_pass_the_transition_rules() {
+    let k = shared_kube();
+    let ns = k.namespace("valid-update").expect("namespace");
+    let api = api(&ns).await;
+    let steps = [
+        json!({"version": "3.5.17"}),
+        json!({"version": "3.6.0"}),
+        json!({"replicas": 1}),
+        json!({"replicas": 9, "paused": true}),
+        json!({"etcd": {"extraFlags": ["--log-level=debug"]}}),
+        json!({"podTemplate": {"labels": {"tier": "storage"}}}),
+    ];
+    let mut obj = api
+        .create(
+            &PostParams::default(),
+            &manifest(
+                "ok",
+                json!({"version": "3.4.23", "storage": {"storageClassName": "x"}}),
+            ),
+        )
+        .await
+        .expect("create");
+    let mut upgrade = obj.clone();
+    merge(&mut upgrade.data["spec"], &json!({"version": "3.5.16"}));
+    obj = api
+        .replace("ok", &PostParams::default(), &upgrade)
+        .await
+        .expect("3.4.23 -> 3.5.16 is one minor step");
+    for step in steps {
+        let mut next = obj.clone();
+        merge(&mut next.data["spec"], &step);
+        obj = api
+            .replace("ok", &PostParams::default(), &next)
+            .await
+            .unwrap_or_else(|e| panic!("{step} refused: {e}"));
+    }
+    assert_eq!(obj.data["spec"]["version"], "3.6.0");
+    assert_eq!(obj.data["spec"]["replicas"], 9);
+}
