@@ -592,3 +592,38 @@ async fn auth_token_refresh_after_ttl_expiry_and_member_restart() {
         .await
         .expect("put after restart");
 }
+
+/// §2.4 3.5 quirk `[S]`: with auth on, a non-root user's Defragment, HashKV and Snapshot are
+/// refused by etcd 3.5 with code Unknown and "auth: permission denied"; the client maps that
+/// message to `PermissionDenied` all the same. Root may run them.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_non_root_maintenance_is_unknown_permission_denied_on_3_5() {
+    let cluster = EtcdCluster::single().expect("etcd");
+    let admin = with_root(&cluster).await;
+    admin.role_add("rw").await.expect("role add");
+    admin
+        .role_grant_permission("rw", Permission::prefix(PermissionKind::ReadWrite, "m/"))
+        .await
+        .expect("grant");
+    admin.user_add("maint", "m-pw").await.expect("user add");
+    admin.user_grant_role("maint", "rw").await.expect("grant role");
+    admin.auth_enable().await.expect("auth enable");
+    let ep = cluster.endpoints()[0].clone();
+    let user = as_user(&cluster, "maint", "m-pw").await.expect("connect");
+    user.put("m/k", "v", PutOptions::new())
+        .await
+        .expect("a permitted put");
+    let checks = [
+        ("defragment", user.defragment(&ep).await.err()),
+        ("hash_kv", user.hash_kv(&ep, 0).await.err()),
+        ("snapshot", user.snapshot(tokio::io::sink()).await.err()),
+    ];
+    for (what, err) in checks {
+        let e = err.unwrap_or_else(|| panic!("{what} allowed for a non-root user"));
+        assert_eq!(kind(&e), Some(ServerError::PermissionDenied), "{what}: {e:?}");
+        assert_eq!(e.code(), Some(tonic::Code::Unknown), "{what}: {e:?}");
+    }
+    let root = admin_root(&cluster).await;
+    root.defragment(&ep).await.expect("root defragments");
+    root.hash_kv(&ep, 0).await.expect("root hashes");
+}
