@@ -12,15 +12,18 @@
 # For each: QPS, p50/p99 latency, and the client process's CPU time (user+sys, measured from
 # outside the same way for all three) per 1k ops. Ends with the `ratio ...` lines.
 #
-# Env: BENCH_TOTAL (20000), BENCH_WATCH_PUTS (2000), BENCH_ROUNDS (1; >1 keeps each client's
-# best QPS and lowest CPU per workload), BENCH_KEEP=1 keeps the work dir.
+# The three clients take turns (round 1: put go/ours/etcd-client, get-s ..., then round 2 ...);
+# each figure is the median over the rounds, so that a burst of load on the machine (which is
+# shared) hits one round of one client rather than the result.
+# Env: BENCH_TOTAL (20000), BENCH_WATCH_PUTS (2000), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the
+# work dir.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TESTBIN=${ETCD_OPERATOR_TESTBIN:-$HOME/.cache/etcd-operator/testbin}
 TOTAL=${BENCH_TOTAL:-20000}
 WATCH_PUTS=${BENCH_WATCH_PUTS:-2000}
-ROUNDS=${BENCH_ROUNDS:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -64,7 +67,8 @@ for _ in $(seq 100); do
 done
 "$ETCD_BIN_DIR/etcdctl" --endpoints="$EP" put bench/get "$(head -c 256 /dev/zero | tr '\0' g)" >/dev/null ||
   die "etcd did not start (see $WORK/etcd.log)"
-log "etcd $("$ETCD_BIN_DIR/etcd" --version | head -1 | awk '{print $3}') at $EP, data in $WORK"
+ETCD_VERSION=$("$ETCD_BIN_DIR/etcd" --version | head -1 | awk '{print $3}')
+log "etcd $ETCD_VERSION at $EP, data in $WORK"
 
 # --- running and measuring ----------------------------------------------------------------
 ops_of() { if [ "$1" = watch ]; then echo $((WATCH_PUTS * 100)); else echo "$TOTAL"; fi; }
@@ -104,8 +108,9 @@ parse() {
 
 WORKLOADS=(put get-s get-l txn watch)
 CLIENTS=(go ours etcd-client)
-declare -A QPS P50 P99 CPU
-log "load before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+declare -A QPS P50 P99 CPU RUNS
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load before: $LOAD_BEFORE on $(nproc) cores"
 for round in $(seq "$ROUNDS"); do
   for w in "${WORKLOADS[@]}"; do
     for c in "${CLIENTS[@]}"; do
@@ -113,17 +118,21 @@ for round in $(seq "$ROUNDS"); do
       if [ "$c" = go ]; then eval "measure $out $(go_cmd "$w")"; else eval "measure $out $(rust_cmd "$c" "$w")"; fi
       read -r q p50 p99 cpu < <(parse "$c" "$out")
       [ -n "$q" ] || die "no result from $c $w (see $out)"
-      k=$c/$w
-      if [ -z "${QPS[$k]:-}" ] || awk -v a="$q" -v b="${QPS[$k]}" 'BEGIN{exit !(a>b)}'; then
-        QPS[$k]=$q; P50[$k]=$p50; P99[$k]=$p99
-      fi
-      if [ -z "${CPU[$k]:-}" ] || awk -v a="$cpu" -v b="${CPU[$k]}" 'BEGIN{exit !(a<b)}'; then CPU[$k]=$cpu; fi
+      RUNS[$c/$w]+="$q $p50 $p99 $cpu"$'\n'
       log "round $round $w $c: qps=$q p50=${p50}ms p99=${p99}ms cpu=${cpu}s"
     done
   done
 done
+# Per (client, workload): the median of the rounds, column by column (with one round: that round).
+median_col() { awk -v c="$1" 'NF {print $c}' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+for k in "${!RUNS[@]}"; do
+  QPS[$k]=$(median_col 1 <<<"${RUNS[$k]}"); P50[$k]=$(median_col 2 <<<"${RUNS[$k]}")
+  P99[$k]=$(median_col 3 <<<"${RUNS[$k]}"); CPU[$k]=$(median_col 4 <<<"${RUNS[$k]}")
+done
 log "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; etcd $ETCD_VERSION single member (--unsafe-no-fsync) on loopback; $ROUNDS rounds, medians"
+echo "# load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %-12s %11s %9s %9s %16s\n' workload client qps p50_ms p99_ms cpu_ms_per_1k_ops
 for w in "${WORKLOADS[@]}"; do
   for c in "${CLIENTS[@]}"; do

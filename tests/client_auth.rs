@@ -606,7 +606,10 @@ async fn auth_non_root_maintenance_is_unknown_permission_denied_on_3_5() {
         .await
         .expect("grant");
     admin.user_add("maint", "m-pw").await.expect("user add");
-    admin.user_grant_role("maint", "rw").await.expect("grant role");
+    admin
+        .user_grant_role("maint", "rw")
+        .await
+        .expect("grant role");
     admin.auth_enable().await.expect("auth enable");
     let ep = cluster.endpoints()[0].clone();
     let user = as_user(&cluster, "maint", "m-pw").await.expect("connect");
@@ -620,7 +623,11 @@ async fn auth_non_root_maintenance_is_unknown_permission_denied_on_3_5() {
     ];
     for (what, err) in checks {
         let e = err.unwrap_or_else(|| panic!("{what} allowed for a non-root user"));
-        assert_eq!(kind(&e), Some(ServerError::PermissionDenied), "{what}: {e:?}");
+        assert_eq!(
+            kind(&e),
+            Some(ServerError::PermissionDenied),
+            "{what}: {e:?}"
+        );
         assert_eq!(e.code(), Some(tonic::Code::Unknown), "{what}: {e:?}");
     }
     let root = admin_root(&cluster).await;

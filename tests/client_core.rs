@@ -455,7 +455,10 @@ async fn require_leader_watch_ends_with_no_leader_plain_watch_does_not() {
     let third = vec![eps[2].clone()];
     let strict = connect(&third, ConnectOptions::new().with_require_leader(true)).await;
     let plain = connect(&third, ConnectOptions::new()).await;
-    let mut strict_w = strict.watch("rl", WatchOptions::new()).await.expect("watch");
+    let mut strict_w = strict
+        .watch("rl", WatchOptions::new())
+        .await
+        .expect("watch");
     let mut plain_w = plain.watch("rl", WatchOptions::new()).await.expect("watch");
     cluster.pause(0).expect("pause 0");
     cluster.pause(1).expect("pause 1");

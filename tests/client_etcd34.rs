@@ -75,7 +75,10 @@ async fn etcd34_kv_txn_delete_compact() {
     assert_eq!(del.prev_kvs.len(), 2);
     c.compact(del.header.revision, true).await.expect("compact");
     let old = c
-        .get("s/a", GetOptions::new().with_revision(first.header.revision))
+        .get(
+            "s/a",
+            GetOptions::new().with_revision(first.header.revision),
+        )
         .await;
     match old {
         Err(e) => assert_eq!(e.server_error(), Some(ServerError::Compacted), "{e:?}"),
@@ -123,10 +126,18 @@ async fn etcd34_watch_lease_keepalive() {
     assert_eq!(events[0].value(), b"v");
     assert_eq!(events[1].key(), b"w/k");
     assert_eq!(
-        events[1].prev_kv.as_ref().map(|kv| kv.value_str().into_owned()),
+        events[1]
+            .prev_kv
+            .as_ref()
+            .map(|kv| kv.value_str().into_owned()),
         Some("v".to_string())
     );
-    assert!(!c.lease_time_to_live(lease.id, false).await.expect("ttl").exists());
+    assert!(
+        !c.lease_time_to_live(lease.id, false)
+            .await
+            .expect("ttl")
+            .exists()
+    );
 }
 
 /// Cluster and maintenance on 3.4: member list (the linearizable flag is ignored), status with

@@ -686,9 +686,15 @@ async fn golden_field_numbers_compare_range_end_64_and_watch_events_11() {
     use prost::Message;
     let cmp = Compare::value("r/a", CompareOp::Equal, "1").with_range("r/c");
     let bytes = cmp.to_proto().encode_to_vec();
-    assert!(contains(&bytes, &[0x82, 0x04, 0x03, b'r', b'/', b'c']), "{bytes:02x?}");
+    assert!(
+        contains(&bytes, &[0x82, 0x04, 0x03, b'r', b'/', b'c']),
+        "{bytes:02x?}"
+    );
     assert!(contains(&bytes, &[0x3a, 0x01, b'1']), "{bytes:02x?}");
-    assert!(contains(&bytes, &[0x10, 0x03]), "target VALUE=3: {bytes:02x?}");
+    assert!(
+        contains(&bytes, &[0x10, 0x03]),
+        "target VALUE=3: {bytes:02x?}"
+    );
 
     let resp = pb::WatchResponse {
         events: vec![mvccpb::Event::default()],

@@ -969,7 +969,10 @@ async fn watch_create_errors_negative_start_and_empty_range_are_canceled() {
         Err(e) => panic!("empty range: {e:?}"),
         Ok(_) => panic!("empty range accepted"),
     }
-    let mut w = client.watch("ce", WatchOptions::new()).await.expect("watch");
+    let mut w = client
+        .watch("ce", WatchOptions::new())
+        .await
+        .expect("watch");
     let rev = kv.put("ce", "x").await;
     assert_eq!(next_events(&mut w, 1, 5).await[0].3, rev);
 }
@@ -1005,7 +1008,10 @@ async fn watch_resumes_after_server_restart_from_next_revision() {
     let mut cluster = EtcdCluster::single().expect("etcd");
     let url = cluster.endpoints()[0].clone();
     let client = connect(&url).await;
-    let mut w = client.watch("sr", WatchOptions::new()).await.expect("watch");
+    let mut w = client
+        .watch("sr", WatchOptions::new())
+        .await
+        .expect("watch");
     let r1 = Kv::new(&url).put("sr", "before").await;
     assert_eq!(next_events(&mut w, 1, 5).await[0].3, r1);
     tokio::task::block_in_place(|| cluster.restart(0)).expect("restart");

@@ -93,7 +93,12 @@ fn op_key(i: usize) -> [u8; 8] {
 }
 
 /// `clients` callers share `total` ops of `kind` on one connection.
-async fn run_unary(peer: &Peer, kind: &str, total: usize, clients: usize) -> Result<Outcome, String> {
+async fn run_unary(
+    peer: &Peer,
+    kind: &str,
+    total: usize,
+    clients: usize,
+) -> Result<Outcome, String> {
     let next = Arc::new(AtomicUsize::new(0));
     let value = bytes::Bytes::from(vec![b'v'; 256]);
     let start = Instant::now();
@@ -127,7 +132,10 @@ async fn run_unary(peer: &Peer, kind: &str, total: usize, clients: usize) -> Res
     for t in tasks {
         latencies.extend(t.await.map_err(|e| e.to_string())??);
     }
-    Ok(Outcome { latencies, elapsed: start.elapsed() })
+    Ok(Outcome {
+        latencies,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// One writer, `watchers` watches of one key on one connection; each put waits for every

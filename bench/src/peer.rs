@@ -88,11 +88,18 @@ impl Peer {
     }
 
     /// Watches `key` (from now on); sends the receipt time of every event to `seen`.
-    pub async fn watch(&self, key: &[u8], seen: UnboundedSender<Instant>) -> Result<WatchHandle, String> {
+    pub async fn watch(
+        &self,
+        key: &[u8],
+        seen: UnboundedSender<Instant>,
+    ) -> Result<WatchHandle, String> {
         match self {
             Peer::Ours(c, _) => {
                 let mut w = c
-                    .watch(Bytes::copy_from_slice(key), ours::watch::WatchOptions::new())
+                    .watch(
+                        Bytes::copy_from_slice(key),
+                        ours::watch::WatchOptions::new(),
+                    )
                     .await
                     .map_err(err)?;
                 Ok(WatchHandle::Ours(tokio::spawn(async move {
@@ -140,7 +147,11 @@ impl Worker {
                 .await
                 .map(drop)
                 .map_err(err),
-            Worker::Crate(kv) => kv.put(key, value.to_vec(), None).await.map(drop).map_err(err),
+            Worker::Crate(kv) => kv
+                .put(key, value.to_vec(), None)
+                .await
+                .map(drop)
+                .map_err(err),
         }
     }
 
