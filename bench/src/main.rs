@@ -7,6 +7,8 @@
 //!              [--total N] [--clients 32] [--watchers 100]
 //! ```
 //!
+//! `--client raw-channel|raw-h2` are transport probes for put/get only (see `raw.rs`).
+//!
 //! Prints one line: `ops=<n> secs=<f> qps=<f> p50_ms=<f> p99_ms=<f>`. The workloads mirror the
 //! Go tool's `put`, `range`, `txn-put` and `watch-latency` commands: 32 callers sharing one
 //! connection (Go: `--conns=1 --clients=32`), 8-byte keys, 256-byte values; for `watch`, one
@@ -14,6 +16,7 @@
 //! latency is counted from the put's return to each watcher's receipt (as Go's tool does).
 
 mod peer;
+mod raw;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

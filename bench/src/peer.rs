@@ -15,8 +15,15 @@ pub enum Peer {
     /// The project's client.
     Ours(ours::Client, String),
     /// The `etcd-client` crate.
-    Crate(etcd_client::Client, String),
+    Crate(Box<etcd_client::Client>, String),
+    /// Transport probe: the generated stub over tonic's `Channel`.
+    RawChannel(KvStub<tonic::transport::Channel>),
+    /// Transport probe: the generated stub over a bare hyper HTTP/2 connection.
+    RawH2(KvStub<crate::raw::H2>),
 }
+
+type KvStub<T> = etcd_operator::etcd::proto::etcdserverpb::kv_client::KvClient<T>;
+use etcd_operator::etcd::proto::etcdserverpb as pb;
 
 /// One caller's handle.
 pub enum Worker {
@@ -24,6 +31,10 @@ pub enum Worker {
     Ours(ours::Client),
     /// The crate's KV client (clone sharing the crate client's channel).
     Crate(etcd_client::KvClient),
+    /// A transport probe's stub (clone sharing its connection).
+    RawChannel(KvStub<tonic::transport::Channel>),
+    /// A transport probe's stub (clone sharing its connection).
+    RawH2(KvStub<crate::raw::H2>),
 }
 
 /// Keeps a watch open while held.
@@ -62,11 +73,17 @@ impl Peer {
                 endpoint.to_string(),
             )),
             "etcd-client" => Ok(Peer::Crate(
-                etcd_client::Client::connect([endpoint], None)
-                    .await
-                    .map_err(err)?,
+                Box::new(
+                    etcd_client::Client::connect([endpoint], None)
+                        .await
+                        .map_err(err)?,
+                ),
                 endpoint.to_string(),
             )),
+            "raw-channel" => Ok(Peer::RawChannel(
+                crate::raw::channel_connect(endpoint).await?,
+            )),
+            "raw-h2" => Ok(Peer::RawH2(crate::raw::h2_connect(endpoint).await?)),
             other => Err(format!("unknown client {other} (ours or etcd-client)")),
         }
     }
@@ -76,6 +93,7 @@ impl Peer {
         match self {
             Peer::Ours(_, ep) => Peer::connect("ours", ep).await,
             Peer::Crate(_, ep) => Peer::connect("etcd-client", ep).await,
+            Peer::RawChannel(_) | Peer::RawH2(_) => Err("transport probes do only KV".into()),
         }
     }
 
@@ -84,6 +102,8 @@ impl Peer {
         match self {
             Peer::Ours(c, _) => Worker::Ours(c.clone()),
             Peer::Crate(c, _) => Worker::Crate(c.kv_client()),
+            Peer::RawChannel(k) => Worker::RawChannel(k.clone()),
+            Peer::RawH2(k) => Worker::RawH2(k.clone()),
         }
     }
 
@@ -134,6 +154,7 @@ impl Peer {
                     task,
                 })
             }
+            Peer::RawChannel(_) | Peer::RawH2(_) => Err("transport probes do only KV".into()),
         }
     }
 }
@@ -152,6 +173,8 @@ impl Worker {
                 .await
                 .map(drop)
                 .map_err(err),
+            Worker::RawChannel(k) => k.put(put_req(key, value)).await.map(drop).map_err(err),
+            Worker::RawH2(k) => k.put(put_req(key, value)).await.map(drop).map_err(err),
         }
     }
 
@@ -169,6 +192,16 @@ impl Worker {
                 let o = serializable.then(|| etcd_client::GetOptions::new().with_serializable());
                 kv.get(key, o).await.map(drop).map_err(err)
             }
+            Worker::RawChannel(k) => k
+                .range(range_req(key, serializable))
+                .await
+                .map(drop)
+                .map_err(err),
+            Worker::RawH2(k) => k
+                .range(range_req(key, serializable))
+                .await
+                .map(drop)
+                .map_err(err),
         }
     }
 
@@ -191,6 +224,23 @@ impl Worker {
                 )]);
                 kv.txn(txn).await.map(drop).map_err(err)
             }
+            Worker::RawChannel(_) | Worker::RawH2(_) => Err("transport probes do no txn".into()),
         }
+    }
+}
+
+fn put_req(key: &[u8], value: Bytes) -> pb::PutRequest {
+    pb::PutRequest {
+        key: Bytes::copy_from_slice(key),
+        value,
+        ..Default::default()
+    }
+}
+
+fn range_req(key: &[u8], serializable: bool) -> pb::RangeRequest {
+    pb::RangeRequest {
+        key: Bytes::copy_from_slice(key),
+        serializable,
+        ..Default::default()
     }
 }
