@@ -50,8 +50,10 @@ CPORT=$(free_port); PPORT=$(free_port)
 EP=127.0.0.1:$CPORT
 ETCD_PID=
 cleanup() {
-  [ -n "$ETCD_PID" ] && kill "$ETCD_PID" 2>/dev/null && wait "$ETCD_PID" 2>/dev/null
+  local rc=$?
+  if [ -n "$ETCD_PID" ]; then kill "$ETCD_PID" 2>/dev/null || true; wait "$ETCD_PID" 2>/dev/null || true; fi
   [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"
+  exit "$rc"
 }
 trap cleanup EXIT
 # --unsafe-no-fsync: the disk is not what is measured; the clients are.
