@@ -634,3 +634,49 @@ async fn auth_non_root_maintenance_is_unknown_permission_denied_on_3_5() {
     root.defragment(&ep).await.expect("root defragments");
     root.hash_kv(&ep, 0).await.expect("root hashes");
 }
+
+/// §2.4 `[S]` watch creation under an auth failure: etcd answers created + canceled with
+/// "permission denied" (not a stream error); the client ends that create with `WatchCanceled`,
+/// and a permitted watch on the same client's stream works.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_watch_create_without_permission_is_canceled_not_a_stream_error() {
+    use etcd_operator::etcd::watch::WatchOptions;
+    let cluster = EtcdCluster::single().expect("etcd");
+    let admin = with_root(&cluster).await;
+    admin.role_add("ro").await.expect("role add");
+    admin
+        .role_grant_permission("ro", Permission::prefix(PermissionKind::Read, "app/"))
+        .await
+        .expect("grant");
+    admin.user_add("reader", "r-pw").await.expect("user add");
+    admin
+        .user_grant_role("reader", "ro")
+        .await
+        .expect("grant role");
+    admin.auth_enable().await.expect("auth enable");
+    let reader = as_user(&cluster, "reader", "r-pw").await.expect("reader");
+    match reader.watch("other", WatchOptions::new()).await {
+        Err(Error::WatchCanceled { reason }) => {
+            assert!(reason.contains("permission denied"), "{reason}")
+        }
+        Err(e) => panic!("watch outside the permission: {e:?}"),
+        Ok(_) => panic!("watch outside the permission was created"),
+    }
+    let mut w = reader
+        .watch("app/", WatchOptions::new().with_prefix())
+        .await
+        .expect("permitted watch");
+    let root = admin_root(&cluster).await;
+    let rev = root
+        .put("app/x", "1", PutOptions::new())
+        .await
+        .expect("put")
+        .header
+        .revision;
+    let b = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("an event in time")
+        .expect("open")
+        .expect("ok");
+    assert_eq!(b.events[0].mod_revision(), rev);
+}
