@@ -592,3 +592,91 @@ async fn auth_token_refresh_after_ttl_expiry_and_member_restart() {
         .await
         .expect("put after restart");
 }
+
+/// §2.4 3.5 quirk `[S]`: with auth on, a non-root user's Defragment, HashKV and Snapshot are
+/// refused by etcd 3.5 with code Unknown and "auth: permission denied"; the client maps that
+/// message to `PermissionDenied` all the same. Root may run them.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_non_root_maintenance_is_unknown_permission_denied_on_3_5() {
+    let cluster = EtcdCluster::single().expect("etcd");
+    let admin = with_root(&cluster).await;
+    admin.role_add("rw").await.expect("role add");
+    admin
+        .role_grant_permission("rw", Permission::prefix(PermissionKind::ReadWrite, "m/"))
+        .await
+        .expect("grant");
+    admin.user_add("maint", "m-pw").await.expect("user add");
+    admin
+        .user_grant_role("maint", "rw")
+        .await
+        .expect("grant role");
+    admin.auth_enable().await.expect("auth enable");
+    let ep = cluster.endpoints()[0].clone();
+    let user = as_user(&cluster, "maint", "m-pw").await.expect("connect");
+    user.put("m/k", "v", PutOptions::new())
+        .await
+        .expect("a permitted put");
+    let checks = [
+        ("defragment", user.defragment(&ep).await.err()),
+        ("hash_kv", user.hash_kv(&ep, 0).await.err()),
+        ("snapshot", user.snapshot(tokio::io::sink()).await.err()),
+    ];
+    for (what, err) in checks {
+        let e = err.unwrap_or_else(|| panic!("{what} allowed for a non-root user"));
+        assert_eq!(
+            kind(&e),
+            Some(ServerError::PermissionDenied),
+            "{what}: {e:?}"
+        );
+        assert_eq!(e.code(), Some(tonic::Code::Unknown), "{what}: {e:?}");
+    }
+    let root = admin_root(&cluster).await;
+    root.defragment(&ep).await.expect("root defragments");
+    root.hash_kv(&ep, 0).await.expect("root hashes");
+}
+
+/// §2.4 `[S]` watch creation under an auth failure: etcd answers created + canceled with
+/// "permission denied" (not a stream error); the client ends that create with `WatchCanceled`,
+/// and a permitted watch on the same client's stream works.
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_watch_create_without_permission_is_canceled_not_a_stream_error() {
+    use etcd_operator::etcd::watch::WatchOptions;
+    let cluster = EtcdCluster::single().expect("etcd");
+    let admin = with_root(&cluster).await;
+    admin.role_add("ro").await.expect("role add");
+    admin
+        .role_grant_permission("ro", Permission::prefix(PermissionKind::Read, "app/"))
+        .await
+        .expect("grant");
+    admin.user_add("reader", "r-pw").await.expect("user add");
+    admin
+        .user_grant_role("reader", "ro")
+        .await
+        .expect("grant role");
+    admin.auth_enable().await.expect("auth enable");
+    let reader = as_user(&cluster, "reader", "r-pw").await.expect("reader");
+    match reader.watch("other", WatchOptions::new()).await {
+        Err(Error::WatchCanceled { reason }) => {
+            assert!(reason.contains("permission denied"), "{reason}")
+        }
+        Err(e) => panic!("watch outside the permission: {e:?}"),
+        Ok(_) => panic!("watch outside the permission was created"),
+    }
+    let mut w = reader
+        .watch("app/", WatchOptions::new().with_prefix())
+        .await
+        .expect("permitted watch");
+    let root = admin_root(&cluster).await;
+    let rev = root
+        .put("app/x", "1", PutOptions::new())
+        .await
+        .expect("put")
+        .header
+        .revision;
+    let b = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("an event in time")
+        .expect("open")
+        .expect("ok");
+    assert_eq!(b.events[0].mod_revision(), rev);
+}

@@ -149,6 +149,17 @@ async fn members_list_add_learner_promote_remove_update() {
     ));
 }
 
+/// Whether the member serving metrics on `port` has an active peer connection to `remote_hex`.
+fn peer_active(port: u16, remote_hex: &str) -> bool {
+    let Ok(body) = support::etcd::http_get(port, "/metrics") else {
+        return true;
+    };
+    let needle = format!("Remote=\"{remote_hex}\"");
+    body.lines().any(|l| {
+        l.starts_with("etcd_network_active_peers{") && l.contains(&needle) && !l.ends_with(" 0")
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn member_remove_protects_quorum_but_allows_removing_a_dead_member() {
     let mut cluster = EtcdCluster::builder().members(3).start().expect("etcd");
@@ -160,6 +171,14 @@ async fn member_remove_protects_quorum_but_allows_removing_a_dead_member() {
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     cluster.kill(2);
+    // The quorum check counts a peer as active until its peer connection is seen broken; wait
+    // until m0 and m1 both report m2 inactive (etcd_network_active_peers drops to 0).
+    let m2_hex = format!("{m2:x}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(0..2).all(|i| !peer_active(cluster.member(i).client_port, &m2_hex)) {
+        assert!(Instant::now() < deadline, "m2 still seen active");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Removing live voter m1 would leave {m0, m2} with only m0 up: no quorum.
     assert_server_error(c.member_remove(m1).await, ServerError::Unhealthy);
     assert_eq!(c.member_list().await.expect("list").len(), 3);
@@ -179,4 +198,83 @@ async fn member_remove_protects_quorum_but_allows_removing_a_dead_member() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(!names.contains(&"m2".to_string()));
+}
+
+/// §2.2 `[P]` learners: a started learner refuses writes and linearizable reads with
+/// `NotSupportedForLearner`; a client whose endpoints include it moves those calls (puts too,
+/// since the learner refused them without applying anything) to the voter, so every call
+/// succeeds. A client on the learner alone gets the typed error, and still serves serializable
+/// reads there.
+#[tokio::test(flavor = "multi_thread")]
+async fn learner_not_supported_is_retried_on_another_endpoint() {
+    let mut cluster = EtcdCluster::single().expect("etcd");
+    let voter = client(&cluster).await;
+    let (client_port, peer_port) = (free_port().expect("port"), free_port().expect("port"));
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    past_unhealthy(|| voter.member_add([peer_url.clone()], true))
+        .await
+        .expect("add learner");
+    let i = cluster
+        .join_member("learner", client_port, peer_port)
+        .expect("start learner");
+    let learner_url = cluster.member(i).client_url();
+    let alone = Client::connect(
+        [learner_url.clone()],
+        ConnectOptions::new().with_request_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .expect("connect to the learner");
+    // Wait until the learner serves (serializable reads are allowed on learners).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match alone.status(&learner_url).await {
+            Ok(st) if st.is_learner && st.raft_applied_index > 0 => break,
+            other => {
+                assert!(Instant::now() < deadline, "learner not serving: {other:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    let learner_id = alone.status(&learner_url).await.expect("status").member_id;
+
+    assert_server_error(
+        alone
+            .put("l/k", "v", etcd_operator::etcd::kv::PutOptions::new())
+            .await,
+        ServerError::NotSupportedForLearner,
+    );
+    let both = Client::connect(
+        [learner_url.clone(), cluster.endpoints()[0].clone()],
+        ConnectOptions::new().with_request_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .expect("connect to both");
+    for n in 0..10 {
+        let key = format!("l/{n}");
+        both.put(&key, "v", etcd_operator::etcd::kv::PutOptions::new())
+            .await
+            .expect("put retried on the voter");
+        let got = both
+            .get(&key, etcd_operator::etcd::kv::GetOptions::new())
+            .await
+            .expect("linearizable get retried on the voter");
+        assert_eq!(got.count, 1);
+        assert_ne!(got.header.member_id, learner_id, "answered by the learner");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = alone
+            .get(
+                "l/9",
+                etcd_operator::etcd::kv::GetOptions::new().with_serializable(),
+            )
+            .await
+            .expect("serializable get on the learner");
+        if got.count == 1 {
+            assert_eq!(got.header.member_id, learner_id);
+            break;
+        }
+        assert!(Instant::now() < deadline, "learner never caught up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

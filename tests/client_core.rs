@@ -443,3 +443,58 @@ async fn keepalive_10s_with_open_watch_sees_no_goaway() {
     // One connection for the client (the health watch, the watch and the calls share it).
     assert_eq!(counts.connections, 1, "{counts:?}");
 }
+
+/// §2.6 require-leader streams `[P]`: with two of three members paused, the third cancels a
+/// watch opened with require-leader (after about three election timeouts without a leader) and
+/// the watch ends with `NoLeader`; a plain watch on the same member stays open, and both members
+/// back make it deliver again.
+#[tokio::test(flavor = "multi_thread")]
+async fn require_leader_watch_ends_with_no_leader_plain_watch_does_not() {
+    let cluster = EtcdCluster::builder().members(3).start().expect("etcd");
+    let eps = cluster.endpoints();
+    let third = vec![eps[2].clone()];
+    let strict = connect(&third, ConnectOptions::new().with_require_leader(true)).await;
+    let plain = connect(&third, ConnectOptions::new()).await;
+    let mut strict_w = strict
+        .watch("rl", WatchOptions::new())
+        .await
+        .expect("watch");
+    let mut plain_w = plain.watch("rl", WatchOptions::new()).await.expect("watch");
+    cluster.pause(0).expect("pause 0");
+    cluster.pause(1).expect("pause 1");
+    let ended = tokio::time::timeout(Duration::from_secs(60), strict_w.next())
+        .await
+        .expect("the require-leader watch ends");
+    match ended {
+        Some(Err(e)) => assert_eq!(e.server_error(), Some(ServerError::NoLeader), "{e:?}"),
+        other => panic!("require-leader watch: {other:?}"),
+    }
+    // The plain watch is still open (nothing arrives, and it has not ended).
+    if let Ok(got) = tokio::time::timeout(Duration::from_secs(2), plain_w.next()).await {
+        panic!("plain watch without a leader: {got:?}");
+    }
+    cluster.resume(0).expect("resume 0");
+    cluster.resume(1).expect("resume 1");
+    let w = connect(&eps[..1], opts()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rev = loop {
+        match w.put("rl", "back", PutOptions::new()).await {
+            Ok(r) => break r.header.revision,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no put after resume: {e:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let b = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let b = plain_w.next().await.expect("open").expect("ok");
+            if !b.events.is_empty() {
+                break b;
+            }
+        }
+    })
+    .await
+    .expect("plain watch delivers after the leader is back");
+    assert_eq!(b.events[0].mod_revision(), rev);
+}

@@ -670,3 +670,57 @@ async fn compact_physical_waits_and_drops_history() {
         .expect("at compact revision");
     assert_eq!(r.first().unwrap().value_str(), "19");
 }
+
+/// `needle` occurs in `hay` as a contiguous run.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// §1.3 golden field numbers: a compare's `range_end` is field 64 (tag bytes `0x82 0x04`, past
+/// the target oneof, whose `value` is field 7), and a watch response's `events` are field 11
+/// (tag `0x5a`); bytes written by hand with those tags decode into the expected event. A real
+/// server then evaluates a compare carrying a range_end over the whole range.
+#[tokio::test(flavor = "multi_thread")]
+async fn golden_field_numbers_compare_range_end_64_and_watch_events_11() {
+    use etcd_operator::etcd::proto::{etcdserverpb as pb, mvccpb};
+    use prost::Message;
+    let cmp = Compare::value("r/a", CompareOp::Equal, "1").with_range("r/c");
+    let bytes = cmp.to_proto().encode_to_vec();
+    assert!(
+        contains(&bytes, &[0x82, 0x04, 0x03, b'r', b'/', b'c']),
+        "{bytes:02x?}"
+    );
+    assert!(contains(&bytes, &[0x3a, 0x01, b'1']), "{bytes:02x?}");
+    assert!(
+        contains(&bytes, &[0x10, 0x03]),
+        "target VALUE=3: {bytes:02x?}"
+    );
+
+    let resp = pb::WatchResponse {
+        events: vec![mvccpb::Event::default()],
+        ..Default::default()
+    };
+    assert_eq!(resp.encode_to_vec()[0], 0x5a);
+    // events=11 { type=1: DELETE, kv=2 { key=1: "k", mod_revision=3: 7 } }, watch_id=2: 5
+    let kv = [0x0a, 0x01, b'k', 0x18, 0x07];
+    let mut event = vec![0x08, 0x01, 0x12, kv.len() as u8];
+    event.extend_from_slice(&kv);
+    let mut wire = vec![0x10, 0x05, 0x5a, event.len() as u8];
+    wire.extend_from_slice(&event);
+    let decoded = pb::WatchResponse::decode(wire.as_slice()).expect("decode");
+    assert_eq!(decoded.watch_id, 5);
+    assert_eq!(decoded.events.len(), 1);
+    let ev = &decoded.events[0];
+    assert_eq!(ev.r#type, mvccpb::event::EventType::Delete as i32);
+    let kv = ev.kv.as_ref().expect("kv");
+    assert_eq!((&kv.key[..], kv.mod_revision), (&b"k"[..], 7));
+
+    let (_cluster, c) = setup().await;
+    put(&c, "r/a", "1").await;
+    put(&c, "r/b", "1").await;
+    let r = c.txn(Txn::new().when([cmp.clone()])).await.expect("txn");
+    assert!(r.succeeded, "every key in [r/a, r/c) holds 1");
+    put(&c, "r/b", "2").await;
+    let r = c.txn(Txn::new().when([cmp])).await.expect("txn");
+    assert!(!r.succeeded, "r/b no longer holds 1");
+}

@@ -522,3 +522,47 @@ async fn lease_keepalive_moves_off_a_hung_member() {
     cluster.resume(on).expect("SIGCONT");
     assert!(!keeper.is_lost());
 }
+
+/// §3 leader change `[S]`: without lease checkpointing a new leader refreshes every lease to its
+/// full TTL, so a 10 s lease with about 4 s left has close to 10 s again after a leader move.
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_leader_change_refreshes_ttl_without_checkpointing() {
+    let cluster = EtcdCluster::builder().members(3).start().expect("etcd");
+    let c = connect(&cluster.endpoints()).await;
+    let lease = c.lease_grant(10, None).await.expect("grant").id;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let before = c.lease_time_to_live(lease, false).await.expect("ttl").ttl;
+    assert!((0..=5).contains(&before), "before the move: {before}");
+    let leader = c
+        .status(&cluster.endpoints()[0])
+        .await
+        .expect("status")
+        .leader;
+    let target = c
+        .member_list()
+        .await
+        .expect("members")
+        .iter()
+        .find(|m| m.id != leader)
+        .expect("a follower")
+        .id;
+    c.move_leader(target).await.expect("move leader");
+    // The new leader promotes itself and refreshes the leases when it takes over.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = c.status(&cluster.endpoints()[0]).await.expect("status");
+        if st.leader == target {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leader did not move");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = c.lease_time_to_live(lease, false).await.expect("ttl");
+    assert!(after.exists());
+    // Without the refresh the TTL could only have gone down.
+    assert!(
+        after.ttl > before,
+        "after the move: {} (before {before})",
+        after.ttl
+    );
+}

@@ -513,3 +513,105 @@ async fn downgrade_validate_rejects_bogus_versions() {
         "{err}"
     );
 }
+
+/// A writer that counts what it is given and runs `trip` on its first write.
+struct Tripwire {
+    written: u64,
+    trip: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl tokio::io::AsyncWrite for Tripwire {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.written += buf.len() as u64;
+        if let Some(trip) = self.trip.take() {
+            trip();
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// §2.2 `[P]` streams: opening a snapshot is retried on another member until the first message
+/// arrives (a dead endpoint in the list does not fail it), but a snapshot stream cut after its
+/// first message ends the call with an error, although a healthy member was there to retry on.
+/// The database (~12 MB) is larger than the HTTP/2 windows, so the cut lands mid-stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_open_is_retried_but_a_cut_stream_is_not() {
+    let cluster = EtcdCluster::single().expect("etcd");
+    let member_url = cluster.member(0).client_url();
+    let mut kv0 = kv(&member_url);
+    put_many(&mut kv0, "bulk", 6000, 2048).await;
+
+    let dead = format!("http://127.0.0.1:{}", free_port().expect("port"));
+    let with_dead = Client::connect(
+        [dead, member_url.clone()],
+        ConnectOptions::new().with_request_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .expect("connect");
+    for _ in 0..2 {
+        let mut w = Tripwire {
+            written: 0,
+            trip: None,
+        };
+        let info = with_dead
+            .snapshot(&mut w)
+            .await
+            .expect("snapshot past a dead endpoint");
+        assert_eq!(w.written, info.size);
+        assert!(info.size > 12 << 20, "{}", info.size);
+    }
+
+    let proxy = std::sync::Arc::new(
+        support::proxy::FaultProxy::start(&cluster.member(0).client_addr()).expect("proxy"),
+    );
+    let c = Client::connect(
+        [proxy.url(), member_url.clone()],
+        ConnectOptions::new().with_request_timeout(Duration::from_secs(30)),
+    )
+    .await
+    .expect("connect");
+    let mut cut = 0;
+    for _ in 0..10 {
+        let before = proxy.counts().bytes_down;
+        let p = proxy.clone();
+        let mut w = Tripwire {
+            written: 0,
+            trip: Some(Box::new(move || p.drop_all())),
+        };
+        let result = c.snapshot(&mut w).await;
+        // At least the first 32 KiB chunk came through the proxy (health updates are tiny).
+        let via_proxy = proxy.counts().bytes_down > before + 20_000;
+        proxy.resume();
+        if via_proxy {
+            assert!(
+                result.is_err(),
+                "a cut snapshot stream was retried: {result:?}"
+            );
+            assert!(w.written > 0);
+            cut += 1;
+            if cut == 2 {
+                break;
+            }
+        } else {
+            result.expect("snapshot straight from the member");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(cut > 0, "no snapshot went through the proxy");
+}

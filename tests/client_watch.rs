@@ -940,3 +940,83 @@ async fn watch_pipelined_creates_and_resume_on_etcd_3_4() {
     assert_eq!(next_events(&mut watches[3], 1, 10).await[0].3, r2);
     assert_quiet(&mut watches[7], 300).await;
 }
+
+/// §4 create errors `[S]`: a negative start revision (which etcd would answer with a canceled
+/// "compacted" create) is refused by the client before sending, as InvalidArgument; a range whose
+/// end is not after its key is canceled by the server ("watcher range is empty") and ends the
+/// create with `WatchCanceled`; the shared stream keeps serving other watches.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_create_errors_negative_start_and_empty_range_are_canceled() {
+    let cluster = EtcdCluster::single().expect("etcd");
+    let url = cluster.endpoints()[0].clone();
+    let mut kv = Kv::new(&url);
+    let client = connect(&url).await;
+    match client
+        .watch("ce", WatchOptions::new().with_start_revision(-1))
+        .await
+    {
+        Err(Error::InvalidArgument(msg)) => assert!(msg.contains("negative"), "{msg}"),
+        Err(e) => panic!("negative start revision: {e:?}"),
+        Ok(_) => panic!("negative start revision accepted"),
+    }
+    match client
+        .watch("ce/b", WatchOptions::new().with_range_end("ce/a"))
+        .await
+    {
+        Err(Error::WatchCanceled { reason }) => {
+            assert!(reason.contains("watcher range is empty"), "{reason}")
+        }
+        Err(e) => panic!("empty range: {e:?}"),
+        Ok(_) => panic!("empty range accepted"),
+    }
+    let mut w = client
+        .watch("ce", WatchOptions::new())
+        .await
+        .expect("watch");
+    let rev = kv.put("ce", "x").await;
+    assert_eq!(next_events(&mut w, 1, 5).await[0].3, rev);
+}
+
+/// §4 progress `[S]`: with `--experimental-watch-progress-notify-interval` the server sends
+/// header-only responses to a progress-notify watch that has no events; they reach the caller
+/// as progress notifications at the current revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_progress_notify_interval_sends_header_only_responses() {
+    let cluster = EtcdCluster::builder()
+        .flag("--experimental-watch-progress-notify-interval=500ms")
+        .start()
+        .expect("etcd");
+    let url = cluster.endpoints()[0].clone();
+    let mut kv = Kv::new(&url);
+    let rev = kv.put("elsewhere", "x").await;
+    let client = connect(&url).await;
+    let mut w = client
+        .watch("pn", WatchOptions::new().with_progress_notify())
+        .await
+        .expect("watch");
+    let b = next_batch(&mut w, 20).await;
+    assert!(b.is_progress_notify(), "{b:?}");
+    assert!(b.events.is_empty());
+    assert!(b.revision >= rev, "{} < {rev}", b.revision);
+}
+
+/// §4 server restart `[P]`: the member behind the only endpoint is stopped and started again on
+/// its data; the watch reconnects by itself and resumes at its next revision: the event written
+/// after the restart arrives once, and nothing from before is replayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_resumes_after_server_restart_from_next_revision() {
+    let mut cluster = EtcdCluster::single().expect("etcd");
+    let url = cluster.endpoints()[0].clone();
+    let client = connect(&url).await;
+    let mut w = client
+        .watch("sr", WatchOptions::new())
+        .await
+        .expect("watch");
+    let r1 = Kv::new(&url).put("sr", "before").await;
+    assert_eq!(next_events(&mut w, 1, 5).await[0].3, r1);
+    tokio::task::block_in_place(|| cluster.restart(0)).expect("restart");
+    let r2 = Kv::new(&url).put("sr", "after").await;
+    let got = next_events(&mut w, 1, 60).await;
+    assert_eq!(got[0].3, r2, "{got:?}");
+    assert_quiet(&mut w, 500).await;
+}

@@ -520,3 +520,45 @@ pub(crate) fn is_transport_failure(st: &tonic::Status) -> bool {
             | tonic::Code::Internal
     ) && ServerError::from_message(st.message()).is_none()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// §2.3 `client-api-version` and §2.6 `hasleader`: the request shape of every call's
+    /// metadata (etcd only checks that the version is UTF-8, so no server test can see it).
+    #[test]
+    fn meta_request_carries_api_version_token_and_hasleader() {
+        let plain = Meta {
+            token: None,
+            token_generation: 0,
+            require_leader: false,
+        };
+        let r = plain.request(());
+        assert_eq!(
+            r.metadata()
+                .get("client-api-version")
+                .and_then(|v| v.to_str().ok()),
+            Some("3.5")
+        );
+        assert!(r.metadata().get("token").is_none());
+        assert!(r.metadata().get("hasleader").is_none());
+
+        let full = Meta {
+            token: AsciiMetadataValue::try_from("tok.1").ok(),
+            token_generation: 1,
+            require_leader: true,
+        };
+        let r = full.request(());
+        let md = r.metadata();
+        assert_eq!(md.get("token").and_then(|v| v.to_str().ok()), Some("tok.1"));
+        assert_eq!(
+            md.get("hasleader").and_then(|v| v.to_str().ok()),
+            Some("true")
+        );
+        assert_eq!(
+            md.get("client-api-version").and_then(|v| v.to_str().ok()),
+            Some("3.5")
+        );
+    }
+}

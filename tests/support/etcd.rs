@@ -249,6 +249,56 @@ impl EtcdCluster {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+    /// Starts a new member `name` on `client_port`/`peer_port` that joins the running cluster
+    /// (`--initial-cluster-state=existing`); it must already have been added with MemberAdd
+    /// under `http://127.0.0.1:<peer_port>`. Returns its index; does not wait for it.
+    #[allow(dead_code)]
+    pub fn join_member(&mut self, name: &str, client_port: u16, peer_port: u16) -> Result<usize> {
+        let initial_cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .chain(std::iter::once(format!(
+                "{name}=http://127.0.0.1:{peer_port}"
+            )))
+            .collect::<Vec<_>>()
+            .join(",");
+        let data_dir = self.dir.path().join(name);
+        let mut args = vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--listen-client-urls=http://127.0.0.1:{client_port}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{client_port}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+            format!("--initial-cluster={initial_cluster}"),
+            "--initial-cluster-state=existing".to_string(),
+        ];
+        if self.version == EtcdVersion::V3_5 {
+            args.push("--unsafe-no-fsync=true".to_string());
+        } else {
+            args.push("--logger=zap".to_string());
+        }
+        let etcd = self
+            .members
+            .first()
+            .map(|m| m.etcd.clone())
+            .ok_or_else(|| HarnessError::msg("a cluster without members"))?;
+        let mut member = EtcdMember {
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            log: self.dir.path().join(format!("{name}.log")),
+            data_dir,
+            args,
+            proc: None,
+            etcd,
+        };
+        member.spawn()?;
+        self.members.push(member);
+        Ok(self.members.len() - 1)
+    }
+
     /// `http://127.0.0.1:<port>` of every member.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(EtcdMember::client_url).collect()
