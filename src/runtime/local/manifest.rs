@@ -68,8 +68,11 @@ pub struct ManifestErrors(pub Vec<ManifestError>);
 
 impl fmt::Display for ManifestErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        write!(f, "invalid manifest: {}", lines.join("; "))
+        write!(f, "invalid manifest")?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
     }
 }
 
@@ -204,7 +207,12 @@ pub fn load(path: &Path) -> Result<Vec<Manifest>, ManifestErrors> {
 type DocError = (Option<String>, String);
 
 /// One document: kind and apiVersion checked, unknown fields refused, then typed.
-fn parse_document(doc: Value) -> Result<EtcdCluster, DocError> {
+fn parse_document(mut doc: Value) -> Result<EtcdCluster, DocError> {
+    // A manifest without a spec asks for the defaults.
+    if let Value::Object(map) = &mut doc {
+        map.entry("spec")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
     let Value::Object(map) = &doc else {
         return Err((None, "a document must be a mapping (an EtcdCluster)".to_owned()));
     };
