@@ -28,8 +28,10 @@ async fn crash_and_resume(
     drop(client);
     op.stop_gracefully().expect("stop");
 
-    op.write_manifest(&manifest(name, to, to_version)).expect("edit");
-    op.launch(&[("ETCD_OPERATOR_CRASH_AT", point)]).expect("launch with crash point");
+    op.write_manifest(&manifest(name, to, to_version))
+        .expect("edit");
+    op.launch(&[("ETCD_OPERATOR_CRASH_AT", point)])
+        .expect("launch with crash point");
     let exit = op.wait_exit(CONVERGE).expect("crash");
     assert!(
         exit.contains("99"),
@@ -46,10 +48,16 @@ async fn crash_and_resume(
     let names: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
     let expected: Vec<String> = (0..to).map(|o| format!("{name}-{o}")).collect();
     assert_eq!(names, expected, "members after resuming: {members:?}");
-    assert!(members.iter().all(|m| !m.2), "a learner is left: {members:?}");
+    assert!(
+        members.iter().all(|m| !m.2),
+        "a learner is left: {members:?}"
+    );
     assert_eq!(status.members.len(), to as usize);
     for o in to..9 {
-        assert!(!op.member_dir(o).exists(), "member {o}'s folder is left over");
+        assert!(
+            !op.member_dir(o).exists(),
+            "member {o}'s folder is left over"
+        );
     }
     assert!(
         !op.cluster_dir().join("intent.yaml").exists(),
@@ -111,7 +119,11 @@ async fn crash_mid_upgrade() {
         "mid-upgrade",
         (3, "3.4.23"),
         (3, "3.5.16"),
-        &["on 3.5.16 with its existing data", "restart member", "restart member"],
+        &[
+            "on 3.5.16 with its existing data",
+            "restart member",
+            "restart member",
+        ],
         "start seed member",
     )
     .await;

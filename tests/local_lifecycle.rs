@@ -29,13 +29,24 @@ async fn one_member_bootstraps_stops_gracefully_and_resumes_the_same_cluster() {
 
     let exit = op.stop_gracefully().expect("graceful stop");
     assert!(exit.contains("exit status: 0"), "{exit}\n{}", op.log_tail());
-    assert!(op.member_pid(0).is_none(), "the member process outlived the operator");
+    assert!(
+        op.member_pid(0).is_none(),
+        "the member process outlived the operator"
+    );
     assert!(op.member_dir(0).join("data/member").is_dir(), "data kept");
-    assert!(op.log().contains("stopped solo-0 (data kept)"), "{}", op.log());
+    assert!(
+        op.log().contains("stopped solo-0 (data kept)"),
+        "{}",
+        op.log()
+    );
 
     op.launch(&[]).expect("relaunch");
     let again = op.wait_converged(1, "3.5.16", CONVERGE);
-    assert_eq!(again.cluster_id, Some(cluster_id), "a new cluster was bootstrapped");
+    assert_eq!(
+        again.cluster_id,
+        Some(cluster_id),
+        "a new cluster was bootstrapped"
+    );
     assert_eq!(again.members[0].id, status.members[0].id);
     let client = op.client().await;
     check_keys(&client, "solo/", 100).await;
@@ -88,9 +99,13 @@ async fn an_invalid_edit_is_reported_and_leaves_the_cluster_running() {
     let mut op = LocalOperator::start("keep", &manifest("keep", 1, "3.5.16")).expect("operator");
     let status = op.wait_converged(1, "3.5.16", CONVERGE);
     let pid = op.member_pid(0).expect("member pid");
-    op.write_manifest(&manifest("keep", 12, "3.5.16")).expect("edit");
+    op.write_manifest(&manifest("keep", 12, "3.5.16"))
+        .expect("edit");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !op.log().contains("spec.replicas: must be between 1 and 9, not 12") {
+    while !op
+        .log()
+        .contains("spec.replicas: must be between 1 and 9, not 12")
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "no error for the invalid edit:\n{}",
@@ -98,14 +113,22 @@ async fn an_invalid_edit_is_reported_and_leaves_the_cluster_running() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(op.log().contains("manifest.yaml"), "the error names the file");
+    assert!(
+        op.log().contains("manifest.yaml"),
+        "the error names the file"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(op.is_running());
     assert_eq!(op.member_pid(0), Some(pid), "the member was touched");
     let now = op.wait_converged(1, "3.5.16", CONVERGE);
     assert_eq!(now.members[0].id, status.members[0].id);
     // A valid edit afterwards is applied within seconds.
-    op.write_manifest(&manifest("keep", 3, "3.5.16")).expect("edit");
+    op.write_manifest(&manifest("keep", 3, "3.5.16"))
+        .expect("edit");
     op.wait_converged(3, "3.5.16", CONVERGE);
-    assert!(op.log().contains("manifest changed (replicas 1 → 3)"), "{}", op.log());
+    assert!(
+        op.log().contains("manifest changed (replicas 1 → 3)"),
+        "{}",
+        op.log()
+    );
 }

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use support::temp_dir;
 
-const HEAD: &str = "apiVersion: etcd.operator.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: bad\n";
+const HEAD: &str =
+    "apiVersion: etcd.operator.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: bad\n";
 
 fn spec(body: &str) -> String {
     format!("{HEAD}spec:\n{body}")
@@ -30,7 +31,10 @@ fn refuse(manifest: &str) -> String {
         .output()
         .expect("run etcd-operator");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "accepted:\n{manifest}\nstderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "accepted:\n{manifest}\nstderr: {stderr}"
+    );
     assert!(
         stderr.contains(&*file.to_string_lossy()),
         "the error does not name the file: {stderr}"
@@ -45,10 +49,30 @@ fn refuse(manifest: &str) -> String {
 #[test]
 fn invalid_manifests_are_refused_with_file_field_and_reason() {
     let cases: Vec<(&str, String, &str, &str)> = vec![
-        ("zero replicas", spec("  replicas: 0\n"), "spec.replicas", "between 1 and 9"),
-        ("ten replicas", spec("  replicas: 10\n"), "spec.replicas", "not 10"),
-        ("short version", spec("  version: \"3.5\"\n"), "spec.version", "major.minor.patch"),
-        ("word version", spec("  version: latest\n"), "spec.version", "\"latest\""),
+        (
+            "zero replicas",
+            spec("  replicas: 0\n"),
+            "spec.replicas",
+            "between 1 and 9",
+        ),
+        (
+            "ten replicas",
+            spec("  replicas: 10\n"),
+            "spec.replicas",
+            "not 10",
+        ),
+        (
+            "short version",
+            spec("  version: \"3.5\"\n"),
+            "spec.version",
+            "major.minor.patch",
+        ),
+        (
+            "word version",
+            spec("  version: latest\n"),
+            "spec.version",
+            "\"latest\"",
+        ),
         (
             "compaction mode",
             spec("  etcd:\n    autoCompactionMode: weekly\n"),
@@ -127,7 +151,12 @@ fn invalid_manifests_are_refused_with_file_field_and_reason() {
             "metadata.name",
             "DNS label",
         ),
-        ("malformed YAML", format!("{HEAD}spec: [\n"), "", "not valid YAML"),
+        (
+            "malformed YAML",
+            format!("{HEAD}spec: [\n"),
+            "",
+            "not valid YAML",
+        ),
         (
             "duplicate cluster",
             format!("{HEAD}---\n{HEAD}"),
@@ -170,5 +199,8 @@ fn a_missing_manifest_is_refused() {
         .expect("run etcd-operator");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("nope.yaml") && stderr.contains("no such file"), "{stderr}");
+    assert!(
+        stderr.contains("nope.yaml") && stderr.contains("no such file"),
+        "{stderr}"
+    );
 }

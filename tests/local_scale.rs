@@ -17,7 +17,8 @@ async fn scale_3_to_5_to_3_one_learner_at_a_time_leader_moved_before_removal() {
     let client = op.client().await;
     write_keys(&client, "sc/", 1000).await;
 
-    op.write_manifest(&manifest("sc", 5, "3.5.16")).expect("edit");
+    op.write_manifest(&manifest("sc", 5, "3.5.16"))
+        .expect("edit");
     op.wait_converged(5, "3.5.16", CONVERGE);
     let members = member_list(&client).await;
     assert_eq!(members.len(), 5);
@@ -47,20 +48,20 @@ async fn scale_3_to_5_to_3_one_learner_at_a_time_leader_moved_before_removal() {
         s.leader.as_deref() == Some("sc-4")
     });
     let before = op.log().len();
-    op.write_manifest(&manifest("sc", 3, "3.5.16")).expect("edit");
+    op.write_manifest(&manifest("sc", 3, "3.5.16"))
+        .expect("edit");
     let status = op.wait_converged(3, "3.5.16", CONVERGE);
     let names: Vec<&str> = status.members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["sc-0", "sc-1", "sc-2"]);
     let log = op.log();
     assert_in_order(
         &log[before..],
-        &[
-            "remove member 3",
-            "move leadership from",
-            "remove member 4",
-        ],
+        &["remove member 3", "move leadership from", "remove member 4"],
     );
-    assert!(!op.member_dir(3).exists() && !op.member_dir(4).exists(), "data of removed members deleted");
+    assert!(
+        !op.member_dir(3).exists() && !op.member_dir(4).exists(),
+        "data of removed members deleted"
+    );
     let members = member_list(&client).await;
     assert_eq!(members.len(), 3);
     check_keys(&client, "sc/", 1000).await;
@@ -81,7 +82,11 @@ async fn a_killed_member_process_is_restarted_and_rejoins() {
     let new_pid = op.member_pid(1).expect("member 1 runs");
     assert_ne!(new_pid, old_pid);
     assert!(op.log().contains("kl-1 exited"), "{}", op.log());
-    assert!(op.log().contains("restarted kl-1 after a crash"), "{}", op.log());
+    assert!(
+        op.log().contains("restarted kl-1 after a crash"),
+        "{}",
+        op.log()
+    );
     assert_eq!(member_list(&client).await, members, "membership changed");
     check_keys(&client, "kl/", 100).await;
 }
@@ -93,7 +98,11 @@ async fn a_member_whose_data_was_deleted_while_stopped_is_replaced() {
     let client = op.client().await;
     write_keys(&client, "dd/", 300).await;
     let members = member_list(&client).await;
-    let old_id = members.iter().find(|m| m.0 == "dd-1").map(|m| m.1).expect("dd-1");
+    let old_id = members
+        .iter()
+        .find(|m| m.0 == "dd-1")
+        .map(|m| m.1)
+        .expect("dd-1");
     drop(client);
     op.stop_gracefully().expect("stop");
     std::fs::remove_dir_all(op.member_dir(1).join("data")).expect("delete data");
@@ -106,7 +115,10 @@ async fn a_member_whose_data_was_deleted_while_stopped_is_replaced() {
     });
     assert_eq!(status.members.len(), 3);
     let log = op.log();
-    assert!(log.contains("not starting dd-1: its data directory is gone"), "{log}");
+    assert!(
+        log.contains("not starting dd-1: its data directory is gone"),
+        "{log}"
+    );
     assert_in_order(
         &log,
         &[
@@ -122,6 +134,9 @@ async fn a_member_whose_data_was_deleted_while_stopped_is_replaced() {
     let after = member_list(&client).await;
     assert_eq!(after.len(), 3);
     assert!(after.iter().all(|m| !m.2));
-    assert!(!after.iter().any(|m| m.1 == old_id), "the old member is still listed");
+    assert!(
+        !after.iter().any(|m| m.1 == old_id),
+        "the old member is still listed"
+    );
     check_keys(&client, "dd/", 300).await;
 }

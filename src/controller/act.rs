@@ -80,7 +80,10 @@ pub trait MemberRuntime {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Stops member `ordinal` and deletes its data; nothing to do when it does not exist.
-    fn delete_member(&mut self, ordinal: u32) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn delete_member(
+        &mut self,
+        ordinal: u32,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Stops member `ordinal` gracefully and starts it on `version` with the desired
     /// configuration, keeping its data. `before_start` runs between the two.
@@ -166,7 +169,11 @@ fn etcd_err(step: &Step) -> impl FnOnce(etcd::Error) -> ActError {
 
 /// The `initial-cluster` pairs for a member joining: every member of `view` by name (the
 /// unstarted one by the name its ordinal gives), the joining member included.
-pub fn initial_cluster(desired: &Desired, view: &EtcdView, member_id: u64) -> Vec<(String, String)> {
+pub fn initial_cluster(
+    desired: &Desired,
+    view: &EtcdView,
+    member_id: u64,
+) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
     for m in &view.members {
         let name = if !m.member.name.is_empty() {

@@ -105,7 +105,10 @@ fn to_plan_member(v: &MemberView) -> EtcdMember {
         is_learner: m.is_learner,
         started: !m.name.is_empty() && !m.client_urls.is_empty(),
         healthy: v.healthy(),
-        version: v.status.as_ref().and_then(|s| s.version.parse::<Version>().ok()),
+        version: v
+            .status
+            .as_ref()
+            .and_then(|s| s.version.parse::<Version>().ok()),
         raft_index: v.status.as_ref().map_or(0, |s| s.raft_index),
         alarms,
     }
@@ -115,14 +118,13 @@ fn to_plan_member(v: &MemberView) -> EtcdMember {
 /// leader answers), then `Status` of every started member, each bounded by `timeout`. `None`
 /// when no member answered.
 pub async fn observe_etcd(client: &Client, timeout: Duration) -> Option<EtcdView> {
-    let (members, linearizable) =
-        match tokio::time::timeout(timeout, client.member_list()).await {
-            Ok(Ok(m)) => (m, true),
-            _ => match tokio::time::timeout(timeout, client.member_list_serializable()).await {
-                Ok(Ok(m)) => (m, false),
-                _ => return None,
-            },
-        };
+    let (members, linearizable) = match tokio::time::timeout(timeout, client.member_list()).await {
+        Ok(Ok(m)) => (m, true),
+        _ => match tokio::time::timeout(timeout, client.member_list_serializable()).await {
+            Ok(Ok(m)) => (m, false),
+            _ => return None,
+        },
+    };
     let mut views = Vec::with_capacity(members.len());
     for member in members {
         let status = match member.client_urls.first() {

@@ -147,7 +147,11 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         condition(
             "Available",
             available,
-            if available { "QuorumHealthy" } else { "QuorumLost" },
+            if available {
+                "QuorumHealthy"
+            } else {
+                "QuorumLost"
+            },
             format!(
                 "{} of {} voting members are healthy",
                 planned.ready, planned.voters

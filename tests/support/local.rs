@@ -248,18 +248,21 @@ impl LocalOperator {
     }
 
     /// Waits until the status reports `n` healthy voters on `version`, nothing in progress.
-    pub fn wait_converged(&mut self, n: usize, version: &str, timeout: Duration) -> EtcdClusterStatus {
-        self.wait_status(
-            &format!("{n} healthy voters on {version}"),
-            timeout,
-            |s| converged(s, n, version),
-        )
+    pub fn wait_converged(
+        &mut self,
+        n: usize,
+        version: &str,
+        timeout: Duration,
+    ) -> EtcdClusterStatus {
+        self.wait_status(&format!("{n} healthy voters on {version}"), timeout, |s| {
+            converged(s, n, version)
+        })
     }
 
     /// Client URLs from the ports the operator chose (`cluster.yaml`), for ordinals 0..16.
     pub fn all_client_urls(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(self.cluster_dir().join("cluster.yaml"))
-            .unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.cluster_dir().join("cluster.yaml")).unwrap_or_default();
         let base: u16 = text
             .lines()
             .find_map(|l| l.strip_prefix("clientBasePort:"))
@@ -312,7 +315,11 @@ pub async fn write_keys(client: &Client, prefix: &str, n: usize) {
         let mut tries = 0;
         loop {
             match client
-                .put(format!("{prefix}{i:05}"), format!("v{i}"), PutOptions::new())
+                .put(
+                    format!("{prefix}{i:05}"),
+                    format!("v{i}"),
+                    PutOptions::new(),
+                )
                 .await
             {
                 Ok(_) => break,
@@ -379,7 +386,9 @@ pub fn assert_in_order(log: &str, needles: &[&str]) {
     for n in needles {
         match log[from..].find(n) {
             Some(at) => from += at + n.len(),
-            None => panic!("the operator log lacks {n:?} after the earlier steps {needles:?}:\n{log}"),
+            None => {
+                panic!("the operator log lacks {n:?} after the earlier steps {needles:?}:\n{log}")
+            }
         }
     }
 }

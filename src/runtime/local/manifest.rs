@@ -214,7 +214,10 @@ fn parse_document(mut doc: Value) -> Result<EtcdCluster, DocError> {
             .or_insert_with(|| Value::Object(serde_json::Map::new()));
     }
     let Value::Object(map) = &doc else {
-        return Err((None, "a document must be a mapping (an EtcdCluster)".to_owned()));
+        return Err((
+            None,
+            "a document must be a mapping (an EtcdCluster)".to_owned(),
+        ));
     };
     let expected_api = format!("{GROUP}/{VERSION}");
     match map.get("apiVersion").and_then(Value::as_str) {
@@ -240,7 +243,12 @@ fn parse_document(mut doc: Value) -> Result<EtcdCluster, DocError> {
                 format!("{k:?} is not supported; use EtcdCluster"),
             ));
         }
-        None => return Err((Some("kind".to_owned()), "is required (EtcdCluster)".to_owned())),
+        None => {
+            return Err((
+                Some("kind".to_owned()),
+                "is required (EtcdCluster)".to_owned(),
+            ));
+        }
     }
     let name = map
         .get("metadata")
@@ -270,7 +278,7 @@ fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
         if let Some(r) = s.get("$ref").and_then(Value::as_str) {
             let target = r
                 .strip_prefix("#/")
-                .map(|p| p.split('/').fold(Some(root), |v, k| v.and_then(|v| v.get(k))));
+                .map(|p| p.split('/').try_fold(root, |v, k| v.get(k)));
             match target.flatten() {
                 Some(t) => s = t,
                 None => return s,
@@ -291,10 +299,9 @@ fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
 
 fn check_object(value: &Value, schema: &Value, root: &Value, path: &str) -> Result<(), DocError> {
     let schema = resolve(schema, root);
-    let (Value::Object(map), Some(props)) = (
-        value,
-        schema.get("properties").and_then(Value::as_object),
-    ) else {
+    let (Value::Object(map), Some(props)) =
+        (value, schema.get("properties").and_then(Value::as_object))
+    else {
         return Ok(());
     };
     for (key, v) in map {
@@ -330,9 +337,7 @@ fn type_error(map: &serde_json::Map<String, Value>, message: &str) -> DocError {
         let etcd = spec.get("etcd")?;
         for (k, v) in etcd.as_object()? {
             let ok = match k.as_str() {
-                "extraFlags" => v
-                    .as_array()
-                    .is_some_and(|a| a.iter().all(Value::is_string)),
+                "extraFlags" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
                 "autoCompactionMode" | "autoCompactionRetention" => v.is_string(),
                 _ => v.is_i64() || v.is_null(),
             };
@@ -342,7 +347,10 @@ fn type_error(map: &serde_json::Map<String, Value>, message: &str) -> DocError {
         }
         None
     });
-    (field, format!("does not match the EtcdCluster schema: {message}"))
+    (
+        field,
+        format!("does not match the EtcdCluster schema: {message}"),
+    )
 }
 
 #[cfg(test)]

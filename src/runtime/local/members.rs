@@ -214,11 +214,9 @@ impl LocalMembers {
                                 self.key,
                                 self.name(o)
                             ),
-                            Err(e) => tracing::warn!(
-                                "{}: cannot restart {}: {e}",
-                                self.key,
-                                self.name(o)
-                            ),
+                            Err(e) => {
+                                tracing::warn!("{}: cannot restart {}: {e}", self.key, self.name(o))
+                            }
                         }
                     }
                 }
@@ -232,9 +230,10 @@ impl LocalMembers {
         let mut out = Vec::new();
         for o in self.dir.member_ordinals()? {
             let rec = self.dir.read_member(o)?;
-            let version = rec.version.parse::<Version>().map_err(|e| {
-                LocalError::Corrupt(format!("member {o} of {}: {e}", self.key))
-            })?;
+            let version = rec
+                .version
+                .parse::<Version>()
+                .map_err(|e| LocalError::Corrupt(format!("member {o} of {}: {e}", self.key)))?;
             let sup = self.running.get(&o);
             out.push(RuntimeMember {
                 ordinal: o,
@@ -293,7 +292,10 @@ impl LocalMembers {
     fn launch(&mut self, ordinal: u32, rec: &MemberRecord) -> Result<(), LocalError> {
         let launch = self.launch_of(ordinal, rec)?;
         std::fs::create_dir_all(self.dir.data_dir(ordinal)).map_err(|e| {
-            LocalError::io(format!("creating {}", self.dir.data_dir(ordinal).display()), e)
+            LocalError::io(
+                format!("creating {}", self.dir.data_dir(ordinal).display()),
+                e,
+            )
         })?;
         let sup = Supervised::start(&launch)?;
         self.running.insert(ordinal, sup);

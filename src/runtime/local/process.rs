@@ -28,9 +28,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The back-off before restart number `crashes` (1 for the first crash).
 pub fn backoff(crashes: u32) -> Duration {
     let shift = crashes.saturating_sub(1).min(16);
-    BACKOFF_START
-        .saturating_mul(1u32 << shift)
-        .min(BACKOFF_MAX)
+    BACKOFF_START.saturating_mul(1u32 << shift).min(BACKOFF_MAX)
 }
 
 /// What to run.
@@ -190,10 +188,14 @@ fn spawn(launch: &Launch) -> Result<Child, LocalError> {
         .try_clone()
         .map_err(|e| LocalError::io("cloning a log handle", e))?;
     let mut cmd = std::process::Command::new(&launch.program);
+    // Its own process group: a Ctrl-C in the terminal reaches the operator only, which then
+    // stops the members one at a time (members all stopping at once make the leader wait for a
+    // leadership transfer that cannot happen).
     cmd.args(&launch.args)
         .stdin(Stdio::null())
         .stdout(out)
-        .stderr(err);
+        .stderr(err)
+        .process_group(0);
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
     // The operator spawns from the thread that runs its loop for its whole life, so the
     // signal fires only when the operator itself dies.

@@ -39,13 +39,8 @@ impl ClusterLoop {
     ) -> Result<Self, LocalError> {
         let dir = ClusterDir::new(state_dir, &manifest.namespace, &manifest.name);
         let record = dir.load_or_create_record(&manifest.namespace, &manifest.name)?;
-        let mut members = LocalMembers::new(
-            manifest.key(),
-            manifest.name.clone(),
-            dir,
-            record,
-            bin_dir,
-        );
+        let mut members =
+            LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
         members.set_flags(option_flags(&manifest.cluster.spec.etcd));
         members.resume()?;
         Ok(Self {
@@ -181,7 +176,8 @@ impl ClusterLoop {
             }
             return Ok(false);
         };
-        let repeat = self.last_message.starts_with("not yet: ") && self.last_step.as_ref() == Some(step);
+        let repeat =
+            self.last_message.starts_with("not yet: ") && self.last_step.as_ref() == Some(step);
         if !repeat {
             self.last_message.clear();
             tracing::info!(

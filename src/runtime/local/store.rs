@@ -186,7 +186,11 @@ impl ClusterDir {
     }
 
     /// Reads `cluster.yaml`, or chooses free ports and a token and writes it.
-    pub fn load_or_create_record(&self, namespace: &str, name: &str) -> Result<ClusterRecord, LocalError> {
+    pub fn load_or_create_record(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ClusterRecord, LocalError> {
         let path = self.root.join("cluster.yaml");
         if path.exists() {
             return read_yaml(&path);
@@ -212,8 +216,12 @@ impl ClusterDir {
         };
         let mut out = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| LocalError::io(format!("reading {}", dir.display()), e))?;
-            if let Some(o) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            let entry =
+                entry.map_err(|e| LocalError::io(format!("reading {}", dir.display()), e))?;
+            if let Some(o) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
                 && entry.path().join("member.yaml").is_file()
             {
                 out.push(o);
@@ -278,8 +286,8 @@ fn allocate_ports() -> Result<u16, LocalError> {
     let mut rng = rand::rng();
     for _ in 0..200 {
         let base = rng.random_range(PORT_RANGE.0..PORT_RANGE.1);
-        let free = (0..PORTS_PER_CLUSTER)
-            .all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        let free =
+            (0..PORTS_PER_CLUSTER).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if free {
             return Ok(base);
         }
