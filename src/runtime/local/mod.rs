@@ -131,13 +131,17 @@ pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
         .map_err(|e| LocalError::io(format!("creating {}", args.state_dir.display()), e))?;
     let mut clusters: BTreeMap<String, ClusterLoop> = BTreeMap::new();
     let result = async {
-        apply(&mut clusters, manifests, &args)?;
+        apply(&mut clusters, manifests, &args).await?;
         loop {
             let now = snapshot(&args.manifest);
             if now != seen {
                 seen = now;
                 match manifest::load(&args.manifest) {
-                    Ok(ms) => apply(&mut clusters, ms, &args)?,
+                    Ok(ms) => {
+                        if let Err(e) = apply(&mut clusters, ms, &args).await {
+                            tracing::error!("applying the edited manifests: {e}");
+                        }
+                    }
                     Err(e) => tracing::error!("{e}; running clusters are left as they are"),
                 }
             }
@@ -165,7 +169,7 @@ pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
 }
 
 /// Starts loops for new clusters, updates changed ones, stops removed ones (keeping data).
-fn apply(
+async fn apply(
     clusters: &mut BTreeMap<String, ClusterLoop>,
     manifests: Vec<Manifest>,
     args: &LocalArgs,
@@ -179,8 +183,7 @@ fn apply(
     for k in gone {
         if let Some(mut c) = clusters.remove(&k) {
             tracing::info!("{k}: no longer in the manifests; stopping its members (data kept)");
-            // Stopping is async; do it without blocking other clusters for long.
-            futures::executor::block_on(c.shutdown());
+            c.shutdown().await;
         }
     }
     for m in manifests {

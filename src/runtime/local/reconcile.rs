@@ -212,7 +212,11 @@ impl ClusterLoop {
                 Ok(false)
             }
             Err(e) => {
-                tracing::warn!("{}: {e}; retrying on the next pass", self.key());
+                let line = format!("not yet: {e}");
+                if line != self.last_message {
+                    tracing::warn!("{}: {e}; retrying on the next pass", self.key());
+                    self.last_message = line;
+                }
                 Ok(false)
             }
         }
