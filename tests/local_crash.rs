@@ -39,6 +39,15 @@ async fn crash_and_resume(
         op.log_tail()
     );
     assert!(op.log().contains(&format!("point={point}")) || op.log().contains(point));
+    // The members died with the operator (PDEATHSIG): none is left holding the ports.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (0..9).any(|o| op.member_pid(o).is_some()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "etcd members outlived the crashed operator"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let first_run = op.log().len();
     op.launch(&[]).expect("relaunch");

@@ -132,3 +132,33 @@ async fn an_invalid_edit_is_reported_and_leaves_the_cluster_running() {
         op.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_in_one_file_each_get_ports_and_a_status() {
+    let team = manifest("other", 1, "3.5.16").replace(
+        "metadata:\n  name: other\n",
+        "metadata:\n  name: other\n  namespace: team\n",
+    );
+    let both = format!("{}---\n{team}", manifest("first", 1, "3.5.16"));
+    let mut op = LocalOperator::start("first", &both).expect("operator");
+    let first = op.wait_converged(1, "3.5.16", CONVERGE);
+    let other_path = op.state_dir().join("team/other/status.yaml");
+    let deadline = std::time::Instant::now() + CONVERGE;
+    let other = loop {
+        let status = std::fs::read_to_string(&other_path)
+            .ok()
+            .and_then(|t| serde_saphyr::from_str::<etcd_operator::api::EtcdClusterStatus>(&t).ok());
+        if let Some(s) = status.filter(|s| support::local::converged(s, 1, "3.5.16")) {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "team/other never converged:\n{}",
+            op.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(other.members[0].name, "other-0");
+    assert_ne!(first.members[0].client_url, other.members[0].client_url);
+    assert_ne!(first.cluster_id, other.cluster_id);
+}

@@ -398,3 +398,49 @@ impl MemberRuntime for LocalMembers {
         self.launch(ordinal, &rec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_flags_follow_the_spec_and_change_the_hash() {
+        let mut opts = EtcdOptions {
+            heartbeat_interval_ms: Some(50),
+            election_timeout_ms: Some(500),
+            extra_flags: vec!["--log-level=warn".into()],
+            ..EtcdOptions::default()
+        };
+        let flags = option_flags(&opts);
+        assert_eq!(
+            flags,
+            [
+                "--heartbeat-interval=50",
+                "--election-timeout=500",
+                "--log-level=warn"
+            ]
+        );
+        let hash = config_hash(&flags);
+        assert_eq!(hash.len(), 16);
+        assert_eq!(hash, config_hash(&option_flags(&opts)));
+        opts.snapshot_count = Some(100);
+        assert_ne!(hash, config_hash(&option_flags(&opts)));
+    }
+
+    #[test]
+    fn binaries_are_found_per_version() {
+        let dir =
+            std::env::temp_dir().join(format!("etcd-operator-unit-bin-{}", std::process::id()));
+        let bin = dir.join("etcd-3.5.16").join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::write(bin.join("etcd"), b"").expect("touch");
+        let v = Version::new(3, 5, 16);
+        assert_eq!(etcd_binary(Some(&dir), v).expect("found"), bin.join("etcd"));
+        assert!(matches!(
+            etcd_binary(Some(&dir), Version::new(3, 4, 23)),
+            Err(LocalError::NoBinary { .. })
+        ));
+        assert_eq!(etcd_binary(None, v).expect("PATH"), PathBuf::from("etcd"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
