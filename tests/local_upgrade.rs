@@ -112,3 +112,55 @@ async fn rolling_upgrade_keeps_every_acknowledged_write() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_etcd_options_roll_through_the_members() {
+    let mut op = LocalOperator::start("opt", &manifest("opt", 3, "3.5.16")).expect("operator");
+    let before = op.wait_converged(3, "3.5.16", CONVERGE);
+    let client = op.client().await;
+    support::local::write_keys(&client, "opt/", 100).await;
+    let edited = manifest("opt", 3, "3.5.16").replace("snapshotCount: 5000", "snapshotCount: 6000");
+    assert_ne!(edited, manifest("opt", 3, "3.5.16"));
+    op.write_manifest(&edited).expect("edit");
+    let cmdline = |pid: i32| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+            .into_owned()
+    };
+    let deadline = std::time::Instant::now() + CONVERGE;
+    loop {
+        let all_new = (0..3).all(|o| {
+            op.member_pid(o)
+                .is_some_and(|pid| cmdline(pid).contains("--snapshot-count=6000"))
+        });
+        if all_new
+            && op
+                .status()
+                .is_some_and(|s| support::local::converged(&s, 3, "3.5.16"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new options did not reach every member:\n{}",
+            op.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = op.status().expect("status");
+    let ids = |s: &etcd_operator::api::EtcdClusterStatus| {
+        s.members.iter().map(|m| m.id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&before),
+        ids(&after),
+        "members were replaced, not restarted"
+    );
+    assert_eq!(
+        op.log().matches(": restart member ").count(),
+        3,
+        "{}",
+        op.log()
+    );
+    assert!(op.log().contains("manifest changed (etcd options)"));
+    support::local::check_keys(&client, "opt/", 100).await;
+}
