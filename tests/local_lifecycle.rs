@@ -118,6 +118,18 @@ async fn an_invalid_edit_is_reported_and_leaves_the_cluster_running() {
     let mut op = LocalOperator::start("keep", &manifest("keep", 1, "3.5.16")).expect("operator");
     let status = op.wait_converged(1, "3.5.16", CONVERGE);
     let pid = op.member_pid(0).expect("member pid");
+    // A second operator on the same state directory is refused.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_etcd-operator"))
+        .arg("local")
+        .arg("--manifest")
+        .arg(op.manifest_path())
+        .arg("--state-dir")
+        .arg(op.state_dir())
+        .output()
+        .expect("run a second operator");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second operator started");
+    assert!(stderr.contains("already runs"), "{stderr}");
     op.write_manifest(&manifest("keep", 12, "3.5.16"))
         .expect("edit");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -129,6 +129,7 @@ pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
     let manifests = manifest::load(&args.manifest)?;
     std::fs::create_dir_all(&args.state_dir)
         .map_err(|e| LocalError::io(format!("creating {}", args.state_dir.display()), e))?;
+    let _lock = StateLock::take(&args.state_dir)?;
     let mut clusters: BTreeMap<String, ClusterLoop> = BTreeMap::new();
     let result = async {
         apply(&mut clusters, manifests, &args).await?;
@@ -166,6 +167,44 @@ pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
         c.shutdown().await;
     }
     result
+}
+
+/// `<state-dir>/operator.pid`: one operator per state directory. Two would start the same
+/// members twice; a stale file (its process gone) is taken over.
+struct StateLock {
+    path: PathBuf,
+}
+
+impl StateLock {
+    fn take(state_dir: &std::path::Path) -> Result<Self, LocalError> {
+        let path = state_dir.join("operator.pid");
+        if let Some(pid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|pid| *pid != std::process::id())
+        {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            let dir_name = state_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if cmdline.contains("etcd-operator") && cmdline.contains(&dir_name) {
+                return Err(LocalError::Refused(format!(
+                    "another etcd-operator (pid {pid}) already runs on {}",
+                    state_dir.display()
+                )));
+            }
+        }
+        store::write_atomic(&path, format!("{}\n", std::process::id()).as_bytes())?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Starts loops for new clusters, updates changed ones, stops removed ones (keeping data).
