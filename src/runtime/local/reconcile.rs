@@ -180,8 +180,12 @@ impl ClusterLoop {
             self.last_message.starts_with("not yet: ") && self.last_step.as_ref() == Some(step);
         if !repeat {
             self.last_message.clear();
+            let leader = view
+                .as_ref()
+                .and_then(|v| v.leader.and_then(|id| v.member(id)))
+                .map_or_else(|| "none".to_owned(), |m| m.member.name.clone());
             tracing::info!(
-                "{}: {} ({}; {} of {} voters ready, {} wanted)",
+                "{}: {} ({}; {} of {} voters ready, {} wanted; leader {leader})",
                 self.key(),
                 plan.status.message,
                 crate::controller::status::phase_name(plan.status.phase),
