@@ -58,6 +58,20 @@ async fn scale_3_to_5_to_3_one_learner_at_a_time_leader_moved_before_removal() {
         &log[before..],
         &["remove member 3", "move leadership from", "remove member 4"],
     );
+    for line in log[before..]
+        .lines()
+        .filter(|l| l.contains(": remove member "))
+    {
+        let ordinal = line
+            .split(": remove member ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .expect("ordinal");
+        assert!(
+            !line.contains(&format!("leader sc-{ordinal})")),
+            "the leader was removed while it led: {line}"
+        );
+    }
     assert!(
         !op.member_dir(3).exists() && !op.member_dir(4).exists(),
         "data of removed members deleted"
