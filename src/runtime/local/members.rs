@@ -386,6 +386,8 @@ impl MemberRuntime for LocalMembers {
         version: Version,
         before_start: fn(),
     ) -> Result<(), LocalError> {
+        // Refuse before stopping anything when the new version has no binary.
+        etcd_binary(self.bin_dir.as_deref(), version)?;
         if let Some(mut s) = self.running.remove(&ordinal) {
             s.stop(STOP_GRACE).await;
         }
