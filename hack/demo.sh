@@ -1,15 +1,48 @@
 #!/usr/bin/env bash
-# `make demo`: the operator drives a local 3-member etcd cluster (the "local" runtime).
+# `make demo`: the operator drives a local 3-member etcd cluster (the "local" runtime) from
+# examples/local/demo.yaml, in the foreground until Ctrl-C. Edit `replicas` in that file while it
+# runs to scale; the state (ports, data, status.yaml) stays in $STATE_DIR, so the next
+# `make demo` resumes the same cluster.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TESTBIN=${ETCD_OPERATOR_TESTBIN:-$HOME/.cache/etcd-operator/testbin}
 # shellcheck disable=SC1091
 source "$TESTBIN/env.sh"
-cargo build --release --quiet
-if ! ./target/release/etcd-operator local --help >/dev/null 2>&1; then
-  echo "make demo: the local runtime ('etcd-operator local', issue 6) is not built yet." >&2
-  echo "Provisioned etcd is at $ETCD_BIN_DIR; 'make test' runs the client and harness suites." >&2
-  exit 1
+STATE_DIR=${STATE_DIR:-.state}
+MANIFEST=${MANIFEST:-examples/local/demo.yaml}
+STATUS="$STATE_DIR/default/demo/status.yaml"
+
+cargo build --quiet
+rm -f "$STATUS" # written afresh by the operator's first pass
+./target/debug/etcd-operator local --manifest "$MANIFEST" --state-dir "$STATE_DIR" \
+  --etcd-bin-dir "$TESTBIN" &
+operator=$!
+# Ctrl-C and SIGTERM go to the operator, which stops the members gracefully and keeps their data.
+trap 'kill -INT "$operator" 2>/dev/null || true' INT TERM
+
+healthy() { [ -f "$STATUS" ] && grep -q '^phase: Healthy' "$STATUS"; }
+for _ in $(seq 1 240); do
+  healthy && break
+  kill -0 "$operator" 2>/dev/null || break
+  sleep 0.5
+done
+if healthy; then
+  endpoints=$(grep 'clientUrl:' "$STATUS" | awk '{print $2}' | paste -sd, -)
+  cat <<MSG
+
+  etcd cluster "demo" is up: $(grep -c 'clientUrl:' "$STATUS") members
+  endpoints: $endpoints
+  status:    $STATUS
+
+  try:   $ETCD_BIN_DIR/etcdctl --endpoints=$endpoints member list -w table
+         $ETCD_BIN_DIR/etcdctl --endpoints=$endpoints put hello world
+  scale: edit 'replicas:' in $MANIFEST (1 to 9) and watch the log
+  stop:  Ctrl-C (members stop gracefully; the data stays in $STATE_DIR)
+
+MSG
 fi
-exec ./target/release/etcd-operator local --manifest examples/local/demo.yaml \
-  --state-dir "${STATE_DIR:-.state}" --etcd-bin-dir "$TESTBIN"
+status=0
+wait "$operator" || status=$?
+# `wait` returns early when the trap fires: wait for the operator's graceful stop to finish.
+while kill -0 "$operator" 2>/dev/null; do wait "$operator" || status=$?; done
+exit "$status"

@@ -199,6 +199,30 @@ pub fn initial_cluster(
     pairs
 }
 
+/// Whether a member matching `pred` is listed; `None` when the list cannot be read.
+async fn listed(
+    client: &Client,
+    pred: impl Fn(&crate::etcd::cluster::Member) -> bool,
+) -> Option<bool> {
+    let members = tokio::time::timeout(ETCD_CALL_TIMEOUT, client.member_list())
+        .await
+        .ok()?
+        .ok()?;
+    Some(members.iter().any(pred))
+}
+
+/// The ID of the member with `peer_url`, if the member list has one.
+async fn added_id(client: &Client, peer_url: &str) -> Option<u64> {
+    let members = tokio::time::timeout(ETCD_CALL_TIMEOUT, client.member_list())
+        .await
+        .ok()?
+        .ok()?;
+    members
+        .iter()
+        .find(|m| m.peer_urls.iter().any(|u| u == peer_url))
+        .map(|m| m.id)
+}
+
 /// Runs one step. `client` and `view` are the observation the plan came from.
 pub async fn act<R: MemberRuntime>(
     step: &Step,
@@ -223,26 +247,37 @@ pub async fn act<R: MemberRuntime>(
                 .await
                 .map_err(rt_err(step))?;
             let added = match call(step, client.member_add([peer_url.as_str()], true)).await? {
-                Ok(added) => added,
+                Ok(added) => added.member.id,
                 Err(e) => {
-                    let server = e.server_error();
-                    if !e.is_outcome_unknown() {
-                        // Certainly not applied: the intent is obsolete.
-                        runtime.record_intent(None).await.map_err(rt_err(step))?;
-                    }
-                    return match server {
-                        Some(
-                            ServerError::TooManyLearners
-                            | ServerError::Unhealthy
-                            | ServerError::MemberNotEnoughStarted,
-                        ) => Ok(Outcome::NotYet(format!("adding member {ordinal}: {e}"))),
-                        _ => Err(etcd_err(step)(e)),
+                    // The answer was lost: the member list tells whether the learner was added.
+                    let found = if e.is_outcome_unknown() {
+                        added_id(client, peer_url).await
+                    } else {
+                        None
                     };
+                    match found {
+                        Some(id) => id,
+                        None => {
+                            let server = e.server_error();
+                            if !e.is_outcome_unknown() {
+                                // Certainly not applied: the intent is obsolete.
+                                runtime.record_intent(None).await.map_err(rt_err(step))?;
+                            }
+                            return match server {
+                                Some(
+                                    ServerError::TooManyLearners
+                                    | ServerError::Unhealthy
+                                    | ServerError::MemberNotEnoughStarted,
+                                ) => Ok(Outcome::NotYet(format!("adding member {ordinal}: {e}"))),
+                                _ => Err(etcd_err(step)(e)),
+                            };
+                        }
+                    }
                 }
             };
             CrashPoint::AfterMemberAdd.check();
             if let Some(Intent::AddLearner { member_id, .. }) = intent.as_mut() {
-                *member_id = Some(added.member.id);
+                *member_id = Some(added);
             }
             runtime
                 .record_intent(intent.as_ref())
@@ -301,6 +336,11 @@ pub async fn act<R: MemberRuntime>(
             match call(step, client.member_remove(*member_id)).await? {
                 Ok(_) => {}
                 Err(e) if e.server_error() == Some(ServerError::MemberNotFound) => {}
+                // The answer was lost (often because the member that served the call was the
+                // one removed, and stopped): the member list tells whether it was applied.
+                Err(e)
+                    if e.is_outcome_unknown()
+                        && listed(client, |m| m.id == *member_id).await == Some(false) => {}
                 Err(e) => {
                     return match e.server_error() {
                         Some(ServerError::Unhealthy | ServerError::MemberNotEnoughStarted) => {

@@ -793,13 +793,21 @@ impl<'a> Cluster<'a> {
         if self.is_leader(slot) {
             let stays = |s: Slot<'a>| s.ordinal < self.desired.replicas;
             return match self.leader_target(stays) {
-                Some(to) => self.step(
-                    phase,
-                    Step::MoveLeader {
-                        from: slot.member.id,
-                        to: to.member.id,
-                    },
-                ),
+                Some(to) => {
+                    let mut plan = self.step(
+                        phase,
+                        Step::MoveLeader {
+                            from: slot.member.id,
+                            to: to.member.id,
+                        },
+                    );
+                    plan.status.message = format!(
+                        "{}: {} leads and {why}",
+                        plan.status.message,
+                        self.name(slot.ordinal)
+                    );
+                    plan
+                }
                 None => self.wait(
                     Phase::Degraded,
                     format!(
@@ -810,13 +818,13 @@ impl<'a> Cluster<'a> {
             };
         }
         if self.can_remove(slot.member) {
-            self.step(
-                phase,
-                Step::RemoveMember {
-                    member_id: slot.member.id,
-                    ordinal: slot.ordinal,
-                },
-            )
+            let step = Step::RemoveMember {
+                member_id: slot.member.id,
+                ordinal: slot.ordinal,
+            };
+            let mut plan = self.step(phase, step);
+            plan.status.message = format!("{}: {why}", plan.status.message);
+            plan
         } else {
             self.wait(
                 Phase::Degraded,

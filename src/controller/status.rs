@@ -199,3 +199,8 @@ pub fn same_status(a: &EtcdClusterStatus, b: &EtcdClusterStatus) -> bool {
     };
     strip(a) == strip(b)
 }
+
+/// The current time in RFC 3339 (UTC), for condition transition times.
+pub fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}

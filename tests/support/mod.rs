@@ -11,6 +11,7 @@
 pub mod bins;
 pub mod etcd;
 pub mod kube;
+pub mod local;
 pub mod ports;
 pub mod process;
 pub mod proxy;

@@ -22,6 +22,17 @@ pub struct Proc {
 impl Proc {
     /// Spawns `program args` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Proc> {
+        Self::spawn_env(name, program, args, &[], log)
+    }
+
+    /// Like [`Proc::spawn`], with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Result<Proc> {
         let out = File::options()
             .create(true)
             .append(true)
@@ -32,6 +43,7 @@ impl Proc {
             .map_err(|e| HarnessError::io("cloning a log handle", e))?;
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {

@@ -1,0 +1,448 @@
+//! The local [`MemberRuntime`]: each member an etcd process on 127.0.0.1 with its data under the
+//! state directory, supervised like a kubelet supervises a Pod.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::api::EtcdOptions;
+use crate::controller::act::MemberRuntime;
+use crate::controller::plan::{DataState, Intent, RuntimeMember, Version};
+
+use super::LocalError;
+use super::process::{Event, Launch, STOP_GRACE, Supervised};
+use super::store::{ClusterDir, ClusterRecord, MemberRecord};
+
+/// The etcd flags the spec's options give (the operator's own flags come on top).
+pub fn option_flags(opts: &EtcdOptions) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut num = |flag: &str, v: Option<i64>| {
+        if let Some(v) = v {
+            out.push(format!("--{flag}={v}"));
+        }
+    };
+    num("heartbeat-interval", opts.heartbeat_interval_ms);
+    num("election-timeout", opts.election_timeout_ms);
+    num("quota-backend-bytes", opts.quota_backend_bytes);
+    num("snapshot-count", opts.snapshot_count);
+    if let Some(m) = &opts.auto_compaction_mode {
+        out.push(format!("--auto-compaction-mode={m}"));
+    }
+    if let Some(r) = &opts.auto_compaction_retention {
+        out.push(format!("--auto-compaction-retention={r}"));
+    }
+    out.extend(opts.extra_flags.iter().cloned());
+    out
+}
+
+/// The configuration hash of a set of flags: a member started with other flags is restarted.
+pub fn config_hash(flags: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in flags {
+        h.update(f.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Finds the etcd binary of a version: `<dir>/etcd-<v>/bin/etcd`, `<dir>/etcd-<v>/etcd` or
+/// `<dir>/<v>/etcd`; `etcd` on PATH without a folder.
+pub fn etcd_binary(bin_dir: Option<&Path>, version: Version) -> Result<PathBuf, LocalError> {
+    let Some(dir) = bin_dir else {
+        return Ok(PathBuf::from("etcd"));
+    };
+    let candidates = [
+        dir.join(format!("etcd-{version}")).join("bin").join("etcd"),
+        dir.join(format!("etcd-{version}")).join("etcd"),
+        dir.join(version.to_string()).join("etcd"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| LocalError::NoBinary {
+            version: version.to_string(),
+            dir: dir.to_path_buf(),
+        })
+}
+
+/// The members of one cluster.
+#[derive(Debug)]
+pub struct LocalMembers {
+    /// `namespace/name`, for log lines.
+    key: String,
+    cluster: String,
+    dir: ClusterDir,
+    record: ClusterRecord,
+    bin_dir: Option<PathBuf>,
+    /// The flags the spec asks for now.
+    flags: Vec<String>,
+    running: BTreeMap<u32, Supervised>,
+}
+
+impl LocalMembers {
+    /// The members of `cluster` in `dir`; none runs until [`LocalMembers::resume`].
+    pub fn new(
+        key: String,
+        cluster: String,
+        dir: ClusterDir,
+        record: ClusterRecord,
+        bin_dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            key,
+            cluster,
+            dir,
+            record,
+            bin_dir,
+            flags: Vec::new(),
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the flags the spec asks for; members started from now on get them.
+    pub fn set_flags(&mut self, flags: Vec<String>) {
+        self.flags = flags;
+    }
+
+    /// The ports and token.
+    pub fn record(&self) -> &ClusterRecord {
+        &self.record
+    }
+
+    /// The cluster's files.
+    pub fn dir(&self) -> &ClusterDir {
+        &self.dir
+    }
+
+    fn name(&self, ordinal: u32) -> String {
+        format!("{}-{ordinal}", self.cluster)
+    }
+
+    /// The client URLs of every member that exists.
+    pub fn client_urls(&self) -> Result<Vec<String>, LocalError> {
+        Ok(self
+            .dir
+            .member_ordinals()?
+            .into_iter()
+            .map(|o| self.record.client_url(o))
+            .collect())
+    }
+
+    fn data_state(&self, ordinal: u32, rec: &MemberRecord) -> DataState {
+        if rec.initialized && !self.dir.has_data(ordinal) {
+            DataState::Lost
+        } else {
+            DataState::Present
+        }
+    }
+
+    /// Starts every existing member whose data is present (after an operator restart, as a
+    /// kubelet starts the Pods it finds).
+    pub fn resume(&mut self) -> Result<(), LocalError> {
+        for o in self.dir.member_ordinals()? {
+            if self.running.contains_key(&o) {
+                continue;
+            }
+            let rec = self.dir.read_member(o)?;
+            if self.data_state(o, &rec) == DataState::Lost {
+                tracing::warn!(
+                    "{}: not starting {}: its data directory is gone (the member will be replaced)",
+                    self.key,
+                    self.name(o)
+                );
+                continue;
+            }
+            tracing::info!(
+                "{}: starting {} on {} with its existing data",
+                self.key,
+                self.name(o),
+                rec.version
+            );
+            self.launch(o, &rec)?;
+        }
+        Ok(())
+    }
+
+    /// Reaps crashed processes and restarts them when their back-off is over; marks members
+    /// whose data etcd has written.
+    pub fn poll(&mut self) -> Result<(), LocalError> {
+        let ordinals: Vec<u32> = self.running.keys().copied().collect();
+        for o in ordinals {
+            let event = match self.running.get_mut(&o) {
+                Some(s) => s.poll(),
+                None => continue,
+            };
+            let mut rec = self.dir.read_member(o)?;
+            match event {
+                Event::None => {
+                    if !rec.initialized && self.dir.has_data(o) {
+                        rec.initialized = true;
+                        self.dir.write_member(o, &rec)?;
+                    }
+                }
+                Event::Crashed {
+                    exit,
+                    crashes,
+                    delay,
+                } => tracing::warn!(
+                    "{}: {} exited ({exit}); restarting it in {}s (crash {crashes} in a row)",
+                    self.key,
+                    self.name(o),
+                    delay.as_secs()
+                ),
+                Event::RestartDue => {
+                    if self.data_state(o, &rec) == DataState::Lost {
+                        tracing::warn!(
+                            "{}: not restarting {}: its data directory is gone",
+                            self.key,
+                            self.name(o)
+                        );
+                        self.running.remove(&o);
+                        continue;
+                    }
+                    let launch = self.launch_of(o, &rec)?;
+                    if let Some(s) = self.running.get_mut(&o) {
+                        match s.restart(&launch) {
+                            Ok(()) => tracing::info!(
+                                "{}: restarted {} after a crash",
+                                self.key,
+                                self.name(o)
+                            ),
+                            Err(e) => {
+                                tracing::warn!("{}: cannot restart {}: {e}", self.key, self.name(o))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The runtime's members for the planner.
+    pub fn observe(&self) -> Result<Vec<RuntimeMember>, LocalError> {
+        let mut out = Vec::new();
+        for o in self.dir.member_ordinals()? {
+            let rec = self.dir.read_member(o)?;
+            let version = rec
+                .version
+                .parse::<Version>()
+                .map_err(|e| LocalError::Corrupt(format!("member {o} of {}: {e}", self.key)))?;
+            let sup = self.running.get(&o);
+            out.push(RuntimeMember {
+                ordinal: o,
+                running: sup.is_some(),
+                data: self.data_state(o, &rec),
+                version,
+                config_hash: rec.config_hash.clone(),
+                failures: sup.map_or(0, Supervised::crashes),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stops every member gracefully, keeping its data.
+    pub async fn stop_all(&mut self) {
+        // One at a time: a leader stopping while its followers stop too would wait for a
+        // leadership transfer that cannot finish; stopped in turn, each transfer is quick and
+        // the last member, alone, skips it.
+        for (o, mut s) in std::mem::take(&mut self.running) {
+            s.stop(STOP_GRACE).await;
+            tracing::info!("{}: stopped {} (data kept)", self.key, self.name(o));
+        }
+    }
+
+    fn launch_of(&self, ordinal: u32, rec: &MemberRecord) -> Result<Launch, LocalError> {
+        let version = rec
+            .version
+            .parse::<Version>()
+            .map_err(|e| LocalError::Corrupt(format!("member {ordinal} of {}: {e}", self.key)))?;
+        let program = etcd_binary(self.bin_dir.as_deref(), version)?;
+        let client = self.record.client_url(ordinal);
+        let peer = self.record.peer_url(ordinal);
+        let data = self.dir.data_dir(ordinal);
+        let mut args = vec![
+            format!("--name={}", self.name(ordinal)),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={}", rec.initial_cluster),
+            format!("--initial-cluster-state={}", rec.initial_cluster_state),
+            format!("--initial-cluster-token={}", self.record.token),
+            "--logger=zap".to_owned(),
+        ];
+        args.extend(rec.flags.iter().cloned());
+        let member_dir = self.dir.member_dir(ordinal);
+        Ok(Launch {
+            program,
+            args,
+            log: member_dir.join("etcd.log"),
+            pid_file: member_dir.join("pid"),
+        })
+    }
+
+    fn launch(&mut self, ordinal: u32, rec: &MemberRecord) -> Result<(), LocalError> {
+        let launch = self.launch_of(ordinal, rec)?;
+        std::fs::create_dir_all(self.dir.data_dir(ordinal)).map_err(|e| {
+            LocalError::io(
+                format!("creating {}", self.dir.data_dir(ordinal).display()),
+                e,
+            )
+        })?;
+        let sup = Supervised::start(&launch)?;
+        self.running.insert(ordinal, sup);
+        Ok(())
+    }
+
+    fn new_record(&self, version: Version, state: &str, initial_cluster: String) -> MemberRecord {
+        MemberRecord {
+            version: version.to_string(),
+            config_hash: config_hash(&self.flags),
+            initial_cluster_state: state.to_owned(),
+            initial_cluster,
+            initialized: false,
+            flags: self.flags.clone(),
+        }
+    }
+}
+
+impl MemberRuntime for LocalMembers {
+    type Error = LocalError;
+
+    async fn record_intent(&mut self, intent: Option<&Intent>) -> Result<(), LocalError> {
+        self.dir.write_intent(intent)
+    }
+
+    async fn start_seed(&mut self, ordinal: u32, version: Version) -> Result<(), LocalError> {
+        if self.dir.member_ordinals()?.contains(&ordinal) {
+            return Err(LocalError::Refused(format!(
+                "{} already exists; a seed is only created in an empty state directory",
+                self.name(ordinal)
+            )));
+        }
+        let ic = format!("{}={}", self.name(ordinal), self.record.peer_url(ordinal));
+        let rec = self.new_record(version, "new", ic);
+        self.dir.write_member(ordinal, &rec)?;
+        self.launch(ordinal, &rec)
+    }
+
+    async fn start_member(
+        &mut self,
+        ordinal: u32,
+        version: Version,
+        initial_cluster: &[(String, String)],
+    ) -> Result<(), LocalError> {
+        if let Some(alive) = self.running.get(&ordinal).map(Supervised::is_alive) {
+            if alive {
+                return Ok(());
+            }
+            // Waiting out a crash back-off: start now, as asked.
+            let rec = self.dir.read_member(ordinal)?;
+            let launch = self.launch_of(ordinal, &rec)?;
+            return match self.running.get_mut(&ordinal) {
+                Some(s) => s.restart(&launch),
+                None => Ok(()),
+            };
+        }
+        let rec = if self.dir.member_ordinals()?.contains(&ordinal) {
+            let rec = self.dir.read_member(ordinal)?;
+            if self.data_state(ordinal, &rec) == DataState::Lost {
+                return Err(LocalError::Refused(format!(
+                    "{} lost its data; it must be replaced, not started",
+                    self.name(ordinal)
+                )));
+            }
+            rec
+        } else {
+            let ic: Vec<String> = initial_cluster
+                .iter()
+                .map(|(n, u)| format!("{n}={u}"))
+                .collect();
+            let rec = self.new_record(version, "existing", ic.join(","));
+            self.dir.write_member(ordinal, &rec)?;
+            rec
+        };
+        self.launch(ordinal, &rec)
+    }
+
+    async fn delete_member(&mut self, ordinal: u32) -> Result<(), LocalError> {
+        if let Some(mut s) = self.running.remove(&ordinal) {
+            s.stop(Duration::from_secs(5)).await;
+        }
+        self.dir.delete_member(ordinal)
+    }
+
+    async fn restart_member(
+        &mut self,
+        ordinal: u32,
+        version: Version,
+        before_start: fn(),
+    ) -> Result<(), LocalError> {
+        // Refuse before stopping anything when the new version has no binary.
+        etcd_binary(self.bin_dir.as_deref(), version)?;
+        if let Some(mut s) = self.running.remove(&ordinal) {
+            s.stop(STOP_GRACE).await;
+        }
+        let mut rec = self.dir.read_member(ordinal)?;
+        rec.version = version.to_string();
+        rec.config_hash = config_hash(&self.flags);
+        rec.flags = self.flags.clone();
+        self.dir.write_member(ordinal, &rec)?;
+        before_start();
+        self.launch(ordinal, &rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_flags_follow_the_spec_and_change_the_hash() {
+        let mut opts = EtcdOptions {
+            heartbeat_interval_ms: Some(50),
+            election_timeout_ms: Some(500),
+            extra_flags: vec!["--log-level=warn".into()],
+            ..EtcdOptions::default()
+        };
+        let flags = option_flags(&opts);
+        assert_eq!(
+            flags,
+            [
+                "--heartbeat-interval=50",
+                "--election-timeout=500",
+                "--log-level=warn"
+            ]
+        );
+        let hash = config_hash(&flags);
+        assert_eq!(hash.len(), 16);
+        assert_eq!(hash, config_hash(&option_flags(&opts)));
+        opts.snapshot_count = Some(100);
+        assert_ne!(hash, config_hash(&option_flags(&opts)));
+    }
+
+    #[test]
+    fn binaries_are_found_per_version() {
+        let dir =
+            std::env::temp_dir().join(format!("etcd-operator-unit-bin-{}", std::process::id()));
+        let bin = dir.join("etcd-3.5.16").join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::write(bin.join("etcd"), b"").expect("touch");
+        let v = Version::new(3, 5, 16);
+        assert_eq!(etcd_binary(Some(&dir), v).expect("found"), bin.join("etcd"));
+        assert!(matches!(
+            etcd_binary(Some(&dir), Version::new(3, 4, 23)),
+            Err(LocalError::NoBinary { .. })
+        ));
+        assert_eq!(etcd_binary(None, v).expect("PATH"), PathBuf::from("etcd"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,245 @@
+//! The local runtime: etcd processes on 127.0.0.1 driven by the shared planner.
+//!
+//! `etcd-operator local --manifest <file-or-dir> --state-dir <dir>` reads `EtcdCluster`
+//! manifests, and for each cluster runs the same observe → plan → act loop as the Kubernetes
+//! controller, with members as etcd processes (see [`members`]) whose ports, data and intents
+//! live under the state directory (see [`store`]). It re-reads the manifests every second,
+//! writes each cluster's status to `<state-dir>/<namespace>/<name>/status.yaml`, logs one line per
+//! action, and on SIGINT/SIGTERM stops its members gracefully, keeping their data.
+
+pub mod manifest;
+pub mod members;
+pub mod process;
+pub mod reconcile;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use manifest::{Manifest, ManifestErrors};
+use reconcile::ClusterLoop;
+
+/// Arguments of `etcd-operator local`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LocalArgs {
+    /// A manifest file or a directory of them (YAML, several documents per file).
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Where member data, ports and status files live.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// A folder with one sub-folder of etcd binaries per version (`etcd-3.5.16/bin/etcd`, ...);
+    /// `etcd` on PATH when absent.
+    #[arg(long)]
+    pub etcd_bin_dir: Option<PathBuf>,
+}
+
+/// Errors of the local runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The manifests are invalid.
+    #[error("{0}")]
+    Manifest(#[from] ManifestErrors),
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A state file does not parse.
+    #[error("corrupt state: {0}")]
+    Corrupt(String),
+    /// No free block of ports was found.
+    #[error("no free block of {} loopback ports found", store::PORTS_PER_CLUSTER)]
+    Ports,
+    /// No etcd binary for a version.
+    #[error("no etcd {version} binary under {dir} (expected etcd-{version}/bin/etcd)")]
+    NoBinary {
+        /// The version.
+        version: String,
+        /// The folder searched.
+        dir: PathBuf,
+    },
+    /// The runtime refused an operation that would lose data.
+    #[error("{0}")]
+    Refused(String),
+    /// Setting up the etcd client failed.
+    #[error("etcd client: {0}")]
+    Etcd(crate::etcd::Error),
+    /// Signal handlers could not be installed.
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+impl LocalError {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        LocalError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// How often every cluster is observed when nothing is happening.
+pub const RESYNC: Duration = Duration::from_secs(1);
+/// How soon the next pass comes after a step.
+pub const AFTER_STEP: Duration = Duration::from_millis(200);
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The manifests as last read: the text of every file, to notice edits.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Snapshot(Vec<(PathBuf, String)>);
+
+fn snapshot(path: &std::path::Path) -> Snapshot {
+    let files = manifest::manifest_files(path).unwrap_or_default();
+    Snapshot(
+        files
+            .into_iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(&f).unwrap_or_default();
+                (f, text)
+            })
+            .collect(),
+    )
+}
+
+/// Runs the local operator until SIGINT/SIGTERM.
+pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
+    init_logging();
+    let mut sigterm = signal(SignalKind::terminate()).map_err(LocalError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(LocalError::Signals)?;
+    let mut seen = snapshot(&args.manifest);
+    let manifests = manifest::load(&args.manifest)?;
+    std::fs::create_dir_all(&args.state_dir)
+        .map_err(|e| LocalError::io(format!("creating {}", args.state_dir.display()), e))?;
+    let _lock = StateLock::take(&args.state_dir)?;
+    let mut clusters: BTreeMap<String, ClusterLoop> = BTreeMap::new();
+    let result = async {
+        apply(&mut clusters, manifests, &args).await?;
+        loop {
+            let now = snapshot(&args.manifest);
+            if now != seen {
+                seen = now;
+                match manifest::load(&args.manifest) {
+                    Ok(ms) => {
+                        if let Err(e) = apply(&mut clusters, ms, &args).await {
+                            tracing::error!("applying the edited manifests: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("{e}; running clusters are left as they are"),
+                }
+            }
+            let mut stepped = false;
+            for c in clusters.values_mut() {
+                match c.pass().await {
+                    Ok(s) => stepped |= s,
+                    Err(e) => tracing::warn!("{}: {e}", c.key()),
+                }
+            }
+            let pause = if stepped { AFTER_STEP } else { RESYNC };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping members gracefully"); break; }
+                _ = sigint.recv() => { tracing::info!("SIGINT: stopping members gracefully"); break; }
+            }
+        }
+        Ok::<(), LocalError>(())
+    }
+    .await;
+    for c in clusters.values_mut() {
+        c.shutdown().await;
+    }
+    result
+}
+
+/// `<state-dir>/operator.pid`: one operator per state directory. Two would start the same
+/// members twice; a stale file (its process gone) is taken over.
+struct StateLock {
+    path: PathBuf,
+}
+
+impl StateLock {
+    fn take(state_dir: &std::path::Path) -> Result<Self, LocalError> {
+        let path = state_dir.join("operator.pid");
+        if let Some(pid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            .filter(|pid| *pid != std::process::id())
+        {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            let dir_name = state_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if cmdline.contains("etcd-operator") && cmdline.contains(&dir_name) {
+                return Err(LocalError::Refused(format!(
+                    "another etcd-operator (pid {pid}) already runs on {}",
+                    state_dir.display()
+                )));
+            }
+        }
+        store::write_atomic(&path, format!("{}\n", std::process::id()).as_bytes())?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Starts loops for new clusters, updates changed ones, stops removed ones (keeping data).
+async fn apply(
+    clusters: &mut BTreeMap<String, ClusterLoop>,
+    manifests: Vec<Manifest>,
+    args: &LocalArgs,
+) -> Result<(), LocalError> {
+    let keys: Vec<String> = manifests.iter().map(Manifest::key).collect();
+    let gone: Vec<String> = clusters
+        .keys()
+        .filter(|k| !keys.contains(k))
+        .cloned()
+        .collect();
+    for k in gone {
+        if let Some(mut c) = clusters.remove(&k) {
+            tracing::info!("{k}: no longer in the manifests; stopping its members (data kept)");
+            c.shutdown().await;
+        }
+    }
+    for m in manifests {
+        match clusters.get_mut(&m.key()) {
+            Some(c) => c.update(m),
+            None => {
+                let key = m.key();
+                tracing::info!(
+                    "{key}: reconciling from {} ({} members of etcd {})",
+                    m.file.display(),
+                    m.cluster.spec.replicas,
+                    m.cluster.spec.version
+                );
+                let c = ClusterLoop::open(m, &args.state_dir, args.etcd_bin_dir.clone())?;
+                clusters.insert(key, c);
+            }
+        }
+    }
+    Ok(())
+}

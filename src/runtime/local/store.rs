@@ -1,0 +1,360 @@
+//! The state directory: what the local runtime remembers across restarts.
+//!
+//! ```text
+//! <state-dir>/<namespace>/<name>/cluster.yaml        ports and token, chosen once
+//! <state-dir>/<namespace>/<name>/intent.yaml         the step in flight (absent when none)
+//! <state-dir>/<namespace>/<name>/status.yaml         the last status written
+//! <state-dir>/<namespace>/<name>/members/<ordinal>/member.yaml   how the member is started
+//! <state-dir>/<namespace>/<name>/members/<ordinal>/data/         etcd's data directory
+//! <state-dir>/<namespace>/<name>/members/<ordinal>/etcd.log      etcd's output
+//! <state-dir>/<namespace>/<name>/members/<ordinal>/pid           the running process
+//! ```
+//!
+//! Every file is written to a temporary name, synced and renamed, so a crash never leaves a
+//! half-written record.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::controller::plan::{Intent, MAX_REPLICAS};
+
+use super::LocalError;
+
+/// Ports one cluster needs: a client and a peer port for every ordinal it may use.
+pub const PORTS_PER_CLUSTER: u16 = 2 * (MAX_REPLICAS as u16 + 1);
+
+/// The lowest and highest first port a cluster's block may start at (below Linux's ephemeral
+/// range, so clients' outgoing ports never take them).
+const PORT_RANGE: (u16, u16) = (12000, 32000);
+
+/// The per-cluster record written once, when the cluster is first seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRecord {
+    /// Member `o` listens for clients on `clientBasePort + o`.
+    pub client_base_port: u16,
+    /// Member `o` listens for peers on `peerBasePort + o`.
+    pub peer_base_port: u16,
+    /// The `--initial-cluster-token` of this incarnation.
+    pub token: String,
+}
+
+impl ClusterRecord {
+    /// The client URL of an ordinal.
+    pub fn client_url(&self, ordinal: u32) -> String {
+        format!("http://127.0.0.1:{}", port(self.client_base_port, ordinal))
+    }
+
+    /// The peer URL of an ordinal.
+    pub fn peer_url(&self, ordinal: u32) -> String {
+        format!("http://127.0.0.1:{}", port(self.peer_base_port, ordinal))
+    }
+
+    /// The planner's peer URL template for these ports.
+    pub fn peer_url_template(&self) -> String {
+        format!("http://127.0.0.1:{{port:{}}}", self.peer_base_port)
+    }
+}
+
+fn port(base: u16, ordinal: u32) -> u32 {
+    u32::from(base) + ordinal
+}
+
+/// How a member is started; written when the member is created and when it is restarted on a
+/// new version or configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRecord {
+    /// The etcd version it runs.
+    pub version: String,
+    /// The configuration hash it was started with.
+    pub config_hash: String,
+    /// `new` for the seed, `existing` for a member that joins.
+    pub initial_cluster_state: String,
+    /// The `--initial-cluster` it was created with.
+    pub initial_cluster: String,
+    /// Whether etcd has written its data directory at least once; from then on a missing data
+    /// directory means the data is lost, and the member is never started on an empty one.
+    #[serde(default)]
+    pub initialized: bool,
+    /// The option flags (from `spec.etcd`) it runs with.
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// An intent as stored on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+enum StoredIntent {
+    AddLearner {
+        ordinal: u32,
+        peer_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member_id: Option<String>,
+    },
+    RemoveMember {
+        ordinal: u32,
+        member_id: String,
+    },
+}
+
+impl From<&Intent> for StoredIntent {
+    fn from(i: &Intent) -> Self {
+        match i {
+            Intent::AddLearner {
+                ordinal,
+                peer_url,
+                member_id,
+            } => StoredIntent::AddLearner {
+                ordinal: *ordinal,
+                peer_url: peer_url.clone(),
+                member_id: member_id.map(|id| format!("{id:x}")),
+            },
+            Intent::RemoveMember { ordinal, member_id } => StoredIntent::RemoveMember {
+                ordinal: *ordinal,
+                member_id: format!("{member_id:x}"),
+            },
+        }
+    }
+}
+
+impl StoredIntent {
+    fn into_intent(self) -> Option<Intent> {
+        let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+        Some(match self {
+            StoredIntent::AddLearner {
+                ordinal,
+                peer_url,
+                member_id,
+            } => Intent::AddLearner {
+                ordinal,
+                peer_url,
+                member_id: match member_id {
+                    Some(s) => Some(hex(&s)?),
+                    None => None,
+                },
+            },
+            StoredIntent::RemoveMember { ordinal, member_id } => Intent::RemoveMember {
+                ordinal,
+                member_id: hex(&member_id)?,
+            },
+        })
+    }
+}
+
+/// The files of one cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterDir {
+    root: PathBuf,
+}
+
+impl ClusterDir {
+    /// The folder of `namespace/name` under `state_dir`.
+    pub fn new(state_dir: &Path, namespace: &str, name: &str) -> Self {
+        Self {
+            root: state_dir.join(namespace).join(name),
+        }
+    }
+
+    /// The cluster's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `status.yaml`.
+    pub fn status_path(&self) -> PathBuf {
+        self.root.join("status.yaml")
+    }
+
+    /// The folder of member `ordinal`.
+    pub fn member_dir(&self, ordinal: u32) -> PathBuf {
+        self.root.join("members").join(ordinal.to_string())
+    }
+
+    /// The data directory of member `ordinal`.
+    pub fn data_dir(&self, ordinal: u32) -> PathBuf {
+        self.member_dir(ordinal).join("data")
+    }
+
+    /// Whether etcd's data of `ordinal` exists (its `member` folder).
+    pub fn has_data(&self, ordinal: u32) -> bool {
+        self.data_dir(ordinal).join("member").is_dir()
+    }
+
+    /// Reads `cluster.yaml`, or chooses free ports and a token and writes it.
+    pub fn load_or_create_record(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ClusterRecord, LocalError> {
+        let path = self.root.join("cluster.yaml");
+        if path.exists() {
+            return read_yaml(&path);
+        }
+        let base = allocate_ports()?;
+        let suffix: u32 = rand::rng().random();
+        let record = ClusterRecord {
+            client_base_port: base,
+            peer_base_port: base + PORTS_PER_CLUSTER / 2,
+            token: format!("{namespace}-{name}-{suffix:08x}"),
+        };
+        write_yaml(&path, &record)?;
+        Ok(record)
+    }
+
+    /// The ordinals that have a member folder, ascending.
+    pub fn member_ordinals(&self) -> Result<Vec<u32>, LocalError> {
+        let dir = self.root.join("members");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(LocalError::io(format!("reading {}", dir.display()), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| LocalError::io(format!("reading {}", dir.display()), e))?;
+            if let Some(o) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+                && entry.path().join("member.yaml").is_file()
+            {
+                out.push(o);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Reads the record of member `ordinal`.
+    pub fn read_member(&self, ordinal: u32) -> Result<MemberRecord, LocalError> {
+        read_yaml(&self.member_dir(ordinal).join("member.yaml"))
+    }
+
+    /// Writes the record of member `ordinal`, creating its folder.
+    pub fn write_member(&self, ordinal: u32, record: &MemberRecord) -> Result<(), LocalError> {
+        write_yaml(&self.member_dir(ordinal).join("member.yaml"), record)
+    }
+
+    /// Deletes member `ordinal`'s folder with its data.
+    pub fn delete_member(&self, ordinal: u32) -> Result<(), LocalError> {
+        let dir = self.member_dir(ordinal);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LocalError::io(format!("deleting {}", dir.display()), e)),
+        }
+    }
+
+    /// The recorded intent, if any.
+    pub fn read_intent(&self) -> Result<Option<Intent>, LocalError> {
+        let path = self.root.join("intent.yaml");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let stored: StoredIntent = read_yaml(&path)?;
+        match stored.into_intent() {
+            Some(i) => Ok(Some(i)),
+            None => Err(LocalError::Corrupt(format!(
+                "{}: a member ID is not hexadecimal",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Records (or with `None` removes) the intent, durably.
+    pub fn write_intent(&self, intent: Option<&Intent>) -> Result<(), LocalError> {
+        let path = self.root.join("intent.yaml");
+        match intent {
+            Some(i) => write_yaml(&path, &StoredIntent::from(i)),
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => sync_dir(&self.root),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(LocalError::io(format!("removing {}", path.display()), e)),
+            },
+        }
+    }
+}
+
+/// Chooses the first port of a free block of [`PORTS_PER_CLUSTER`] loopback ports.
+fn allocate_ports() -> Result<u16, LocalError> {
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let base = rng.random_range(PORT_RANGE.0..PORT_RANGE.1);
+        let free =
+            (0..PORTS_PER_CLUSTER).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return Ok(base);
+        }
+    }
+    Err(LocalError::Ports)
+}
+
+/// Reads a YAML file.
+pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LocalError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LocalError::io(format!("reading {}", path.display()), e))?;
+    serde_saphyr::from_str(&text)
+        .map_err(|e| LocalError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// Writes a YAML file atomically (temporary file, fsync, rename, fsync of the folder).
+pub fn write_yaml<T: Serialize>(path: &Path, value: &T) -> Result<(), LocalError> {
+    let text = serde_saphyr::to_string(value)
+        .map_err(|e| LocalError::Corrupt(format!("serializing {}: {e}", path.display())))?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| LocalError::io(format!("creating {}", dir.display()), e))?;
+    let tmp = path.with_extension("tmp");
+    let io = |e| LocalError::io(format!("writing {}", path.display()), e);
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LocalError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LocalError::io(format!("syncing {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intents_round_trip() {
+        for i in [
+            Intent::AddLearner {
+                ordinal: 2,
+                peer_url: "http://127.0.0.1:1".into(),
+                member_id: None,
+            },
+            Intent::AddLearner {
+                ordinal: 2,
+                peer_url: "http://127.0.0.1:1".into(),
+                member_id: Some(0xdead_beef_0000_0001),
+            },
+            Intent::RemoveMember {
+                ordinal: 1,
+                member_id: u64::MAX,
+            },
+        ] {
+            let text = serde_saphyr::to_string(&StoredIntent::from(&i)).expect("yaml");
+            let back: StoredIntent = serde_saphyr::from_str(&text).expect("parse");
+            assert_eq!(back.into_intent(), Some(i));
+        }
+    }
+}
