@@ -15,6 +15,9 @@ echo "== cargo test"
 status=0
 cargo test --all-targets -- --test-threads="${TEST_THREADS:-4}" || status=$?
 
+echo "== static binary (what the Dockerfile ships: make static, checked by hack/check-static.sh)"
+make --no-print-directory static || status=$?
+
 echo "== leftover processes"
 # Every harness directory is named etcd-operator-test-*; nothing started from one may survive.
 if leftovers=$(pgrep -af 'etcd-operator-test-' | grep -v -e pgrep -e 'hack/test.sh'); then
