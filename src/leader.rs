@@ -143,6 +143,7 @@ pub struct LeaderElectionArgs {
     #[arg(
         long = "leader-elect",
         id = "leader_elect",
+        value_name = "BOOL",
         default_value_t = false,
         num_args = 0..=1,
         require_equals = true,
@@ -154,6 +155,7 @@ pub struct LeaderElectionArgs {
     #[arg(
         long = "leader-election-lease",
         id = "leader_election_lease",
+        value_name = "NAME",
         default_value = DEFAULT_LEASE_NAME
     )]
     pub lease_name: String,
@@ -161,6 +163,7 @@ pub struct LeaderElectionArgs {
     #[arg(
         long = "leader-election-namespace",
         id = "leader_election_namespace",
+        value_name = "NAMESPACE",
         env = "POD_NAMESPACE",
         default_value = "default"
     )]
@@ -169,6 +172,7 @@ pub struct LeaderElectionArgs {
     #[arg(
         long = "leader-election-identity",
         id = "leader_election_identity",
+        value_name = "IDENTITY",
         env = "POD_NAME"
     )]
     pub identity: Option<String>,
@@ -176,6 +180,7 @@ pub struct LeaderElectionArgs {
     #[arg(
         long = "leader-election-lease-duration",
         id = "leader_election_lease_duration",
+        value_name = "DURATION",
         default_value = "15s",
         value_parser = parse_duration
     )]
@@ -184,6 +189,7 @@ pub struct LeaderElectionArgs {
     #[arg(
         long = "leader-election-renew-deadline",
         id = "leader_election_renew_deadline",
+        value_name = "DURATION",
         default_value = "10s",
         value_parser = parse_duration
     )]
@@ -192,6 +198,7 @@ pub struct LeaderElectionArgs {
     #[arg(
         long = "leader-election-retry-period",
         id = "leader_election_retry_period",
+        value_name = "DURATION",
         default_value = "2s",
         value_parser = parse_duration
     )]
