@@ -270,7 +270,11 @@ fn check_container_against_binary(what: &str, deploy: &Value, flags: &BTreeSet<S
         .iter()
         .map(|a| a.as_str().expect("string arg").to_string())
         .collect();
-    assert_eq!(args.first().map(String::as_str), Some("run"), "{what}: {args:?}");
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("run"),
+        "{what}: {args:?}"
+    );
     for a in &args[1..] {
         let name = a.split('=').next().unwrap_or_default();
         assert!(
@@ -313,7 +317,12 @@ fn check_container_against_binary(what: &str, deploy: &Value, flags: &BTreeSet<S
 #[test]
 fn every_flag_the_chart_and_config_pass_exists_in_the_binary() {
     let flags = run_flags();
-    for want in ["--metrics-addr", "--log-format", "--leader-elect", "--namespace"] {
+    for want in [
+        "--metrics-addr",
+        "--log-format",
+        "--leader-elect",
+        "--namespace",
+    ] {
         assert!(flags.contains(want), "run --help lacks {want}: {flags:?}");
     }
     for (what, extra) in [
