@@ -54,6 +54,24 @@ where
     }
 }
 
+/// [`wait_for`], failing at once with the log when the operator's log shows a `forbidden`
+/// answer (a right the ServiceAccount lacks).
+async fn wait_unforbidden<T, F, Fut>(op: &Operator, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_for(what, || {
+        let log = op.log();
+        assert!(
+            !log.to_lowercase().contains("forbidden"),
+            "the ServiceAccount lacked a right while waiting for {what}:\n{log}"
+        );
+        f()
+    })
+    .await
+}
+
 /// `GET path` on the operator's metrics port: `(status code, body)`.
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -716,12 +734,12 @@ async fn the_chart_service_account_suffices_to_reconcile_a_cluster() {
 
     // It leads (the Lease in its own namespace), is ready, and creates the seed's objects.
     let leases: Api<Lease> = Api::namespaced(client.clone(), "ops");
-    wait_for("the operator to hold its Lease", || async {
+    wait_unforbidden(&op, "the operator to hold its Lease", || async {
         let (h, _, _) = lease_times(&leases.get_opt("etcd-operator-leader").await.ok()??);
         (h.as_deref() == Some(pod)).then_some(())
     })
     .await;
-    wait_for("/readyz", || async {
+    wait_unforbidden(&op, "/readyz", || async {
         (http_get(op.port, "/readyz").await? == (200, "ok\n".to_string())).then_some(())
     })
     .await;
@@ -736,31 +754,31 @@ async fn the_chart_service_account_suffices_to_reconcile_a_cluster() {
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
-    wait_for("the seed Pod", || async {
+    wait_unforbidden(&op, "the seed Pod", || async {
         pods.get_opt("example-0").await.ok().flatten()
     })
     .await;
-    wait_for("the seed PVC", || async {
+    wait_unforbidden(&op, "the seed PVC", || async {
         pvcs.get_opt("example-0").await.ok().flatten()
     })
     .await;
     for svc in ["example", "example-client"] {
-        wait_for(&format!("Service {svc}"), || async {
+        wait_unforbidden(&op, &format!("Service {svc}"), || async {
             services.get_opt(svc).await.ok().flatten()
         })
         .await;
     }
-    wait_for("the PodDisruptionBudget", || async {
+    wait_unforbidden(&op, "the PodDisruptionBudget", || async {
         pdbs.get_opt("example").await.ok().flatten()
     })
     .await;
-    wait_for("the status", || async {
+    wait_unforbidden(&op, "the status", || async {
         let s = clusters.get("example").await.ok()?.status?;
         (s.phase.as_deref() == Some("Bootstrapping")).then_some(())
     })
     .await;
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let seeded = wait_for("the SeedStarted Event", || async {
+    let seeded = wait_unforbidden(&op, "the SeedStarted Event", || async {
         events
             .list(&ListParams::default())
             .await
