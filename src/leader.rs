@@ -310,11 +310,14 @@ pub struct LeaderStatus {
 pub struct LeaderMetrics {
     is_leader: Family<Vec<(String, String)>, Gauge>,
     acquisitions: Family<Vec<(String, String)>, Counter>,
+    holder: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl LeaderMetrics {
     /// Creates the metrics and registers them: `etcd_operator_leader_is_leader` (1 while this
-    /// replica leads) and `etcd_operator_leader_acquisitions_total`, both labelled by `identity`.
+    /// replica leads) and `etcd_operator_leader_acquisitions_total`, both labelled by `identity`,
+    /// and `etcd_operator_leader_holder{holder}` (1 for the Lease holder this replica last saw,
+    /// absent when it saw none), so that every replica's endpoint says who leads.
     pub fn register(registry: &mut Registry) -> Self {
         let m = LeaderMetrics::default();
         registry.register(
@@ -327,7 +330,26 @@ impl LeaderMetrics {
             "Times this replica acquired the leader Lease",
             m.acquisitions.clone(),
         );
+        registry.register(
+            "etcd_operator_leader_holder",
+            "1 for the holder of the leader Lease as this replica last saw it",
+            m.holder.clone(),
+        );
         m
+    }
+
+    /// Sets the holder this replica sees (`None`: nobody, or unknown).
+    pub fn set_holder(&self, holder: Option<&str>) {
+        let labels = |h: &str| vec![("holder".to_string(), h.to_string())];
+        if let Some(h) = holder
+            && self.holder.get_or_create(&labels(h)).get() == 1
+        {
+            return;
+        }
+        self.holder.clear();
+        if let Some(h) = holder {
+            self.holder.get_or_create(&labels(h)).set(1);
+        }
     }
 
     /// Sets the gauge of `identity` (1: it leads and acts); counts an acquisition when `leading`.
@@ -723,6 +745,7 @@ impl LeaderElector {
     fn publish(&self, leading: bool, holder: Option<String>) {
         if let Some(m) = &self.metrics {
             m.set_leading(&self.config.identity, leading);
+            m.set_holder(holder.as_deref());
         }
         self.status.send_replace(LeaderStatus { leading, holder });
     }
@@ -887,6 +910,8 @@ mod tests {
             text.contains("etcd_operator_leader_acquisitions_total{identity=\"pod-1\"} 1"),
             "{text}"
         );
+        m.set_holder(Some("pod-1"));
+        m.set_holder(Some("pod-2"));
         m.set_leading("pod-1", false);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
@@ -894,5 +919,10 @@ mod tests {
             text.contains("etcd_operator_leader_is_leader{identity=\"pod-1\"} 0"),
             "{text}"
         );
+        assert!(
+            text.contains("etcd_operator_leader_holder{holder=\"pod-2\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("holder=\"pod-1\""), "{text}");
     }
 }

@@ -253,6 +253,17 @@ impl Monitor {
         })
     }
 
+    /// Waits until a scrape has seen `name` leading.
+    async fn wait_seen_leading(&self, name: &str) {
+        wait_for(&format!("a scrape of {name} leading"), || async {
+            self.observations()
+                .iter()
+                .any(|(n, g)| n == name && g.leading)
+                .then_some(())
+        })
+        .await;
+    }
+
     fn observations(&self) -> Vec<(String, LeaderGauge)> {
         self.seen.lock().expect("lock").clone()
     }
@@ -432,6 +443,19 @@ async fn one_leader_acts_and_hands_over_on_kill_term_and_freeze() {
             (op.gauge().await?.leading == want).then_some(())
         })
         .await;
+        // Every endpoint names the leader.
+        let names_leader = format!("etcd_operator_leader_holder{{holder=\"{first}\"}} 1");
+        wait_for(
+            &format!("{} to name {first} as leader", op.name),
+            || async {
+                http_get(op.port, "/metrics")
+                    .await?
+                    .1
+                    .contains(&names_leader)
+                    .then_some(())
+            },
+        )
+        .await;
         wait_for(&format!("{} ready", op.name), || async {
             (http_get(op.port, "/readyz").await? == (200, "ok\n".to_string())).then_some(())
         })
@@ -480,6 +504,7 @@ async fn one_leader_acts_and_hands_over_on_kill_term_and_freeze() {
         }
     };
     wait_passes(&ops[leader_is(&ops, &first)]).await;
+    monitor.wait_seen_leading(&first).await;
 
     // SIGKILL the leader (a crash) and start a replacement, as the Deployment would. Another
     // takes the Lease once it expired: not before the lease duration after the last renewal, and
@@ -515,6 +540,7 @@ async fn one_leader_acts_and_hands_over_on_kill_term_and_freeze() {
         secs(takeover)
     );
     wait_passes(&ops[leader_is(&ops, &second)]).await;
+    monitor.wait_seen_leading(&second).await;
 
     // SIGTERM the leader: it stops its work, releases the Lease and exits 0; a standby takes
     // over within 2 s.
@@ -540,6 +566,7 @@ async fn one_leader_acts_and_hands_over_on_kill_term_and_freeze() {
     assert_eq!(status, "exit status: 0", "{}", ops[i].proc.log_tail(20));
     assert!(ops[i].logged("released the lease"), "{}", ops[i].log());
     wait_passes(&ops[leader_is(&ops, &third)]).await;
+    monitor.wait_seen_leading(&third).await;
 
     // SIGSTOP the leader (a hung process or a partition): another takes over after the lease
     // duration; once resumed, the old leader finds its renew deadline passed, stops at once and
@@ -570,10 +597,11 @@ async fn one_leader_acts_and_hands_over_on_kill_term_and_freeze() {
         "{fourth} took the Lease before it expired"
     );
     wait_passes(&ops[leader_is(&ops, &fourth)]).await;
+    monitor.wait_seen_leading(&fourth).await;
     ops[i].proc.signal(libc::SIGCONT).expect("SIGCONT");
     let status = ops[i].exit_status().await;
-    assert_ne!(
-        status, "exit status: 0",
+    assert_eq!(
+        status, "exit status: 1",
         "a leader that lost its Lease exits non-zero"
     );
     assert!(

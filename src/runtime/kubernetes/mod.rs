@@ -210,6 +210,7 @@ pub async fn run(args: RunArgs) -> Result<(), KubeError> {
                 "leader election off: this process runs the controller"
             );
             metrics.leader().set_leading(&identity, true);
+            metrics.leader().set_holder(Some(&identity));
             run_controller(client, args, metrics, shutdown_signal()).await
         }
         Some(config) => run_elected(client, config, args, metrics).await,
