@@ -121,7 +121,7 @@ struct Operator {
     proc: Proc,
 }
 
-/// Variables of the test's own environment the operator must not inherit.
+/// Variables of the test's own environment the operator must not inherit (it gets its own).
 const SCRUBBED: &[&str] = &[
     "KUBECONFIG",
     "WATCH_NAMESPACE",
@@ -151,15 +151,17 @@ impl Operator {
         let mut env = env.to_vec();
         env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
         let log = k.dir().join(format!("operator-{name}.log"));
-        let proc = Proc::spawn_with_env(
-            name,
-            Path::new(env!("CARGO_BIN_EXE_etcd-operator")),
-            &all,
-            SCRUBBED,
-            &env,
-            &log,
-        )
-        .expect("starting etcd-operator");
+        // `env -u VAR... VAR=value... operator args...`: drops the inherited variables, sets
+        // ours, then execs the operator (same pid, and PDEATHSIG survives the exec).
+        let mut argv: Vec<String> = SCRUBBED
+            .iter()
+            .flat_map(|v| ["-u".to_string(), v.to_string()])
+            .collect();
+        argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.push(env!("CARGO_BIN_EXE_etcd-operator").to_string());
+        argv.extend(all);
+        let proc = Proc::spawn(name, Path::new("/usr/bin/env"), &argv, &log)
+            .expect("starting etcd-operator");
         Operator {
             name: name.to_owned(),
             port,

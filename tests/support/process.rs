@@ -22,16 +22,14 @@ pub struct Proc {
 impl Proc {
     /// Spawns `program args` with stdout and stderr appended to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Proc> {
-        Self::spawn_with_env(name, program, args, &[], &[], log)
+        Self::spawn_env(name, program, args, &[], log)
     }
 
-    /// Like [`Proc::spawn`], with the variables `remove` taken out of the inherited environment
-    /// and then `env` set.
-    pub fn spawn_with_env(
+    /// Like [`Proc::spawn`], with extra environment variables.
+    pub fn spawn_env(
         name: &str,
         program: &Path,
         args: &[String],
-        remove: &[&str],
         env: &[(String, String)],
         log: &Path,
     ) -> Result<Proc> {
@@ -45,10 +43,7 @@ impl Proc {
             .map_err(|e| HarnessError::io("cloning a log handle", e))?;
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-        for var in remove {
-            cmd.env_remove(var);
-        }
-        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {
@@ -87,21 +82,6 @@ impl Proc {
     /// The log file.
     pub fn log_path(&self) -> &Path {
         &self.log
-    }
-
-    /// Waits up to `timeout` for the process to exit on its own; its exit description, or
-    /// `None` if it is still running.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// The last `lines` lines of the process's log.
