@@ -45,6 +45,8 @@ pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// Default retry period: how often the leader renews and a standby tries to acquire.
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// Default name of the Lease.
+pub const DEFAULT_LEASE_NAME: &str = "etcd-operator-leader";
 
 /// The settings of one elector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,31 +138,87 @@ impl LeaderElectionConfig {
 /// arguments (`#[command(flatten)]`). The Helm chart and `config/manager` pass these flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LeaderElectionArgs {
-    /// Elect a leader among replicas through a Lease; only the leader reconciles.
-    #[arg(long = "leader-elect", default_value_t = false)]
+    /// Elect a leader among replicas through a Lease; only the leader reconciles. `--leader-elect`
+    /// alone means true; `--leader-elect=false` (the default) runs the controller directly.
+    #[arg(
+        long = "leader-elect",
+        id = "leader_elect",
+        value_name = "BOOL",
+        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub leader_elect: bool,
     /// Name of the Lease.
-    #[arg(long = "leader-election-lease", default_value = "etcd-operator-leader")]
+    #[arg(
+        long = "leader-election-lease",
+        id = "leader_election_lease",
+        value_name = "NAME",
+        default_value = DEFAULT_LEASE_NAME
+    )]
     pub lease_name: String,
     /// Namespace of the Lease (the operator's namespace).
     #[arg(
         long = "leader-election-namespace",
+        id = "leader_election_namespace",
+        value_name = "NAMESPACE",
         env = "POD_NAMESPACE",
         default_value = "default"
     )]
     pub namespace: String,
     /// This replica's identity (the pod name).
-    #[arg(long = "leader-election-identity", env = "POD_NAME")]
+    #[arg(
+        long = "leader-election-identity",
+        id = "leader_election_identity",
+        value_name = "IDENTITY",
+        env = "POD_NAME"
+    )]
     pub identity: Option<String>,
     /// Lease duration, e.g. `15s`.
-    #[arg(long = "leader-election-lease-duration", default_value = "15s", value_parser = parse_duration)]
+    #[arg(
+        long = "leader-election-lease-duration",
+        id = "leader_election_lease_duration",
+        value_name = "DURATION",
+        default_value = "15s",
+        value_parser = parse_duration
+    )]
     pub lease_duration: Duration,
     /// Renew deadline, e.g. `10s`.
-    #[arg(long = "leader-election-renew-deadline", default_value = "10s", value_parser = parse_duration)]
+    #[arg(
+        long = "leader-election-renew-deadline",
+        id = "leader_election_renew_deadline",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
     pub renew_deadline: Duration,
     /// Retry period, e.g. `2s`.
-    #[arg(long = "leader-election-retry-period", default_value = "2s", value_parser = parse_duration)]
+    #[arg(
+        long = "leader-election-retry-period",
+        id = "leader_election_retry_period",
+        value_name = "DURATION",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
     pub retry_period: Duration,
+}
+
+impl Default for LeaderElectionArgs {
+    /// Leader election off, with the documented defaults (what no flag at all gives, without
+    /// the `POD_NAME`/`POD_NAMESPACE` environment).
+    fn default() -> Self {
+        LeaderElectionArgs {
+            leader_elect: false,
+            lease_name: DEFAULT_LEASE_NAME.to_owned(),
+            namespace: "default".to_owned(),
+            identity: None,
+            lease_duration: DEFAULT_LEASE_DURATION,
+            renew_deadline: DEFAULT_RENEW_DEADLINE,
+            retry_period: DEFAULT_RETRY_PERIOD,
+        }
+    }
 }
 
 impl LeaderElectionArgs {
@@ -252,11 +310,14 @@ pub struct LeaderStatus {
 pub struct LeaderMetrics {
     is_leader: Family<Vec<(String, String)>, Gauge>,
     acquisitions: Family<Vec<(String, String)>, Counter>,
+    holder: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl LeaderMetrics {
     /// Creates the metrics and registers them: `etcd_operator_leader_is_leader` (1 while this
-    /// replica leads) and `etcd_operator_leader_acquisitions_total`, both labelled by `identity`.
+    /// replica leads) and `etcd_operator_leader_acquisitions_total`, both labelled by `identity`,
+    /// and `etcd_operator_leader_holder{holder}` (1 for the Lease holder this replica last saw,
+    /// absent when it saw none), so that every replica's endpoint says who leads.
     pub fn register(registry: &mut Registry) -> Self {
         let m = LeaderMetrics::default();
         registry.register(
@@ -269,10 +330,31 @@ impl LeaderMetrics {
             "Times this replica acquired the leader Lease",
             m.acquisitions.clone(),
         );
+        registry.register(
+            "etcd_operator_leader_holder",
+            "1 for the holder of the leader Lease as this replica last saw it",
+            m.holder.clone(),
+        );
         m
     }
 
-    fn set_leading(&self, identity: &str, leading: bool) {
+    /// Sets the holder this replica sees (`None`: nobody, or unknown).
+    pub fn set_holder(&self, holder: Option<&str>) {
+        let labels = |h: &str| vec![("holder".to_string(), h.to_string())];
+        if let Some(h) = holder
+            && self.holder.get_or_create(&labels(h)).get() == 1
+        {
+            return;
+        }
+        self.holder.clear();
+        if let Some(h) = holder {
+            self.holder.get_or_create(&labels(h)).set(1);
+        }
+    }
+
+    /// Sets the gauge of `identity` (1: it leads and acts); counts an acquisition when `leading`.
+    /// The elector calls this itself; without leader election the runtime marks its own identity.
+    pub fn set_leading(&self, identity: &str, leading: bool) {
         let labels = vec![("identity".to_string(), identity.to_string())];
         self.is_leader
             .get_or_create(&labels)
@@ -464,6 +546,10 @@ impl LeaderElector {
             }
             Ok(outcome) => {
                 self.publish(false, Some(self.config.identity.clone()));
+                tracing::info!(
+                    identity = %self.config.identity,
+                    "stopped leading; work stopped, releasing the lease"
+                );
                 self.release().await;
                 Ok(outcome)
             }
@@ -659,6 +745,7 @@ impl LeaderElector {
     fn publish(&self, leading: bool, holder: Option<String>) {
         if let Some(m) = &self.metrics {
             m.set_leading(&self.config.identity, leading);
+            m.set_holder(holder.as_deref());
         }
         self.status.send_replace(LeaderStatus { leading, holder });
     }
@@ -782,6 +869,22 @@ mod tests {
                 DEFAULT_RETRY_PERIOD
             )
         );
+        let explicit_on = Cli::parse_from(["x", "--leader-elect=true"]).le;
+        assert!(explicit_on.leader_elect);
+        let explicit_off = Cli::parse_from(["x", "--leader-elect=false"]).le;
+        assert!(!explicit_off.leader_elect);
+        assert!(Cli::try_parse_from(["x", "--leader-elect=maybe"]).is_err());
+        let d = LeaderElectionArgs::default();
+        assert!(!d.leader_elect);
+        assert_eq!(d.lease_name, DEFAULT_LEASE_NAME);
+        assert_eq!(
+            (d.lease_duration, d.renew_deadline, d.retry_period),
+            (
+                DEFAULT_LEASE_DURATION,
+                DEFAULT_RENEW_DEADLINE,
+                DEFAULT_RETRY_PERIOD
+            )
+        );
         let bad = Cli::parse_from([
             "x",
             "--leader-elect",
@@ -807,6 +910,8 @@ mod tests {
             text.contains("etcd_operator_leader_acquisitions_total{identity=\"pod-1\"} 1"),
             "{text}"
         );
+        m.set_holder(Some("pod-1"));
+        m.set_holder(Some("pod-2"));
         m.set_leading("pod-1", false);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
@@ -814,5 +919,10 @@ mod tests {
             text.contains("etcd_operator_leader_is_leader{identity=\"pod-1\"} 0"),
             "{text}"
         );
+        assert!(
+            text.contains("etcd_operator_leader_holder{holder=\"pod-2\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("holder=\"pod-1\""), "{text}");
     }
 }

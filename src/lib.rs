@@ -6,6 +6,7 @@
 //! - [`leader`]: leader election on a Kubernetes Lease (only the leader acts).
 //! - [`runtime`]: where members run (Kubernetes Pods and PVCs, or local processes).
 //! - [`metrics`]: the operator's Prometheus metrics.
+//! - [`telemetry`]: logging (text or JSON).
 
 pub mod api;
 pub mod controller;
@@ -13,3 +14,4 @@ pub mod etcd;
 pub mod leader;
 pub mod metrics;
 pub mod runtime;
+pub mod telemetry;

@@ -1,5 +1,7 @@
 //! The operator's Prometheus metrics (prometheus-client, OpenMetrics text) and a small HTTP
-//! endpoint serving them (`/metrics`) and liveness (`/healthz`).
+//! endpoint serving them (`/metrics`), liveness (`/healthz`: the process answers) and readiness
+//! (`/readyz`: the process has a working connection to the Kubernetes API; standbys are ready
+//! too, see [`Readiness`]).
 //!
 //! - `etcd_operator_reconciles_total{outcome}`: reconcile passes, `ok` or `error`.
 //! - `etcd_operator_reconcile_errors_total{kind}`: failed passes by error kind.
@@ -7,9 +9,11 @@
 //! - `etcd_operator_steps_total{step, outcome}`: planner steps run (`done`, `not_yet`, `error`).
 //! - `etcd_operator_members{namespace, cluster, role, healthy}`: members per cluster by role
 //!   (`leader`, `follower`, `learner`) and health.
+//! - `etcd_operator_leader_is_leader{identity}` and `etcd_operator_leader_acquisitions_total`:
+//!   whether this replica leads (see [`crate::leader::LeaderMetrics`]).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,6 +23,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::leader::LeaderMetrics;
 
 /// Labels of `etcd_operator_reconciles_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +71,7 @@ pub struct Metrics {
     duration: Histogram,
     steps: Family<StepLabels, Counter>,
     members: Family<MemberLabels, Gauge>,
+    leader: LeaderMetrics,
 }
 
 impl Default for Metrics {
@@ -79,7 +86,9 @@ pub const ROLES: [&str; 3] = ["leader", "follower", "learner"];
 impl Metrics {
     /// A registry with every metric registered at zero.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("etcd_operator");
+        let mut root = Registry::default();
+        let leader = LeaderMetrics::register(&mut root);
+        let registry = root.sub_registry_with_prefix("etcd_operator");
         let reconciles = Family::<OutcomeLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
@@ -111,13 +120,19 @@ impl Metrics {
             members.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             reconciles,
             errors,
             duration,
             steps,
             members,
+            leader,
         }
+    }
+
+    /// The leader-election metrics, registered in this registry.
+    pub fn leader(&self) -> &LeaderMetrics {
+        &self.leader
     }
 
     /// Counts a reconcile pass that took `elapsed`; `error` names the error kind of a failed one.
@@ -179,13 +194,72 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+/// Whether the process may be sent traffic: it has a working connection to the Kubernetes API.
+/// Leading plays no part (a standby is ready: it takes over without a restart). Cheap to clone;
+/// every clone shares the state.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<Mutex<Result<(), String>>>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Readiness {
+    /// Not ready yet: the API has not been reached.
+    pub fn new() -> Self {
+        Readiness(Arc::new(Mutex::new(Err(
+            "the Kubernetes API has not been reached yet".to_owned(),
+        ))))
+    }
+
+    /// Records the last check: `Ok` when the API answered, else why not.
+    pub fn set(&self, state: Result<(), String>) {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = state;
+    }
+
+    /// The last check.
+    pub fn get(&self) -> Result<(), String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The answer to one request path: status line, content type, body.
+pub fn respond(
+    path: &str,
+    metrics: &Metrics,
+    ready: &Readiness,
+) -> (&'static str, &'static str, String) {
+    match path {
+        "/metrics" => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        ),
+        "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+        "/readyz" => match ready.get() {
+            Ok(()) => ("200 OK", "text/plain", "ok\n".to_owned()),
+            Err(why) => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("not ready: {why}\n"),
+            ),
+        },
+        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, ready: Readiness) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let metrics = metrics.clone();
+        let ready = ready.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
@@ -195,15 +269,7 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
             };
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, content_type, body) = match path {
-                "/metrics" => (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    metrics.encode(),
-                ),
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-            };
+            let (status, content_type, body) = respond(path, &metrics, &ready);
             let response = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
@@ -217,4 +283,44 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
 /// Binds `addr` for [`serve`].
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readyz_follows_the_last_api_check_and_healthz_is_always_ok() {
+        let m = Metrics::new();
+        let r = Readiness::new();
+        assert_eq!(respond("/healthz", &m, &r).0, "200 OK");
+        let (status, _, body) = respond("/readyz", &m, &r);
+        assert_eq!(status, "503 Service Unavailable");
+        assert!(body.contains("has not been reached"), "{body}");
+        r.set(Ok(()));
+        assert_eq!(
+            respond("/readyz", &m, &r),
+            ("200 OK", "text/plain", "ok\n".into())
+        );
+        r.set(Err("connection refused".into()));
+        assert!(respond("/readyz", &m, &r).2.contains("connection refused"));
+        assert_eq!(respond("/nope", &m, &r).0, "404 Not Found");
+    }
+
+    #[test]
+    fn leader_and_operator_metrics_share_one_endpoint_without_double_prefix() {
+        let m = Metrics::new();
+        m.leader().set_leading("pod-a", true);
+        m.reconciled(Duration::from_millis(3), None);
+        let text = m.encode();
+        assert!(
+            text.contains("etcd_operator_leader_is_leader{identity=\"pod-a\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("etcd_operator_reconciles_total{outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("etcd_operator_etcd_operator"), "{text}");
+    }
 }

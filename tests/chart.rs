@@ -235,28 +235,150 @@ fn chart_renders_ha_deployment_with_restricted_pod_security() {
     assert!(!args.contains("--leader-elect"), "{args}");
 }
 
-/// The exact rules the operator needs, as (group, resource, verbs).
+/// The long flags `etcd-operator run --help` lists.
+fn run_flags() -> BTreeSet<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etcd-operator"))
+        .args(["run", "--help"])
+        .output()
+        .expect("running etcd-operator run --help");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("--"))
+        .filter_map(|l| l.split([' ', '[', '=', ',']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The operator container of a Deployment document.
+fn operator_container(deploy: &Value) -> &Value {
+    let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["name"], "operator", "{deploy}");
+    c
+}
+
+/// Checks a Deployment's operator container against the real binary: the subcommand is `run`,
+/// every flag exists in `run --help`, the whole argument list parses (`--help` appended exits 0
+/// only when every argument before it is valid), the metrics port is the one `--metrics-addr`
+/// names and the probes hit it on `/healthz` and `/readyz`.
+fn check_container_against_binary(what: &str, deploy: &Value, flags: &BTreeSet<String>) {
+    let c = operator_container(deploy);
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: no args"))
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect();
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("run"),
+        "{what}: {args:?}"
+    );
+    for a in &args[1..] {
+        let name = a.split('=').next().unwrap_or_default();
+        assert!(
+            name.starts_with("--") && flags.contains(name),
+            "{what}: `{a}` is not a flag of `etcd-operator run` ({flags:?})"
+        );
+    }
+    let mut parse = args.clone();
+    parse.push("--help".into());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etcd-operator"))
+        .args(&parse)
+        .output()
+        .expect("running etcd-operator");
+    assert!(
+        out.status.success(),
+        "{what}: the binary refuses {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--metrics-addr="))
+        .unwrap_or_else(|| panic!("{what}: no --metrics-addr in {args:?}"));
+    let port: u64 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let ports = c["ports"].as_array().expect("ports");
+    let metrics = ports
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .unwrap_or_else(|| panic!("{what}: no metrics port"));
+    assert_eq!(metrics["containerPort"].as_u64(), Some(port), "{what}");
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{what}: {probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{what}: {probe}");
+    }
+}
+
+#[test]
+fn every_flag_the_chart_and_config_pass_exists_in_the_binary() {
+    let flags = run_flags();
+    for want in [
+        "--metrics-addr",
+        "--log-format",
+        "--leader-elect",
+        "--namespace",
+    ] {
+        assert!(flags.contains(want), "run --help lacks {want}: {flags:?}");
+    }
+    for (what, extra) in [
+        ("chart defaults", &[][..]),
+        (
+            "chart without leader election, text logs, other port",
+            &[
+                "--set",
+                "leaderElection.enabled=false",
+                "--set",
+                "logFormat=text",
+                "--set",
+                "metrics.port=9090",
+            ][..],
+        ),
+        (
+            "chart with extraArgs",
+            &["--set", "extraArgs[0]=--namespace=apps"][..],
+        ),
+    ] {
+        let docs = template(extra);
+        check_container_against_binary(what, one(&docs, "Deployment"), &flags);
+    }
+    let config = docs_of_file("config/manager/manager.yaml");
+    check_container_against_binary("config/manager", one(&config, "Deployment"), &flags);
+}
+
+/// The exact rules the operator needs, as (group, resource, verbs): what
+/// `src/runtime/kubernetes/*.rs` calls (see the comments in the ClusterRole).
 fn expected_cluster_rules() -> BTreeSet<(String, String, BTreeSet<String>)> {
-    let rw = ["get", "list", "watch", "create", "patch", "delete"];
-    let mut want: Vec<(&str, &str, &[&str])> = vec![
+    let want: Vec<(&str, &str, &[&str])> = vec![
         (
             "etcd.operator.dev",
             "etcdclusters",
-            &["get", "list", "watch", "update", "patch"],
+            &["list", "watch", "patch"],
+        ),
+        ("etcd.operator.dev", "etcdclusters/status", &["patch"]),
+        ("etcd.operator.dev", "etcdclusters/finalizers", &["update"]),
+        (
+            "",
+            "pods",
+            &["get", "list", "watch", "create", "patch", "delete"],
         ),
         (
-            "etcd.operator.dev",
-            "etcdclusters/status",
-            &["get", "update", "patch"],
+            "",
+            "persistentvolumeclaims",
+            &["list", "watch", "create", "patch", "delete"],
         ),
-        ("etcd.operator.dev", "etcdclusters/finalizers", &["update"]),
-        ("", "events", &["create", "patch"]),
+        ("", "services", &["list", "watch", "create", "patch"]),
+        (
+            "policy",
+            "poddisruptionbudgets",
+            &["list", "watch", "create", "patch"],
+        ),
         ("events.k8s.io", "events", &["create", "patch"]),
     ];
-    for r in ["pods", "persistentvolumeclaims", "services"] {
-        want.push(("", r, &rw));
-    }
-    want.push(("policy", "poddisruptionbudgets", &rw));
     want.into_iter()
         .map(|(g, r, v)| {
             (
@@ -435,6 +557,12 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
         (&["get", "secrets", "-n", "ops"][..], false),
         (&["create", "deployments.apps", "-n", "ops"][..], false),
         (&["update", "pods", "-n", "x"][..], false),
+        (&["delete", "services", "-n", "x"][..], false),
+        (
+            &["update", "etcdclusters.etcd.operator.dev", "-n", "x"][..],
+            false,
+        ),
+        (&["create", "events", "-n", "x"][..], false),
     ] {
         assert_eq!(can_i(&cp, sa, q), want, "can-i {q:?}");
     }

@@ -79,6 +79,11 @@ impl Proc {
         self.exited().is_none()
     }
 
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The last `lines` lines of the process's log.
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log, lines)

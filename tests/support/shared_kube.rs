@@ -144,6 +144,57 @@ impl SharedKube {
         self.kubectl(&args)
     }
 
+    /// Runs `helm args...` against the shared control plane (helm's state in its folder);
+    /// stdout on success.
+    pub fn helm(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = super::kube::helm_command()?;
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
+            .args(args);
+        let out = cmd
+            .output()
+            .map_err(|e| HarnessError::io("running helm", e))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(HarnessError::msg(format!(
+                "`helm {}` failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            )))
+        }
+    }
+
+    /// Writes a kubeconfig like the admin's that authenticates with `token` instead (for
+    /// example a ServiceAccount's, from TokenRequest) and returns its path.
+    pub fn kubeconfig_with_token(&self, name: &str, token: &str) -> Result<PathBuf> {
+        let admin = std::fs::read_to_string(&self.kubeconfig)
+            .map_err(|e| HarnessError::io("reading the admin kubeconfig", e))?;
+        let mut replaced = false;
+        let text: Vec<String> = admin
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("token: ") {
+                    replaced = true;
+                    format!("    token: {token}")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        if !replaced {
+            return Err(HarnessError::msg("the admin kubeconfig has no token line"));
+        }
+        let path = self.dir.join(format!("kubeconfig-{name}"));
+        std::fs::write(&path, text.join("\n") + "\n")
+            .map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))?;
+        Ok(path)
+    }
+
     /// Creates a namespace for one test.
     pub fn namespace(&self, name: &str) -> Result<String> {
         self.kubectl(&["create", "namespace", name])?;

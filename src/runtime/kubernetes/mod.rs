@@ -30,7 +30,11 @@ use kube::runtime::watcher;
 
 use crate::api::EtcdCluster;
 use crate::controller::act::ActError;
-use crate::metrics::Metrics;
+use crate::leader::{
+    LeaderElectionArgs, LeaderElectionConfig, LeaderElector, LeaderError, RunOutcome,
+};
+use crate::metrics::{Metrics, Readiness};
+use crate::telemetry::LogFormat;
 
 use objects::{LABEL_MANAGED_BY, MANAGER};
 use reconcile::Context;
@@ -41,9 +45,15 @@ pub struct RunArgs {
     /// Watch only this namespace (all namespaces when unset).
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Where `/metrics` and `/healthz` are served.
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    /// Log lines as `text` or `json` (filtered by `RUST_LOG`, default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Leader election among replicas (`--leader-elect`, `--leader-election-*`).
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
     /// Replace a member after this many consecutive failures (0: never for failures alone).
     #[arg(long, default_value_t = crate::controller::plan::DEFAULT_REPLACE_AFTER_FAILURES)]
     pub replace_after_failures: u32,
@@ -118,6 +128,10 @@ pub enum KubeError {
     /// No Kubernetes client could be configured.
     #[error("kubeconfig: {0}")]
     Config(String),
+    /// Leader election is misconfigured, or this replica lost the Lease (it stopped reconciling
+    /// at once; the process exits non-zero and restarts as a standby).
+    #[error("leader election: {0}")]
+    Leader(#[source] LeaderError),
     /// The metrics endpoint could not be bound.
     #[error("binding the metrics endpoint {addr}: {source}")]
     Metrics {
@@ -142,14 +156,34 @@ impl KubeError {
             KubeError::Timeout(_) => "timeout",
             KubeError::Invalid(_) => "invalid",
             KubeError::Config(_) => "config",
+            KubeError::Leader(_) => "leader",
             KubeError::Metrics { .. } => "metrics",
         }
     }
 }
 
+/// How often `/readyz` re-checks the Kubernetes API.
+pub const READINESS_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// This process's name when leader election is off: `POD_NAME`, else `HOSTNAME`, else
+/// `etcd-operator` (the same name Events report as their instance).
+pub fn process_identity() -> String {
+    ["POD_NAME", "HOSTNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| MANAGER.to_owned())
+}
+
 /// Runs the operator with the client from the environment (in-cluster or `KUBECONFIG`) until
-/// SIGINT or SIGTERM.
+/// SIGINT or SIGTERM, serving `/metrics`, `/healthz` and `/readyz`.
+///
+/// With `--leader-elect` the controller runs only while this replica holds the Lease: on
+/// SIGINT/SIGTERM the leader stops the controller and then releases the Lease (`Ok`); a leader
+/// that cannot renew stops the controller at once and this returns [`KubeError::Leader`] (the
+/// process exits non-zero). Without it the controller runs directly.
 pub async fn run(args: RunArgs) -> Result<(), KubeError> {
+    let election = args.leader_election.config().map_err(KubeError::Leader)?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| KubeError::Config(e.to_string()))?;
@@ -160,11 +194,73 @@ pub async fn run(args: RunArgs) -> Result<(), KubeError> {
             addr: args.metrics_addr,
             source,
         })?;
-    tracing::info!(addr = %args.metrics_addr, "serving /metrics");
-    let server = tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
-    let result = run_controller(client, args, metrics, shutdown_signal()).await;
+    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let ready = Readiness::new();
+    let server = tokio::spawn(crate::metrics::serve(
+        listener,
+        metrics.clone(),
+        ready.clone(),
+    ));
+    let checker = tokio::spawn(check_api(client.clone(), ready));
+    let result = match election {
+        None => {
+            let identity = process_identity();
+            tracing::info!(
+                identity = %identity,
+                "leader election off: this process runs the controller"
+            );
+            metrics.leader().set_leading(&identity, true);
+            metrics.leader().set_holder(Some(&identity));
+            run_controller(client, args, metrics, shutdown_signal()).await
+        }
+        Some(config) => run_elected(client, config, args, metrics).await,
+    };
+    checker.abort();
     server.abort();
     result
+}
+
+/// Campaigns for the Lease and runs the controller while this replica leads.
+async fn run_elected(
+    client: kube::Client,
+    config: LeaderElectionConfig,
+    args: RunArgs,
+    metrics: Arc<Metrics>,
+) -> Result<(), KubeError> {
+    tracing::info!(
+        identity = %config.identity,
+        lease = %format!("{}/{}", config.namespace, config.lease_name),
+        "leader election on: standing by until this replica holds the lease"
+    );
+    let elector = LeaderElector::new(client.clone(), config)
+        .map_err(KubeError::Leader)?
+        .with_metrics(metrics.leader().clone());
+    // The elector drops the controller future to stop it (in-flight passes are cancelled), before
+    // it releases the Lease; so the controller itself never waits for a shutdown signal.
+    let work = move || run_controller(client, args, metrics, std::future::pending::<()>());
+    match elector.run(work, shutdown_signal()).await {
+        Ok(RunOutcome::Shutdown) => Ok(()),
+        Ok(RunOutcome::Finished(result)) => result,
+        Err(lost) => Err(KubeError::Leader(lost)),
+    }
+}
+
+/// Keeps `ready` up to date: the API server's `/version` answered within the period.
+async fn check_api(client: kube::Client, ready: Readiness) {
+    loop {
+        let state = match tokio::time::timeout(READINESS_PERIOD, client.apiserver_version()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("the Kubernetes API failed: {e}")),
+            Err(_) => Err(format!(
+                "the Kubernetes API did not answer within {READINESS_PERIOD:?}"
+            )),
+        };
+        if let Err(why) = &state {
+            tracing::warn!(reason = %why, "not ready");
+        }
+        ready.set(state);
+        tokio::time::sleep(READINESS_PERIOD).await;
+    }
 }
 
 async fn shutdown_signal() {
@@ -220,7 +316,7 @@ pub async fn run_controller(
         .owns(services, owned.clone())
         .owns(pdbs, owned)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .run(reconcile_logged, reconcile::error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
@@ -229,4 +325,61 @@ pub async fn run_controller(
         })
         .await;
     Ok(())
+}
+
+/// [`reconcile::reconcile`], with a debug line when each pass starts (the trace of which
+/// replica acted when).
+async fn reconcile_logged(
+    cluster: Arc<EtcdCluster>,
+    ctx: Arc<Context>,
+) -> Result<kube::runtime::controller::Action, KubeError> {
+    tracing::debug!(
+        cluster = %cluster.metadata.name.as_deref().unwrap_or_default(),
+        namespace = %cluster.metadata.namespace.as_deref().unwrap_or_default(),
+        "reconciling"
+    );
+    reconcile::reconcile(cluster, ctx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn run_flags_are_consistent_and_include_leader_election() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "run",
+            "--metrics-addr=127.0.0.1:9000",
+            "--log-format=json",
+            "--leader-elect",
+            "--leader-election-lease=l",
+            "--leader-election-namespace=ops",
+            "--leader-election-identity=pod-1",
+            "--leader-election-lease-duration=4s",
+            "--leader-election-renew-deadline=3s",
+            "--leader-election-retry-period=500ms",
+        ])
+        .expect("parses");
+        assert_eq!(cli.run.log_format, LogFormat::Json);
+        let config = cli
+            .run
+            .leader_election
+            .config()
+            .expect("valid")
+            .expect("on");
+        assert_eq!(config.identity, "pod-1");
+        assert_eq!(config.namespace, "ops");
+        assert_eq!(config.retry_period, std::time::Duration::from_millis(500));
+        let off = Cli::try_parse_from(["run", "--leader-elect=false"]).expect("parses");
+        assert!(off.run.leader_election.config().expect("valid").is_none());
+        assert!(Cli::try_parse_from(["run", "--log-format=xml"]).is_err());
+    }
 }
