@@ -17,6 +17,7 @@ use super::error::{Error, Result, ServerError};
 use super::options::ConnectOptions;
 use super::pool::{Member, Pool};
 use super::proto::etcdserverpb as pb;
+use super::version::{MinorVersion, check_server_version};
 
 /// Whether a call may be sent again after a failure (etcd's client makes the same split).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,10 @@ pub struct Client {
 impl Client {
     /// Connects to `endpoints` (`host:port`, `http://…`, `https://…`). Connections are made lazily;
     /// when a user is configured the client authenticates here (a server without auth enabled is
-    /// accepted and the credentials are then unused).
+    /// accepted and the credentials are then unused). With a minimum server version
+    /// ([`ConnectOptions::with_min_server_version`], [`ConnectOptions::with_reject_old_cluster`])
+    /// it then checks the version of every endpoint and fails with [`Error::OldCluster`] or
+    /// [`Error::VersionCheck`].
     pub async fn connect<E, S>(endpoints: E, opts: ConnectOptions) -> Result<Client>
     where
         E: IntoIterator<Item = S>,
@@ -132,6 +136,9 @@ impl Client {
                     timeout: opts.dial_timeout,
                 })??;
         }
+        if let Some(min) = opts.min_server_version {
+            client.check_server_versions(min).await?;
+        }
         if let Some(every) = opts.auto_sync_interval {
             let weak = Arc::downgrade(&client.inner);
             let task = tokio::spawn(async move {
@@ -151,6 +158,39 @@ impl Client {
             }
         }
         Ok(client)
+    }
+
+    /// Calls Status on every endpoint at once, each bounded by the dial timeout, and fails with
+    /// the first error to come back: [`Error::OldCluster`] for a server older than `min`,
+    /// [`Error::VersionCheck`] for one that did not answer (Go's `checkVersion` likewise fails on
+    /// any endpoint's error).
+    async fn check_server_versions(&self, min: MinorVersion) -> Result<()> {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let timeout = self.inner.opts.dial_timeout;
+        let mut checks: FuturesUnordered<_> = self
+            .endpoints()
+            .into_iter()
+            .map(|endpoint| async move {
+                let status = match tokio::time::timeout(timeout, self.status(&endpoint)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Timeout {
+                        method: "Maintenance/Status",
+                        timeout,
+                    }),
+                };
+                match status {
+                    Ok(st) => check_server_version(&endpoint, &st.version, min),
+                    Err(e) => Err(Error::VersionCheck {
+                        endpoint,
+                        source: Box::new(e),
+                    }),
+                }
+            })
+            .collect();
+        while let Some(result) = checks.next().await {
+            result?;
+        }
+        Ok(())
     }
 
     /// The endpoints calls are balanced over.
@@ -560,5 +600,7 @@ mod tests {
             md.get("client-api-version").and_then(|v| v.to_str().ok()),
             Some("3.5")
         );
+        // The version check's notion of "this client" is the version the header announces.
+        assert_eq!(super::super::version::CLIENT_API_VERSION.to_string(), "3.5");
     }
 }

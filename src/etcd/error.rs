@@ -97,6 +97,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The connect-time version check (see
+    /// [`ConnectOptions::with_min_server_version`](super::ConnectOptions::with_min_server_version))
+    /// found a server older than the minimum. etcd's Go client reports this as `ErrOldCluster`.
+    #[error("etcd at {endpoint} runs version {version}, older than the required {required}")]
+    OldCluster {
+        /// The endpoint that answered.
+        endpoint: String,
+        /// The version it reported in its Status, e.g. `3.4.23`.
+        version: String,
+        /// The minimum the client was configured with.
+        required: super::version::MinorVersion,
+    },
+    /// The connect-time version check could not learn the version of `endpoint` (its Status
+    /// call failed or timed out, or the version it reported is unreadable).
+    #[error("version check of {endpoint} failed: {source}")]
+    VersionCheck {
+        /// The endpoint whose version is unknown.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
     /// A TLS or channel configuration error.
     #[error("transport configuration: {0}")]
     Transport(#[from] tonic::transport::Error),

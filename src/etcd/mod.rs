@@ -19,8 +19,10 @@ pub mod options;
 pub mod pool;
 pub mod proto;
 mod shared;
+pub mod version;
 pub mod watch;
 
 pub use client::Client;
 pub use error::{Error, Result, ServerError};
 pub use options::{ConnectOptions, TlsOptions};
+pub use version::MinorVersion;

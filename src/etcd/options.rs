@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::version::{MinorVersion, PREVIOUS_MINOR};
+
 /// TLS settings. A CA verifies the server; a certificate and key authenticate the client.
 #[derive(Debug, Clone, Default)]
 pub struct TlsOptions {
@@ -57,6 +59,7 @@ pub struct ConnectOptions {
     pub(crate) auto_sync_interval: Option<Duration>,
     pub(crate) max_unary_retries: u32,
     pub(crate) backoff: Duration,
+    pub(crate) min_server_version: Option<MinorVersion>,
 }
 
 impl Default for ConnectOptions {
@@ -74,6 +77,7 @@ impl Default for ConnectOptions {
             auto_sync_interval: None,
             max_unary_retries: 100,
             backoff: Duration::from_millis(25),
+            min_server_version: None,
         }
     }
 }
@@ -84,7 +88,7 @@ pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 impl ConnectOptions {
     /// The defaults: no auth, no TLS, 2 s dial timeout, no request timeout, no HTTP/2 pings,
-    /// 2 MiB send and 2 GiB receive limits.
+    /// 2 MiB send and 2 GiB receive limits, no server version check.
     pub fn new() -> Self {
         Self::default()
     }
@@ -149,6 +153,28 @@ impl ConnectOptions {
         self.backoff = d;
         self
     }
+    /// Refuse to connect to servers older than `major.minor` (patch releases are not compared).
+    /// [`Client::connect`](super::Client::connect) then calls Status on every endpoint, all at
+    /// once and together bounded by the dial timeout, and fails with
+    /// [`Error::OldCluster`](super::Error::OldCluster) naming the first endpoint found older.
+    ///
+    /// As in Go's clientv3 (3.5 and later), every endpoint must answer: an endpoint whose Status
+    /// fails or does not answer within the dial timeout fails the connect with
+    /// [`Error::VersionCheck`](super::Error::VersionCheck) naming it, because its version
+    /// cannot be vouched for. Endpoints added later (`set_endpoints`, auto-sync) are not
+    /// checked. Off by default.
+    pub fn with_min_server_version(mut self, major: u32, minor: u32) -> Self {
+        self.min_server_version = Some(MinorVersion::new(major, minor));
+        self
+    }
+    /// Go's `RejectOldCluster`: with `true`, the same check as
+    /// [`with_min_server_version`](Self::with_min_server_version) with the minor release before
+    /// the API version the client speaks (3.5), so servers older than 3.4 are refused; with
+    /// `false`, no check (this also clears a minimum set before). Off by default.
+    pub fn with_reject_old_cluster(mut self, on: bool) -> Self {
+        self.min_server_version = on.then_some(PREVIOUS_MINOR);
+        self
+    }
 }
 
 #[cfg(test)]
@@ -182,5 +208,16 @@ mod tests {
         assert_eq!(o.backoff, Duration::from_millis(25));
         assert_eq!(o.request_timeout, None);
         assert_eq!(o.auto_sync_interval, None);
+        assert_eq!(o.min_server_version, None);
+    }
+
+    #[test]
+    fn reject_old_cluster_is_the_previous_minor_and_can_be_turned_off() {
+        let o = ConnectOptions::new().with_reject_old_cluster(true);
+        assert_eq!(o.min_server_version, Some(MinorVersion::new(3, 4)));
+        let o = o.with_min_server_version(3, 5);
+        assert_eq!(o.min_server_version, Some(MinorVersion::new(3, 5)));
+        let o = o.with_reject_old_cluster(false);
+        assert_eq!(o.min_server_version, None);
     }
 }
