@@ -67,8 +67,8 @@ fn is_version(s: &str) -> bool {
 /// Whether `s` matches [`rules::RETENTION_PATTERN`]: a bare number, or a Go duration such as
 /// `1h30m`, `30m`, `1.5h`, `45s`.
 fn is_retention(s: &str) -> bool {
-    if all_digits(s) {
-        return true;
+    if s.is_empty() || all_digits(s) {
+        return !s.is_empty();
     }
     let mut rest = s;
     while !rest.is_empty() {
