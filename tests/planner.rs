@@ -1287,3 +1287,58 @@ fn random_observations_cover_every_step() {
         );
     }
 }
+
+/// The one function both runtimes use to turn `spec.etcd` into etcd flags.
+#[test]
+fn option_flags_table() {
+    use etcd_operator::api::EtcdOptions;
+    use etcd_operator::api::rules::TYPED_FLAGS;
+    use etcd_operator::controller::flags::option_flags;
+    let cases: Vec<(EtcdOptions, Vec<&str>)> = vec![
+        (EtcdOptions::default(), vec![]),
+        (
+            EtcdOptions {
+                extra_flags: vec!["--log-level=warn".into(), "--enable-pprof".into()],
+                ..EtcdOptions::default()
+            },
+            vec!["--log-level=warn", "--enable-pprof"],
+        ),
+        (
+            EtcdOptions {
+                quota_backend_bytes: Some(4_294_967_296),
+                snapshot_count: Some(50_000),
+                heartbeat_interval_ms: Some(200),
+                election_timeout_ms: Some(2000),
+                auto_compaction_mode: Some("revision".into()),
+                auto_compaction_retention: Some("1000".into()),
+                extra_flags: vec!["--log-level=debug".into()],
+            },
+            vec![
+                "--heartbeat-interval=200",
+                "--election-timeout=2000",
+                "--quota-backend-bytes=4294967296",
+                "--snapshot-count=50000",
+                "--auto-compaction-mode=revision",
+                "--auto-compaction-retention=1000",
+                "--log-level=debug",
+            ],
+        ),
+        (
+            EtcdOptions {
+                snapshot_count: Some(1),
+                auto_compaction_retention: Some("30m".into()),
+                ..EtcdOptions::default()
+            },
+            vec!["--snapshot-count=1", "--auto-compaction-retention=30m"],
+        ),
+    ];
+    for (opts, expected) in cases {
+        let flags = option_flags(&opts);
+        assert_eq!(flags, expected, "{opts:?}");
+        // Every typed flag it writes is one the CRD refuses in extraFlags.
+        for f in flags.iter().take(flags.len() - opts.extra_flags.len()) {
+            let name = f.split('=').next().unwrap_or_default();
+            assert!(TYPED_FLAGS.contains(&name), "{name} is not a typed flag");
+        }
+    }
+}

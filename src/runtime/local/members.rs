@@ -5,35 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::api::EtcdOptions;
 use crate::controller::act::MemberRuntime;
 use crate::controller::plan::{DataState, Intent, RuntimeMember, Version};
 
 use super::LocalError;
 use super::process::{Event, Launch, STOP_GRACE, Supervised};
 use super::store::{ClusterDir, ClusterRecord, MemberRecord};
-
-/// The etcd flags the spec's options give (the operator's own flags come on top).
-pub fn option_flags(opts: &EtcdOptions) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut num = |flag: &str, v: Option<i64>| {
-        if let Some(v) = v {
-            out.push(format!("--{flag}={v}"));
-        }
-    };
-    num("heartbeat-interval", opts.heartbeat_interval_ms);
-    num("election-timeout", opts.election_timeout_ms);
-    num("quota-backend-bytes", opts.quota_backend_bytes);
-    num("snapshot-count", opts.snapshot_count);
-    if let Some(m) = &opts.auto_compaction_mode {
-        out.push(format!("--auto-compaction-mode={m}"));
-    }
-    if let Some(r) = &opts.auto_compaction_retention {
-        out.push(format!("--auto-compaction-retention={r}"));
-    }
-    out.extend(opts.extra_flags.iter().cloned());
-    out
-}
 
 /// The configuration hash of a set of flags: a member started with other flags is restarted.
 pub fn config_hash(flags: &[String]) -> String {
@@ -404,6 +381,8 @@ impl MemberRuntime for LocalMembers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::EtcdOptions;
+    use crate::controller::flags::option_flags;
 
     #[test]
     fn option_flags_follow_the_spec_and_change_the_hash() {
