@@ -102,6 +102,7 @@ impl Sim {
         let d = self.desired.clone();
         match step {
             Step::StartSeed { ordinal, version } => {
+                self.observed.runtime.retain(|r| r.ordinal != *ordinal);
                 self.observed.runtime.push(RuntimeMember {
                     config_hash: d.config_hash.clone(),
                     ..runtime(*ordinal, *version)
@@ -279,6 +280,109 @@ fn seed_started_but_not_answering_waits() {
     let p = plan(&d, &observed);
     assert_eq!(p.next, None);
     assert_eq!(p.status.phase, Phase::Bootstrapping);
+}
+
+/// The seed's Pod or process went away before the cluster ever answered, its storage stays:
+/// only a seed whose storage holds no member data starts again, and only alone.
+#[test]
+fn seed_gone_before_answering_table() {
+    let d = desired(3, "3.5.16");
+    let seed = |running: bool, data: DataState| RuntimeMember {
+        running,
+        data,
+        ..runtime(0, v("3.5.16"))
+    };
+    let start = Some(Step::StartSeed {
+        ordinal: 0,
+        version: v("3.5.16"),
+    });
+    let cases: Vec<(&str, Vec<RuntimeMember>, Option<Intent>, Option<Step>, Phase)> = vec![
+        (
+            "stopped, empty storage: started again",
+            vec![seed(false, DataState::Empty)],
+            None,
+            start.clone(),
+            Phase::Bootstrapping,
+        ),
+        (
+            "running, empty storage: waits for it",
+            vec![seed(true, DataState::Empty)],
+            None,
+            None,
+            Phase::Bootstrapping,
+        ),
+        (
+            "running with data: waits for it",
+            vec![seed(true, DataState::Present)],
+            None,
+            None,
+            Phase::Bootstrapping,
+        ),
+        (
+            "stopped, storage may hold data: never bootstrapped again",
+            vec![seed(false, DataState::Present)],
+            None,
+            None,
+            Phase::Unavailable,
+        ),
+        (
+            "storage lost: never bootstrapped again",
+            vec![seed(false, DataState::Lost)],
+            None,
+            None,
+            Phase::Unavailable,
+        ),
+        (
+            "another member exists",
+            vec![seed(false, DataState::Empty), runtime(1, v("3.5.16"))],
+            None,
+            None,
+            Phase::Unavailable,
+        ),
+        (
+            "a step in flight",
+            vec![seed(false, DataState::Empty)],
+            Some(Intent::AddLearner {
+                ordinal: 1,
+                peer_url: d.peer_url(1),
+                member_id: None,
+            }),
+            None,
+            Phase::Unavailable,
+        ),
+    ];
+    for (name, runtime, intent, next, phase) in cases {
+        let observed = Observed {
+            etcd: None,
+            runtime,
+            intent,
+        };
+        let p = plan(&d, &observed);
+        assert_eq!(p.next, next, "{name}: {p:?}");
+        assert_eq!(p.status.phase, phase, "{name}: {p:?}");
+        check_invariants(&d, &observed, &p);
+    }
+    // Started again, the seed bootstraps and the cluster grows as usual.
+    let observed = Observed {
+        runtime: vec![seed(false, DataState::Empty)],
+        ..Observed::default()
+    };
+    let (steps, last) = Sim::new(d.clone(), observed).run();
+    assert_eq!(names(&steps).first().map(String::as_str), Some("seed0"));
+    assert_eq!(last.status.phase, Phase::Healthy);
+    assert_eq!(last.status.ready, 3);
+    // While etcd answers, empty storage counts as present: a stopped voter is started again.
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.runtime[1].running = false;
+    observed.runtime[1].data = DataState::Empty;
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::StartMember {
+            ordinal: 1,
+            member_id: id_of(1),
+            version: v("3.5.16"),
+        })
+    );
 }
 
 #[test]
@@ -743,8 +847,11 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
             "only the seed may start while etcd is unreachable{}",
             ctx()
         );
+        // Nothing exists, or only a stopped seed whose storage never held member data.
+        let fresh_seed = matches!(o.runtime.as_slice(),
+            [r] if r.ordinal == 0 && !r.running && r.data == DataState::Empty);
         assert!(
-            o.runtime.is_empty() && o.intent.is_none(),
+            (o.runtime.is_empty() || fresh_seed) && o.intent.is_none(),
             "bootstrap over existing members{}",
             ctx()
         );
@@ -829,7 +936,7 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
                         "existing data restarts on its version{}",
                         ctx()
                     );
-                    assert_eq!(r.data, DataState::Present, "{}", ctx());
+                    assert_ne!(r.data, DataState::Lost, "{}", ctx());
                     assert!(!r.running, "{}", ctx());
                 }
                 None => {
@@ -942,8 +1049,9 @@ struct OrdinalGen {
     alarm: u8,
     /// How the reported version relates to the runtime's: 0 same, 1 none, 2 other.
     reported: u8,
-    /// For an etcd member: 0 absent, 1 stopped, 2 lost, else running; for an ordinal etcd does
-    /// not know: 0 running, 1 lost, else absent.
+    /// For an etcd member: 0 absent, 1 stopped, 2 lost, 3 stopped with empty storage, else
+    /// running; for an ordinal etcd does not know: 0 running, 1 lost, 2 stopped with empty
+    /// storage, 3 stopped with data, else absent.
     runtime: u8,
     minor_up: bool,
     patch: u64,
@@ -1158,20 +1266,32 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
                 },
             });
         }
-        let (exists, running, lost) = if g.etcd >= 3 {
-            (g.runtime != 0, g.runtime > 2, g.runtime == 2)
+        let (exists, running, data) = if g.etcd >= 3 {
+            (
+                g.runtime != 0,
+                g.runtime > 3,
+                match g.runtime {
+                    2 => DataState::Lost,
+                    3 => DataState::Empty,
+                    _ => DataState::Present,
+                },
+            )
         } else {
-            (g.runtime <= 1, g.runtime == 0, g.runtime == 1)
+            (
+                g.runtime <= 3,
+                g.runtime == 0,
+                match g.runtime {
+                    1 => DataState::Lost,
+                    2 => DataState::Empty,
+                    _ => DataState::Present,
+                },
+            )
         };
         if exists {
             runtime_members.push(RuntimeMember {
                 ordinal,
                 running,
-                data: if lost {
-                    DataState::Lost
-                } else {
-                    DataState::Present
-                },
+                data,
                 version,
                 config_hash: if g.old_config {
                     "cfg-0".to_owned()

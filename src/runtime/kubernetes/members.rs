@@ -133,11 +133,14 @@ fn pod_failures(pod: &Pod) -> u32 {
 }
 
 /// The runtime's members from the cluster's Pods and PVCs: a member exists when its Pod or its
-/// PVC (not being deleted) does. Its data is lost when its Pod exists without its PVC (or the PVC is being deleted);
-/// with ephemeral storage the data lives and dies with the Pod.
+/// PVC (not being deleted) does. Its data is lost when its Pod exists without its PVC (or the
+/// PVC is being deleted); with ephemeral storage the data lives and dies with the Pod. The
+/// operator cannot look inside a PVC: until the cluster has `answered` once (a cluster ID was
+/// observed), a PVC counts as [`DataState::Empty`].
 pub fn runtime_members(
     desired: &Desired,
     ephemeral: bool,
+    answered: bool,
     pods: &[Pod],
     pvcs: &[PersistentVolumeClaim],
 ) -> Vec<RuntimeMember> {
@@ -176,10 +179,10 @@ pub fn runtime_members(
             RuntimeMember {
                 ordinal,
                 running: pod.is_some_and(pod_running),
-                data: if data_present {
-                    DataState::Present
-                } else {
-                    DataState::Lost
+                data: match (data_present, answered || ephemeral) {
+                    (false, _) => DataState::Lost,
+                    (true, true) => DataState::Present,
+                    (true, false) => DataState::Empty,
                 },
                 version: annotation(ANNOTATION_VERSION)
                     .and_then(|v| v.parse::<Version>().ok())
@@ -318,6 +321,17 @@ impl MemberRuntime for KubeRuntime {
     }
 
     async fn start_seed(&mut self, ordinal: u32, version: Version) -> Result<(), KubeError> {
+        // A seed started again (its Pod went away before the cluster ever answered): a Pod that
+        // is finished or terminating is replaced, its PVC kept.
+        let name = self.info.member_name(ordinal);
+        let existing = self
+            .pods
+            .get_opt(&name)
+            .await
+            .map_err(kube_err(format!("reading Pod {name}")))?;
+        if existing.is_some_and(|p| !pod_running(&p)) {
+            self.delete_pod_and_wait(ordinal).await?;
+        }
         self.ensure_pvc(ordinal).await?;
         self.create_pod(ordinal, version, &InitialState::New).await
     }

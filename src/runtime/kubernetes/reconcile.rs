@@ -353,9 +353,21 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         .await
         .map_err(kube_err("listing member PVCs"))?
         .items;
-    let runtime = runtime_members(&desired, info.spec.storage.ephemeral, &pod_list, &pvc_list);
     let intent = decode_intent(cluster).map_err(KubeError::Json)?;
     let (etcd, view) = observe(&info, &pod_list, &desired, &ctx.resolver).await;
+    // Whether the cluster ever answered: until then no PVC holds member data the operator knows of.
+    let answered = view.as_ref().is_some_and(|v| v.cluster_id.is_some())
+        || cluster
+            .status
+            .as_ref()
+            .is_some_and(|s| s.cluster_id.is_some());
+    let runtime = runtime_members(
+        &desired,
+        info.spec.storage.ephemeral,
+        answered,
+        &pod_list,
+        &pvc_list,
+    );
     let observed = Observed {
         etcd: view.as_ref().map(EtcdView::membership),
         runtime,

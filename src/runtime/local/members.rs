@@ -112,10 +112,10 @@ impl LocalMembers {
     }
 
     fn data_state(&self, ordinal: u32, rec: &MemberRecord) -> DataState {
-        if rec.initialized && !self.dir.has_data(ordinal) {
-            DataState::Lost
-        } else {
-            DataState::Present
+        match (rec.initialized, self.dir.has_data(ordinal)) {
+            (_, true) => DataState::Present,
+            (true, false) => DataState::Lost,
+            (false, false) => DataState::Empty,
         }
     }
 
@@ -300,10 +300,17 @@ impl MemberRuntime for LocalMembers {
 
     async fn start_seed(&mut self, ordinal: u32, version: Version) -> Result<(), LocalError> {
         if self.dir.member_ordinals()?.contains(&ordinal) {
-            return Err(LocalError::Refused(format!(
-                "{} already exists; a seed is only created in an empty state directory",
-                self.name(ordinal)
-            )));
+            // Only a stopped seed that never wrote member data is started again.
+            let rec = self.dir.read_member(ordinal)?;
+            if self.running.contains_key(&ordinal)
+                || self.data_state(ordinal, &rec) != DataState::Empty
+            {
+                return Err(LocalError::Refused(format!(
+                    "{} already exists with its data; a seed is only created in an empty state \
+                     directory or over a seed that never wrote data",
+                    self.name(ordinal)
+                )));
+            }
         }
         let ic = format!("{}={}", self.name(ordinal), self.record.peer_url(ordinal));
         let rec = self.new_record(version, "new", ic);
