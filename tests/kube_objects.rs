@@ -529,8 +529,10 @@ fn pods_and_pvcs_as_runtime_members() {
     // Before the cluster ever answered, a PVC holds no member data the operator knows of: the
     // seed whose Pod went away may start again.
     let fresh = runtime_members(&d, false, false, &pods[1..3], &pvcs[1..3]);
-    let got: Vec<(u32, bool, DataState)> =
-        fresh.iter().map(|m| (m.ordinal, m.running, m.data)).collect();
+    let got: Vec<(u32, bool, DataState)> = fresh
+        .iter()
+        .map(|m| (m.ordinal, m.running, m.data))
+        .collect();
     assert_eq!(
         got,
         [

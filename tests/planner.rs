@@ -296,7 +296,13 @@ fn seed_gone_before_answering_table() {
         ordinal: 0,
         version: v("3.5.16"),
     });
-    let cases: Vec<(&str, Vec<RuntimeMember>, Option<Intent>, Option<Step>, Phase)> = vec![
+    let cases: Vec<(
+        &str,
+        Vec<RuntimeMember>,
+        Option<Intent>,
+        Option<Step>,
+        Phase,
+    )> = vec![
         (
             "stopped, empty storage: started again",
             vec![seed(false, DataState::Empty)],
