@@ -28,9 +28,11 @@ pub struct MemberView {
 
 impl MemberView {
     /// Whether the member is healthy: its `Status` answered with a leader and its health
-    /// stream says SERVING.
+    /// stream says SERVING. A learner refuses every gRPC service but a few (the health service
+    /// among the refused), so its `Status` alone counts.
     pub fn healthy(&self) -> bool {
-        self.status.as_ref().is_some_and(|s| s.leader != 0) && self.serving == Some(true)
+        self.status.as_ref().is_some_and(|s| s.leader != 0)
+            && (self.member.is_learner || self.serving == Some(true))
     }
 
     /// The first client URL the member published, if it started.
