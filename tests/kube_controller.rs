@@ -717,7 +717,7 @@ async fn with_a_live_seed_the_controller_adds_one_learner_and_reports_etcd() {
     if let Some(intent) = annotations.get("etcd.operator.dev/intent") {
         let v: serde_json::Value = serde_json::from_str(intent).expect("intent json");
         assert_eq!(v["ordinal"], 1, "{intent}");
-        assert_eq!(v["memberId"], learner.id, "{intent}");
+        assert_eq!(v["memberId"], format!("{:x}", learner.id), "{intent}");
     }
 
     // Observing is read-only: idle passes add nothing to the raft log.

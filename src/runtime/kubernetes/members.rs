@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde::{Deserialize, Serialize};
 
 use crate::api::EtcdCluster;
 use crate::controller::act::MemberRuntime;
+use crate::controller::intent::StoredIntent;
 use crate::controller::plan::{DataState, Desired, Intent, RuntimeMember, Version};
 
 use super::KubeError;
@@ -25,38 +25,9 @@ pub const ANNOTATION_INTENT: &str = "etcd.operator.dev/intent";
 /// How long a restart waits for the old Pod to go away.
 pub const POD_GONE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The intent as stored in [`ANNOTATION_INTENT`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "step", rename_all = "camelCase")]
-enum StoredIntent {
-    #[serde(rename_all = "camelCase")]
-    AddLearner {
-        ordinal: u32,
-        peer_url: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        member_id: Option<u64>,
-    },
-    #[serde(rename_all = "camelCase")]
-    RemoveMember { ordinal: u32, member_id: u64 },
-}
-
 /// The intent as the annotation's value.
 pub fn encode_intent(intent: &Intent) -> Result<String, serde_json::Error> {
-    let stored = match intent.clone() {
-        Intent::AddLearner {
-            ordinal,
-            peer_url,
-            member_id,
-        } => StoredIntent::AddLearner {
-            ordinal,
-            peer_url,
-            member_id,
-        },
-        Intent::RemoveMember { ordinal, member_id } => {
-            StoredIntent::RemoveMember { ordinal, member_id }
-        }
-    };
-    serde_json::to_string(&stored)
+    serde_json::to_string(&StoredIntent::from(intent))
 }
 
 /// The intent recorded on a cluster, if any and readable.
@@ -70,20 +41,9 @@ pub fn decode_intent(cluster: &EtcdCluster) -> Result<Option<Intent>, serde_json
         return Ok(None);
     };
     let stored: StoredIntent = serde_json::from_str(text)?;
-    Ok(Some(match stored {
-        StoredIntent::AddLearner {
-            ordinal,
-            peer_url,
-            member_id,
-        } => Intent::AddLearner {
-            ordinal,
-            peer_url,
-            member_id,
-        },
-        StoredIntent::RemoveMember { ordinal, member_id } => {
-            Intent::RemoveMember { ordinal, member_id }
-        }
-    }))
+    stored.into_intent().map(Some).ok_or_else(|| {
+        <serde_json::Error as serde::de::Error>::custom("a member ID is not hexadecimal")
+    })
 }
 
 fn ordinal_of(
