@@ -282,6 +282,15 @@ fn seed_started_but_not_answering_waits() {
     assert_eq!(p.status.phase, Phase::Bootstrapping);
 }
 
+/// (name, runtime members, intent, expected step, expected phase).
+type SeedCase = (
+    &'static str,
+    Vec<RuntimeMember>,
+    Option<Intent>,
+    Option<Step>,
+    Phase,
+);
+
 /// The seed's Pod or process went away before the cluster ever answered, its storage stays:
 /// only a seed whose storage holds no member data starts again, and only alone.
 #[test]
@@ -296,13 +305,7 @@ fn seed_gone_before_answering_table() {
         ordinal: 0,
         version: v("3.5.16"),
     });
-    let cases: Vec<(
-        &str,
-        Vec<RuntimeMember>,
-        Option<Intent>,
-        Option<Step>,
-        Phase,
-    )> = vec![
+    let cases: Vec<SeedCase> = vec![
         (
             "stopped, empty storage: started again",
             vec![seed(false, DataState::Empty)],

@@ -224,14 +224,18 @@ impl KubeRuntime {
         Ok(())
     }
 
-    async fn delete_pod_and_wait(&self, ordinal: u32) -> Result<(), KubeError> {
+    /// The Pod of member `ordinal`, if it exists.
+    async fn pod(&self, ordinal: u32) -> Result<Option<Pod>, KubeError> {
         let name = self.info.member_name(ordinal);
-        let Some(pod) = self
-            .pods
+        self.pods
             .get_opt(&name)
             .await
-            .map_err(kube_err(format!("reading Pod {name}")))?
-        else {
+            .map_err(kube_err(format!("reading Pod {name}")))
+    }
+
+    async fn delete_pod_and_wait(&self, ordinal: u32) -> Result<(), KubeError> {
+        let name = self.info.member_name(ordinal);
+        let Some(pod) = self.pod(ordinal).await? else {
             return Ok(());
         };
         let uid = pod.metadata.uid.clone();
@@ -283,13 +287,7 @@ impl MemberRuntime for KubeRuntime {
     async fn start_seed(&mut self, ordinal: u32, version: Version) -> Result<(), KubeError> {
         // A seed started again (its Pod went away before the cluster ever answered): a Pod that
         // is finished or terminating is replaced, its PVC kept.
-        let name = self.info.member_name(ordinal);
-        let existing = self
-            .pods
-            .get_opt(&name)
-            .await
-            .map_err(kube_err(format!("reading Pod {name}")))?;
-        if existing.is_some_and(|p| !pod_running(&p)) {
+        if self.pod(ordinal).await?.is_some_and(|p| !pod_running(&p)) {
             self.delete_pod_and_wait(ordinal).await?;
         }
         self.ensure_pvc(ordinal).await?;
@@ -302,13 +300,7 @@ impl MemberRuntime for KubeRuntime {
         version: Version,
         initial_cluster: &[(String, String)],
     ) -> Result<(), KubeError> {
-        let name = self.info.member_name(ordinal);
-        let existing = self
-            .pods
-            .get_opt(&name)
-            .await
-            .map_err(kube_err(format!("reading Pod {name}")))?;
-        match existing {
+        match self.pod(ordinal).await? {
             // Kubernetes restarts the container itself.
             Some(pod) if pod_running(&pod) => return Ok(()),
             Some(_) => self.delete_pod_and_wait(ordinal).await?,

@@ -276,26 +276,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn intents_round_trip() {
-        for i in [
-            Intent::AddLearner {
-                ordinal: 2,
-                peer_url: "http://127.0.0.1:1".into(),
-                member_id: None,
-            },
-            Intent::AddLearner {
-                ordinal: 2,
-                peer_url: "http://127.0.0.1:1".into(),
-                member_id: Some(0xdead_beef_0000_0001),
-            },
-            Intent::RemoveMember {
-                ordinal: 1,
-                member_id: u64::MAX,
-            },
-        ] {
-            let text = serde_saphyr::to_string(&StoredIntent::from(&i)).expect("yaml");
-            let back: StoredIntent = serde_saphyr::from_str(&text).expect("parse");
-            assert_eq!(back.into_intent(), Some(i));
-        }
+    fn intents_round_trip_through_yaml() {
+        let i = Intent::RemoveMember {
+            ordinal: 1,
+            member_id: u64::MAX,
+        };
+        let text = serde_saphyr::to_string(&StoredIntent::from(&i)).expect("yaml");
+        assert!(text.contains("ffffffffffffffff"), "{text}");
+        let back: StoredIntent = serde_saphyr::from_str(&text).expect("parse");
+        assert_eq!(back.into_intent(), Some(i));
     }
 }
