@@ -145,8 +145,8 @@ pub fn validate_name(name: &str) -> Vec<FieldError> {
         out.push(err(
             path,
             format!(
-                "{name:?} is not allowed: use lower-case letters, digits and '-', starting with \
-                 a letter and ending with a letter or digit"
+                "{name:?} is not a DNS label starting with a letter: use lower-case letters, \
+                 digits and '-', starting with a letter and ending with a letter or digit"
             ),
         ));
     }
