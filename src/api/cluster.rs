@@ -216,7 +216,7 @@ pub struct PodTemplateSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new(super::rules::ELECTION_RULE).message(super::rules::ELECTION_MESSAGE),
+    validation = Rule::new(super::rules::election_rule()).message(super::rules::ELECTION_MESSAGE),
     validation = Rule::new(super::rules::REVISION_RETENTION_RULE).message(super::rules::REVISION_RETENTION_MESSAGE)
 )]
 pub struct EtcdOptions {

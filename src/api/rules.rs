@@ -134,9 +134,13 @@ pub const ANNOTATIONS_MESSAGE: &str =
     "podTemplate.annotations cannot use the reserved prefix etcd.operator.dev/";
 
 /// etcd refuses an election timeout under five heartbeats.
-pub const ELECTION_RULE: &str = "(has(self.electionTimeoutMs) ? self.electionTimeoutMs : 1000) \
->= 5 * (has(self.heartbeatIntervalMs) ? self.heartbeatIntervalMs : 100)";
-/// Message of [`ELECTION_RULE`].
+pub fn election_rule() -> String {
+    format!(
+        "(has(self.electionTimeoutMs) ? self.electionTimeoutMs : {DEFAULT_ELECTION_MS}) \
+         >= 5 * (has(self.heartbeatIntervalMs) ? self.heartbeatIntervalMs : {DEFAULT_HEARTBEAT_MS})"
+    )
+}
+/// Message of [`election_rule`].
 pub const ELECTION_MESSAGE: &str = "etcd.electionTimeoutMs must be at least 5 times \
 etcd.heartbeatIntervalMs (defaults: 1000 and 100)";
 

@@ -157,8 +157,14 @@ pub async fn observe_etcd(
                     .and_then(Result::ok)
                     .filter(|s| s.member_id == member.id);
                 // The stream was opened with the member's channel (by the Status call at the
-                // latest); its first answer follows within a round trip.
-                let serving = client.serving(&url, timeout).await.ok().flatten();
+                // latest); its first answer follows within a round trip. A member that did not
+                // answer Status is unhealthy anyway: take what the stream said so far.
+                let wait = if status.is_some() {
+                    timeout
+                } else {
+                    Duration::ZERO
+                };
+                let serving = client.serving(&url, wait).await.ok().flatten();
                 (status, serving)
             }
             None => (None, None),
