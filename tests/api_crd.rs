@@ -477,3 +477,233 @@ async fn valid_updates_pass_the_transition_rules() {
     assert_eq!(obj.data["spec"]["version"], "3.6.0");
     assert_eq!(obj.data["spec"]["replicas"], 9);
 }
+
+/// Specs the apiserver and [`validate_spec`] must both accept.
+fn valid_specs() -> Vec<(&'static str, Value)> {
+    vec![
+        ("empty", json!({})),
+        ("one", json!({"replicas": 1, "version": "3.4.23"})),
+        ("nine", json!({"replicas": 9, "version": "10.20.30"})),
+        ("image", json!({"image": "registry.example/etcd:v3.5.16"})),
+        (
+            "bounds-low",
+            json!({"etcd": {"quotaBackendBytes": 1048576, "snapshotCount": 1,
+                "heartbeatIntervalMs": 10, "electionTimeoutMs": 50}}),
+        ),
+        (
+            "bounds-high",
+            json!({"etcd": {"quotaBackendBytes": 68719476736_i64, "snapshotCount": 10000000,
+                "heartbeatIntervalMs": 5000, "electionTimeoutMs": 50000}}),
+        ),
+        (
+            "election-exact",
+            json!({"etcd": {"heartbeatIntervalMs": 200, "electionTimeoutMs": 1000}}),
+        ),
+        (
+            "periodic",
+            json!({"etcd": {"autoCompactionMode": "periodic", "autoCompactionRetention": "1h30m"}}),
+        ),
+        (
+            "periodic-fraction",
+            json!({"etcd": {"autoCompactionMode": "periodic", "autoCompactionRetention": "1.5h"}}),
+        ),
+        (
+            "retention-no-mode",
+            json!({"etcd": {"autoCompactionRetention": "2"}}),
+        ),
+        (
+            "revision-zero",
+            json!({"etcd": {"autoCompactionMode": "revision", "autoCompactionRetention": "0"}}),
+        ),
+        (
+            "flags",
+            json!({"etcd": {"extraFlags": ["--log-level=warn", "--enable-pprof",
+                "--experimental-initial-corrupt-check=true", "--cipher-suites=a,b=c"]}}),
+        ),
+        (
+            "labels",
+            json!({"podTemplate": {"labels": {"team": "db", "app.kubernetes.io/part-of": "x"},
+                "annotations": {"example.com/a": "b"}, "priorityClassName": "high"}}),
+        ),
+        ("ephemeral", json!({"storage": {"ephemeral": true}})),
+        ("class", json!({"storage": {"storageClassName": "fast"}})),
+    ]
+}
+
+/// Specs both must refuse, beyond [`invalid_on_create`]: the local runtime's manifest cases and
+/// the places the two used to disagree.
+fn more_invalid_specs() -> Vec<(&'static str, Value)> {
+    let mut owned: Vec<(&'static str, Value)> = etcd_operator::api::rules::OWNED_FLAGS
+        .iter()
+        .chain(etcd_operator::api::rules::TYPED_FLAGS.iter())
+        .map(|f| {
+            (
+                "owned-or-typed",
+                json!({"etcd": {"extraFlags": [format!("{f}=x")]}}),
+            )
+        })
+        .collect();
+    owned.extend([
+        ("version-v-local", json!({"version": "v3.5.16"})),
+        ("version-four", json!({"version": "3.5.16.1"})),
+        ("version-empty-part", json!({"version": "3..16"})),
+        (
+            "version-long",
+            json!({"version": format!("3.5.{}", "1".repeat(40))}),
+        ),
+        (
+            "heartbeat-negative",
+            json!({"etcd": {"heartbeatIntervalMs": -5}}),
+        ),
+        (
+            "heartbeat-high",
+            json!({"etcd": {"heartbeatIntervalMs": 5001, "electionTimeoutMs": 50000}}),
+        ),
+        (
+            "election-high",
+            json!({"etcd": {"electionTimeoutMs": 50001}}),
+        ),
+        (
+            "election-low",
+            json!({"etcd": {"heartbeatIntervalMs": 10, "electionTimeoutMs": 49}}),
+        ),
+        ("quota-zero", json!({"etcd": {"quotaBackendBytes": 0}})),
+        (
+            "quota-high",
+            json!({"etcd": {"quotaBackendBytes": 68719476737_i64}}),
+        ),
+        (
+            "snapshot-high",
+            json!({"etcd": {"snapshotCount": 10000001}}),
+        ),
+        (
+            "compaction-weekly",
+            json!({"etcd": {"autoCompactionMode": "weekly"}}),
+        ),
+        (
+            "retention-empty",
+            json!({"etcd": {"autoCompactionRetention": ""}}),
+        ),
+        (
+            "retention-unit",
+            json!({"etcd": {"autoCompactionRetention": "1d"}}),
+        ),
+        (
+            "retention-long",
+            json!({"etcd": {"autoCompactionRetention": "1".repeat(33)}}),
+        ),
+        (
+            "flag-no-dashes",
+            json!({"etcd": {"extraFlags": ["--log-level=info", "debug"]}}),
+        ),
+        (
+            "flag-upper",
+            json!({"etcd": {"extraFlags": ["--Log-level=info"]}}),
+        ),
+        ("flag-dash-start", json!({"etcd": {"extraFlags": ["---x"]}})),
+        (
+            "flag-too-long",
+            json!({"etcd": {"extraFlags": [format!("--x={}", "a".repeat(1100))]}}),
+        ),
+        (
+            "flags-too-many",
+            json!({"etcd": {"extraFlags": (0..65).map(|i| format!("--f{i}")).collect::<Vec<_>>()}}),
+        ),
+        (
+            "label-managed-by",
+            json!({"podTemplate": {"labels": {"app.kubernetes.io/managed-by": "me"}}}),
+        ),
+        (
+            "priority-empty",
+            json!({"podTemplate": {"priorityClassName": ""}}),
+        ),
+        ("class-empty", json!({"storage": {"storageClassName": ""}})),
+        ("image-long", json!({"image": "i".repeat(513)})),
+    ]);
+    owned
+}
+
+/// The apiserver (schema and CEL rules, dry-run creates) and the Rust validation the local
+/// runtime uses agree on which specs and names are valid.
+#[tokio::test]
+async fn apiserver_and_validate_spec_agree() {
+    use etcd_operator::api::EtcdClusterSpec;
+    use etcd_operator::api::validation::{validate_name, validate_spec};
+    let k = shared_kube();
+    let ns = k.namespace("agree").expect("namespace");
+    let api = api(&ns).await;
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let mut cases: Vec<(&str, Value, bool)> = valid_specs()
+        .into_iter()
+        .map(|(n, s)| (n, s, true))
+        .collect();
+    cases.extend(
+        invalid_on_create()
+            .into_iter()
+            .map(|(n, s, _)| (n, s, false)),
+    );
+    cases.extend(more_invalid_specs().into_iter().map(|(n, s)| (n, s, false)));
+    let mut disagreements = Vec::new();
+    for (i, (name, spec, valid)) in cases.iter().enumerate() {
+        let server = api
+            .create(&dry, &manifest(&format!("case-{i}"), spec.clone()))
+            .await;
+        let server_accepts = match &server {
+            Ok(_) => true,
+            Err(kube::Error::Api(s)) if s.code == 422 => false,
+            Err(e) => panic!("{name}: not an admission answer: {e}"),
+        };
+        // A spec that does not even parse (a string for a number) is refused by both.
+        let local = serde_json::from_value::<EtcdClusterSpec>(spec.clone())
+            .map(|s| validate_spec(&s))
+            .map_err(|e| e.to_string());
+        let local_accepts = matches!(&local, Ok(errors) if errors.is_empty());
+        assert_eq!(
+            server_accepts, *valid,
+            "{name}: the apiserver's answer {server:?} is not the expected one"
+        );
+        if server_accepts != local_accepts {
+            disagreements.push(format!(
+                "{name}: apiserver {server_accepts}, validate_spec {local:?}"
+            ));
+        }
+    }
+    let names = [
+        ("demo", true),
+        ("a-b-1", true),
+        ("x", true),
+        ("1abc", false),
+        ("abc-", false),
+        ("-abc", false),
+        ("a_b", false),
+    ];
+    let long_ok = "a".repeat(50);
+    let long_bad = "a".repeat(51);
+    let names = names
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), *v))
+        .chain([(long_ok, true), (long_bad, false)]);
+    for (name, valid) in names {
+        let server = api.create(&dry, &manifest(&name, json!({}))).await;
+        let server_accepts = match &server {
+            Ok(_) => true,
+            Err(kube::Error::Api(s)) if s.code == 422 => false,
+            Err(e) => panic!("name {name:?}: not an admission answer: {e}"),
+        };
+        assert_eq!(server_accepts, valid, "name {name:?}: {server:?}");
+        let local = validate_name(&name);
+        if server_accepts != local.is_empty() {
+            disagreements.push(format!(
+                "name {name:?}: apiserver {server_accepts}, validate_name {local:?}"
+            ));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "the apiserver and the Rust validation disagree:\n{}",
+        disagreements.join("\n")
+    );
+}

@@ -719,7 +719,7 @@ async fn with_a_live_seed_the_controller_adds_one_learner_and_reports_etcd() {
     if let Some(intent) = annotations.get("etcd.operator.dev/intent") {
         let v: serde_json::Value = serde_json::from_str(intent).expect("intent json");
         assert_eq!(v["ordinal"], 1, "{intent}");
-        assert_eq!(v["memberId"], learner.id, "{intent}");
+        assert_eq!(v["memberId"], format!("{:x}", learner.id), "{intent}");
     }
 
     // Observing is read-only: idle passes add nothing to the raft log.
@@ -919,4 +919,89 @@ async fn an_upgrade_replaces_the_member_pod_and_keeps_its_volume() {
         "{restarted:?}"
     );
     drop(seed);
+}
+
+/// The seed's Pod goes away before the cluster ever answered while its PVC stays: the next pass
+/// creates the seed Pod again (`new`, on the same PVC) instead of waiting forever.
+#[tokio::test]
+async fn a_seed_pod_deleted_before_it_answered_is_created_again() {
+    let k = shared_kube();
+    let ns = k.namespace("seed-again").expect("namespace");
+    let client = k.client().await.expect("client");
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster("again", json!({"replicas": 3})),
+        )
+        .await
+        .expect("create");
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(Metrics::new()),
+        resolver_from_args(&[]).expect("resolver"),
+        5,
+    ));
+    let pass = || async {
+        let current = clusters.get("again").await.expect("cluster");
+        reconcile(Arc::new(current), ctx.clone())
+            .await
+            .expect("pass");
+    };
+    pass().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let first = pods.get("again-0").await.expect("seed pod");
+    let pvc_uid = pvcs
+        .get("again-0")
+        .await
+        .expect("seed pvc")
+        .metadata
+        .uid
+        .expect("pvc uid");
+    pods.delete("again-0", &Default::default())
+        .await
+        .expect("delete the seed pod");
+    wait_for("the seed Pod to be gone", || async {
+        pods.get_opt("again-0")
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    pass().await;
+    let second = pods.get("again-0").await.expect("the seed pod again");
+    assert_ne!(second.metadata.uid, first.metadata.uid, "a new Pod");
+    let args = second.spec.expect("spec").containers[0]
+        .args
+        .clone()
+        .expect("args");
+    assert!(
+        args.iter().any(|a| a == "--initial-cluster-state=new"),
+        "{args:?}"
+    );
+    assert_eq!(
+        pvcs.get("again-0").await.expect("pvc").metadata.uid,
+        Some(pvc_uid),
+        "the PVC is kept"
+    );
+    // Still only the seed: no other member before the cluster answers.
+    let names: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(names, ["again-0"]);
+    let status = clusters
+        .get("again")
+        .await
+        .expect("cluster")
+        .status
+        .expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Bootstrapping"));
 }

@@ -493,7 +493,7 @@ fn pods_and_pvcs_as_runtime_members() {
         pvc("demo-6"),
         pvc("demo-7"),
     ];
-    let members = runtime_members(&d, false, &pods, &pvcs);
+    let members = runtime_members(&d, false, true, &pods, &pvcs);
     let got: Vec<(u32, bool, DataState, u32)> = members
         .iter()
         .map(|m| (m.ordinal, m.running, m.data, m.failures))
@@ -520,11 +520,27 @@ fn pods_and_pvcs_as_runtime_members() {
     assert_eq!(members[1].config_hash, d.config_hash);
 
     // Ephemeral: data lives with the Pod; PVCs are ignored.
-    let eph = runtime_members(&d, true, &pods[..2], &pvcs);
+    let eph = runtime_members(&d, true, false, &pods[..2], &pvcs);
     let got: Vec<(u32, DataState)> = eph.iter().map(|m| (m.ordinal, m.data)).collect();
     assert_eq!(got, [(0, DataState::Present), (1, DataState::Present)]);
-    let failed_only = runtime_members(&d, true, &pods[4..5], &[]);
+    let failed_only = runtime_members(&d, true, true, &pods[4..5], &[]);
     assert_eq!(failed_only[0].data, DataState::Lost);
+
+    // Before the cluster ever answered, a PVC holds no member data the operator knows of: the
+    // seed whose Pod went away may start again.
+    let fresh = runtime_members(&d, false, false, &pods[1..3], &pvcs[1..3]);
+    let got: Vec<(u32, bool, DataState)> = fresh
+        .iter()
+        .map(|m| (m.ordinal, m.running, m.data))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, false, DataState::Empty),
+            (1, true, DataState::Empty),
+            (2, true, DataState::Lost),
+        ]
+    );
 }
 
 #[test]

@@ -102,6 +102,7 @@ impl Sim {
         let d = self.desired.clone();
         match step {
             Step::StartSeed { ordinal, version } => {
+                self.observed.runtime.retain(|r| r.ordinal != *ordinal);
                 self.observed.runtime.push(RuntimeMember {
                     config_hash: d.config_hash.clone(),
                     ..runtime(*ordinal, *version)
@@ -279,6 +280,118 @@ fn seed_started_but_not_answering_waits() {
     let p = plan(&d, &observed);
     assert_eq!(p.next, None);
     assert_eq!(p.status.phase, Phase::Bootstrapping);
+}
+
+/// (name, runtime members, intent, expected step, expected phase).
+type SeedCase = (
+    &'static str,
+    Vec<RuntimeMember>,
+    Option<Intent>,
+    Option<Step>,
+    Phase,
+);
+
+/// The seed's Pod or process went away before the cluster ever answered, its storage stays:
+/// only a seed whose storage holds no member data starts again, and only alone.
+#[test]
+fn seed_gone_before_answering_table() {
+    let d = desired(3, "3.5.16");
+    let seed = |running: bool, data: DataState| RuntimeMember {
+        running,
+        data,
+        ..runtime(0, v("3.5.16"))
+    };
+    let start = Some(Step::StartSeed {
+        ordinal: 0,
+        version: v("3.5.16"),
+    });
+    let cases: Vec<SeedCase> = vec![
+        (
+            "stopped, empty storage: started again",
+            vec![seed(false, DataState::Empty)],
+            None,
+            start.clone(),
+            Phase::Bootstrapping,
+        ),
+        (
+            "running, empty storage: waits for it",
+            vec![seed(true, DataState::Empty)],
+            None,
+            None,
+            Phase::Bootstrapping,
+        ),
+        (
+            "running with data: waits for it",
+            vec![seed(true, DataState::Present)],
+            None,
+            None,
+            Phase::Bootstrapping,
+        ),
+        (
+            "stopped, storage may hold data: never bootstrapped again",
+            vec![seed(false, DataState::Present)],
+            None,
+            None,
+            Phase::Unavailable,
+        ),
+        (
+            "storage lost: never bootstrapped again",
+            vec![seed(false, DataState::Lost)],
+            None,
+            None,
+            Phase::Unavailable,
+        ),
+        (
+            "another member exists",
+            vec![seed(false, DataState::Empty), runtime(1, v("3.5.16"))],
+            None,
+            None,
+            Phase::Unavailable,
+        ),
+        (
+            "a step in flight",
+            vec![seed(false, DataState::Empty)],
+            Some(Intent::AddLearner {
+                ordinal: 1,
+                peer_url: d.peer_url(1),
+                member_id: None,
+            }),
+            None,
+            Phase::Unavailable,
+        ),
+    ];
+    for (name, runtime, intent, next, phase) in cases {
+        let observed = Observed {
+            etcd: None,
+            runtime,
+            intent,
+        };
+        let p = plan(&d, &observed);
+        assert_eq!(p.next, next, "{name}: {p:?}");
+        assert_eq!(p.status.phase, phase, "{name}: {p:?}");
+        check_invariants(&d, &observed, &p);
+    }
+    // Started again, the seed bootstraps and the cluster grows as usual.
+    let observed = Observed {
+        runtime: vec![seed(false, DataState::Empty)],
+        ..Observed::default()
+    };
+    let (steps, last) = Sim::new(d.clone(), observed).run();
+    assert_eq!(names(&steps).first().map(String::as_str), Some("seed0"));
+    assert_eq!(last.status.phase, Phase::Healthy);
+    assert_eq!(last.status.ready, 3);
+    // While etcd answers, empty storage counts as present: a stopped voter is started again.
+    let mut observed = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    observed.runtime[1].running = false;
+    observed.runtime[1].data = DataState::Empty;
+    assert_eq!(
+        plan(&d, &observed).next,
+        Some(Step::StartMember {
+            ordinal: 1,
+            member_id: id_of(1),
+            version: v("3.5.16"),
+        })
+    );
 }
 
 #[test]
@@ -743,8 +856,11 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
             "only the seed may start while etcd is unreachable{}",
             ctx()
         );
+        // Nothing exists, or only a stopped seed whose storage never held member data.
+        let fresh_seed = matches!(o.runtime.as_slice(),
+            [r] if r.ordinal == 0 && !r.running && r.data == DataState::Empty);
         assert!(
-            o.runtime.is_empty() && o.intent.is_none(),
+            (o.runtime.is_empty() || fresh_seed) && o.intent.is_none(),
             "bootstrap over existing members{}",
             ctx()
         );
@@ -829,7 +945,7 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
                         "existing data restarts on its version{}",
                         ctx()
                     );
-                    assert_eq!(r.data, DataState::Present, "{}", ctx());
+                    assert_ne!(r.data, DataState::Lost, "{}", ctx());
                     assert!(!r.running, "{}", ctx());
                 }
                 None => {
@@ -942,8 +1058,9 @@ struct OrdinalGen {
     alarm: u8,
     /// How the reported version relates to the runtime's: 0 same, 1 none, 2 other.
     reported: u8,
-    /// For an etcd member: 0 absent, 1 stopped, 2 lost, else running; for an ordinal etcd does
-    /// not know: 0 running, 1 lost, else absent.
+    /// For an etcd member: 0 absent, 1 stopped, 2 lost, 3 stopped with empty storage, else
+    /// running; for an ordinal etcd does not know: 0 running, 1 lost, 2 stopped with empty
+    /// storage, 3 stopped with data, else absent.
     runtime: u8,
     minor_up: bool,
     patch: u64,
@@ -1158,20 +1275,32 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
                 },
             });
         }
-        let (exists, running, lost) = if g.etcd >= 3 {
-            (g.runtime != 0, g.runtime > 2, g.runtime == 2)
+        let (exists, running, data) = if g.etcd >= 3 {
+            (
+                g.runtime != 0,
+                g.runtime > 3,
+                match g.runtime {
+                    2 => DataState::Lost,
+                    3 => DataState::Empty,
+                    _ => DataState::Present,
+                },
+            )
         } else {
-            (g.runtime <= 1, g.runtime == 0, g.runtime == 1)
+            (
+                g.runtime <= 3,
+                g.runtime == 0,
+                match g.runtime {
+                    1 => DataState::Lost,
+                    2 => DataState::Empty,
+                    _ => DataState::Present,
+                },
+            )
         };
         if exists {
             runtime_members.push(RuntimeMember {
                 ordinal,
                 running,
-                data: if lost {
-                    DataState::Lost
-                } else {
-                    DataState::Present
-                },
+                data,
                 version,
                 config_hash: if g.old_config {
                     "cfg-0".to_owned()
@@ -1285,5 +1414,60 @@ fn random_observations_cover_every_step() {
             seen.get(kind).copied().unwrap_or(0) >= 20,
             "fewer than 20 {kind} steps in {seen:?}"
         );
+    }
+}
+
+/// The one function both runtimes use to turn `spec.etcd` into etcd flags.
+#[test]
+fn option_flags_table() {
+    use etcd_operator::api::EtcdOptions;
+    use etcd_operator::api::rules::TYPED_FLAGS;
+    use etcd_operator::controller::flags::option_flags;
+    let cases: Vec<(EtcdOptions, Vec<&str>)> = vec![
+        (EtcdOptions::default(), vec![]),
+        (
+            EtcdOptions {
+                extra_flags: vec!["--log-level=warn".into(), "--enable-pprof".into()],
+                ..EtcdOptions::default()
+            },
+            vec!["--log-level=warn", "--enable-pprof"],
+        ),
+        (
+            EtcdOptions {
+                quota_backend_bytes: Some(4_294_967_296),
+                snapshot_count: Some(50_000),
+                heartbeat_interval_ms: Some(200),
+                election_timeout_ms: Some(2000),
+                auto_compaction_mode: Some("revision".into()),
+                auto_compaction_retention: Some("1000".into()),
+                extra_flags: vec!["--log-level=debug".into()],
+            },
+            vec![
+                "--heartbeat-interval=200",
+                "--election-timeout=2000",
+                "--quota-backend-bytes=4294967296",
+                "--snapshot-count=50000",
+                "--auto-compaction-mode=revision",
+                "--auto-compaction-retention=1000",
+                "--log-level=debug",
+            ],
+        ),
+        (
+            EtcdOptions {
+                snapshot_count: Some(1),
+                auto_compaction_retention: Some("30m".into()),
+                ..EtcdOptions::default()
+            },
+            vec!["--snapshot-count=1", "--auto-compaction-retention=30m"],
+        ),
+    ];
+    for (opts, expected) in cases {
+        let flags = option_flags(&opts);
+        assert_eq!(flags, expected, "{opts:?}");
+        // Every typed flag it writes is one the CRD refuses in extraFlags.
+        for f in flags.iter().take(flags.len() - opts.extra_flags.len()) {
+            let name = f.split('=').next().unwrap_or_default();
+            assert!(TYPED_FLAGS.contains(&name), "{name} is not a typed flag");
+        }
     }
 }

@@ -84,7 +84,7 @@ fn default_storage_size() -> Quantity {
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
-    validation = Rule::new(super::rules::NAME_RULE).message(super::rules::NAME_MESSAGE)
+    validation = Rule::new(super::rules::name_rule()).message(Message::Message(super::rules::name_message()))
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdClusterSpec {
@@ -92,12 +92,15 @@ pub struct EtcdClusterSpec {
     /// the loss of one, 5 the loss of two. Scaling adds one learner at a time and removes a
     /// follower first.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 1, max = 9))]
+    #[schemars(range(min = super::rules::REPLICAS.0, max = super::rules::REPLICAS.1))]
     pub replicas: i32,
     /// etcd version, `major.minor.patch` (default 3.5.16). Upgrades move one minor version at a
     /// time (3.4 to 3.5, not 3.4 to 3.6), members restart one by one; downgrades are refused.
     #[serde(default = "default_version")]
-    #[schemars(length(max = 32), regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    #[schemars(
+        length(max = super::rules::VERSION_MAX_LEN),
+        regex(pattern = super::rules::VERSION_PATTERN)
+    )]
     #[x_kube(
         validation = Rule::new(super::rules::VERSION_DOWNGRADE_RULE).message(Message::Expression(super::rules::VERSION_DOWNGRADE_MESSAGE.into())),
         validation = Rule::new(super::rules::VERSION_JUMP_RULE).message(Message::Expression(super::rules::VERSION_JUMP_MESSAGE.into()))
@@ -106,7 +109,7 @@ pub struct EtcdClusterSpec {
     /// Container image with the etcd binaries; when empty, `gcr.io/etcd-development/etcd:v<version>`.
     /// The image must hold the version given in `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = super::rules::IMAGE_MAX_LEN))]
     pub image: Option<String>,
     /// Only observe and report status; create, delete and change nothing.
     #[serde(default)]
@@ -213,27 +216,39 @@ pub struct PodTemplateSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new(super::rules::ELECTION_RULE).message(super::rules::ELECTION_MESSAGE),
+    validation = Rule::new(super::rules::election_rule()).message(super::rules::ELECTION_MESSAGE),
     validation = Rule::new(super::rules::REVISION_RETENTION_RULE).message(super::rules::REVISION_RETENTION_MESSAGE)
 )]
 pub struct EtcdOptions {
     /// Backend quota in bytes (`--quota-backend-bytes`; etcd's default is 2 GiB, its suggested
     /// maximum 8 GiB). Writes fail with NOSPACE beyond it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1048576, max = 68719476736_i64))]
+    #[schemars(range(
+        min = super::rules::QUOTA_BACKEND_BYTES.0,
+        max = super::rules::QUOTA_BACKEND_BYTES.1
+    ))]
     pub quota_backend_bytes: Option<i64>,
     /// Applied entries between snapshots (`--snapshot-count`; etcd's default is 100000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 10000000))]
+    #[schemars(range(
+        min = super::rules::SNAPSHOT_COUNT.0,
+        max = super::rules::SNAPSHOT_COUNT.1
+    ))]
     pub snapshot_count: Option<i64>,
     /// Heartbeat interval in milliseconds (`--heartbeat-interval`; default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 10, max = 5000))]
+    #[schemars(range(
+        min = super::rules::HEARTBEAT_INTERVAL_MS.0,
+        max = super::rules::HEARTBEAT_INTERVAL_MS.1
+    ))]
     pub heartbeat_interval_ms: Option<i64>,
     /// Election timeout in milliseconds (`--election-timeout`; default 1000); at least five
     /// heartbeat intervals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 50, max = 50000))]
+    #[schemars(range(
+        min = super::rules::ELECTION_TIMEOUT_MS.0,
+        max = super::rules::ELECTION_TIMEOUT_MS.1
+    ))]
     pub election_timeout_ms: Option<i64>,
     /// Auto-compaction mode (`--auto-compaction-mode`): `periodic` (retention is a duration) or
     /// `revision` (retention is a revision count).
@@ -244,20 +259,23 @@ pub struct EtcdOptions {
     /// `30m` for `periodic` (a bare number means hours), a revision count for `revision`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(min = 1, max = 32),
-        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$|^[0-9]+$")
+        length(min = 1, max = super::rules::RETENTION_MAX_LEN),
+        regex(pattern = super::rules::RETENTION_PATTERN)
     )]
     pub auto_compaction_retention: Option<String>,
     /// Further flags, each `--name=value` or `--name`. Flags the operator owns (member name, URLs,
     /// data directory, initial cluster) and flags with a field above are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
-        length(max = 64),
-        inner(length(max = 1024), regex(pattern = r"^--[a-z0-9][a-z0-9-]*(=.*)?$"))
+        length(max = super::rules::MAX_EXTRA_FLAGS),
+        inner(
+            length(max = super::rules::EXTRA_FLAG_MAX_LEN),
+            regex(pattern = super::rules::EXTRA_FLAG_PATTERN)
+        )
     )]
     #[x_kube(
-        validation = Rule::new(super::rules::OWNED_FLAGS_RULE).message(super::rules::OWNED_FLAGS_MESSAGE),
-        validation = Rule::new(super::rules::TYPED_FLAGS_RULE).message(super::rules::TYPED_FLAGS_MESSAGE)
+        validation = Rule::new(super::rules::owned_flags_rule()).message(super::rules::OWNED_FLAGS_MESSAGE),
+        validation = Rule::new(super::rules::typed_flags_rule()).message(super::rules::TYPED_FLAGS_MESSAGE)
     )]
     pub extra_flags: Vec<String>,
 }

@@ -5,13 +5,63 @@
 //! already rejects (a malformed version is reported by the schema's pattern, not by a CEL
 //! evaluation error).
 
-/// The root rule: the cluster's name must fit in the names derived from it.
-pub const NAME_RULE: &str =
-    "self.metadata.name.size() <= 50 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
-/// Message of [`NAME_RULE`].
-pub const NAME_MESSAGE: &str = "metadata.name must be at most 50 characters of lower-case letters, \
-digits and '-', starting with a letter: members are named <name>-<ordinal> and the client Service \
-<name>-client";
+/// The longest cluster name: member names add `-<ordinal>` and the client Service `-client`,
+/// and all must stay DNS labels (63 characters).
+pub const MAX_NAME_LEN: usize = 50;
+
+/// A cluster name: lower-case letters, digits and '-', starting with a letter and ending with a
+/// letter or digit.
+pub const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+
+/// The root rule: the cluster's name must fit in the names derived from it
+/// ([`MAX_NAME_LEN`], [`NAME_PATTERN`]).
+pub fn name_rule() -> String {
+    format!(
+        "self.metadata.name.size() <= {MAX_NAME_LEN} && self.metadata.name.matches('{NAME_PATTERN}')"
+    )
+}
+
+/// Message of [`name_rule`].
+pub fn name_message() -> String {
+    format!(
+        "metadata.name must be at most {MAX_NAME_LEN} characters of lower-case letters, digits and \
+         '-', starting with a letter: members are named <name>-<ordinal> and the client Service \
+         <name>-client"
+    )
+}
+
+/// An etcd version: `major.minor.patch` of plain numbers (no leading `v`).
+pub const VERSION_PATTERN: &str = r"^[0-9]+\.[0-9]+\.[0-9]+$";
+/// The longest version string.
+pub const VERSION_MAX_LEN: usize = 32;
+
+/// The replica range.
+pub const REPLICAS: (i32, i32) = (1, 9);
+/// The range of `spec.etcd.quotaBackendBytes` (1 MiB to 64 GiB).
+pub const QUOTA_BACKEND_BYTES: (i64, i64) = (1_048_576, 68_719_476_736);
+/// The range of `spec.etcd.snapshotCount`.
+pub const SNAPSHOT_COUNT: (i64, i64) = (1, 10_000_000);
+/// The range of `spec.etcd.heartbeatIntervalMs`.
+pub const HEARTBEAT_INTERVAL_MS: (i64, i64) = (10, 5_000);
+/// The range of `spec.etcd.electionTimeoutMs`.
+pub const ELECTION_TIMEOUT_MS: (i64, i64) = (50, 50_000);
+/// etcd's default heartbeat interval (ms), used by the election rule when the field is unset.
+pub const DEFAULT_HEARTBEAT_MS: i64 = 100;
+/// etcd's default election timeout (ms), used by the election rule when the field is unset.
+pub const DEFAULT_ELECTION_MS: i64 = 1000;
+/// The compaction retention: a Go duration, or a bare number (hours for `periodic`, revisions
+/// for `revision`).
+pub const RETENTION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$|^[0-9]+$";
+/// The longest compaction retention.
+pub const RETENTION_MAX_LEN: usize = 32;
+/// An extra flag: `--name` or `--name=value`.
+pub const EXTRA_FLAG_PATTERN: &str = r"^--[a-z0-9][a-z0-9-]*(=.*)?$";
+/// The most extra flags.
+pub const MAX_EXTRA_FLAGS: usize = 64;
+/// The longest extra flag.
+pub const EXTRA_FLAG_MAX_LEN: usize = 1024;
+/// The longest image reference.
+pub const IMAGE_MAX_LEN: usize = 512;
 
 /// `spec.version` may not go down (transition rule).
 pub const VERSION_DOWNGRADE_RULE: &str = "!self.matches('^[0-9]+[.][0-9]+[.][0-9]+$') \
@@ -84,9 +134,13 @@ pub const ANNOTATIONS_MESSAGE: &str =
     "podTemplate.annotations cannot use the reserved prefix etcd.operator.dev/";
 
 /// etcd refuses an election timeout under five heartbeats.
-pub const ELECTION_RULE: &str = "(has(self.electionTimeoutMs) ? self.electionTimeoutMs : 1000) \
->= 5 * (has(self.heartbeatIntervalMs) ? self.heartbeatIntervalMs : 100)";
-/// Message of [`ELECTION_RULE`].
+pub fn election_rule() -> String {
+    format!(
+        "(has(self.electionTimeoutMs) ? self.electionTimeoutMs : {DEFAULT_ELECTION_MS}) \
+         >= 5 * (has(self.heartbeatIntervalMs) ? self.heartbeatIntervalMs : {DEFAULT_HEARTBEAT_MS})"
+    )
+}
+/// Message of [`election_rule`].
 pub const ELECTION_MESSAGE: &str = "etcd.electionTimeoutMs must be at least 5 times \
 etcd.heartbeatIntervalMs (defaults: 1000 and 100)";
 
@@ -124,13 +178,21 @@ pub const OWNED_FLAGS: [&str; 18] = [
     "--config-file",
 ];
 
+/// A CEL rule refusing extra flags whose name (the part before `=`) is one of `flags`.
+fn flags_rule(flags: &[&str]) -> String {
+    let list = flags
+        .iter()
+        .map(|f| format!("'{f}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("self.all(f, !(f.split('=')[0] in [{list}]))")
+}
+
 /// `extraFlags` may not set [`OWNED_FLAGS`].
-pub const OWNED_FLAGS_RULE: &str = "self.all(f, !(f.split('=')[0] in ['--name', '--data-dir', '--wal-dir', \
-'--listen-peer-urls', '--listen-client-urls', '--listen-client-http-urls', '--listen-metrics-urls', \
-'--advertise-client-urls', '--initial-advertise-peer-urls', '--initial-cluster', '--initial-cluster-state', \
-'--initial-cluster-token', '--discovery', '--discovery-srv', '--discovery-token', '--discovery-endpoints', \
-'--force-new-cluster', '--config-file']))";
-/// Message of [`OWNED_FLAGS_RULE`].
+pub fn owned_flags_rule() -> String {
+    flags_rule(&OWNED_FLAGS)
+}
+/// Message of [`owned_flags_rule`].
 pub const OWNED_FLAGS_MESSAGE: &str = "etcd.extraFlags cannot set flags the operator owns: --name, \
 --data-dir, --wal-dir, listen/advertise URLs, --initial-cluster*, --discovery*, --force-new-cluster, \
 --config-file";
@@ -146,10 +208,10 @@ pub const TYPED_FLAGS: [&str; 6] = [
 ];
 
 /// `extraFlags` may not set [`TYPED_FLAGS`].
-pub const TYPED_FLAGS_RULE: &str = "self.all(f, !(f.split('=')[0] in ['--quota-backend-bytes', \
-'--snapshot-count', '--heartbeat-interval', '--election-timeout', '--auto-compaction-mode', \
-'--auto-compaction-retention']))";
-/// Message of [`TYPED_FLAGS_RULE`].
+pub fn typed_flags_rule() -> String {
+    flags_rule(&TYPED_FLAGS)
+}
+/// Message of [`typed_flags_rule`].
 pub const TYPED_FLAGS_MESSAGE: &str = "etcd.extraFlags cannot set a flag that has a field in spec.etcd \
 (quotaBackendBytes, snapshotCount, heartbeatIntervalMs, electionTimeoutMs, autoCompactionMode, \
 autoCompactionRetention): use the field";

@@ -1,40 +1,36 @@
 //! Validation of an [`EtcdClusterSpec`](super::EtcdClusterSpec): pure functions that name the
 //! offending field by its path (`spec.etcd.heartbeatIntervalMs`) and say in a sentence what is
-//! wrong and what is accepted. The Kubernetes runtime's CEL rules and the local runtime's manifest
-//! loader both report these.
+//! wrong and what is accepted.
+//!
+//! These are the same rules the apiserver enforces through the CRD's schema and CEL rules
+//! (everything except the transition rules, which compare with the previous object): both are
+//! built from the constants in [`super::rules`] (owned flags, patterns, ranges), and
+//! `tests/api_crd.rs` feeds one table of specs to the apiserver and to [`validate_spec`] and
+//! checks they agree. The local runtime's manifest loader reports these.
 
 use std::fmt;
 
+use super::rules::{
+    self, DEFAULT_ELECTION_MS, DEFAULT_HEARTBEAT_MS, ELECTION_TIMEOUT_MS, EXTRA_FLAG_MAX_LEN,
+    HEARTBEAT_INTERVAL_MS, IMAGE_MAX_LEN, MAX_EXTRA_FLAGS, OWNED_FLAGS, QUOTA_BACKEND_BYTES,
+    REPLICAS, RESERVED_LABELS, RETENTION_MAX_LEN, SNAPSHOT_COUNT, TYPED_FLAGS, VERSION_MAX_LEN,
+};
 use super::{EtcdCluster, EtcdClusterSpec};
 
 /// The largest replica count a cluster may ask for.
-pub const MAX_REPLICAS: i32 = 9;
+pub const MAX_REPLICAS: i32 = REPLICAS.1;
 
-/// The longest cluster name: member names add `-<ordinal>` and must stay DNS labels.
-pub const MAX_NAME_LEN: usize = 52;
+/// The longest cluster name (see [`rules::MAX_NAME_LEN`]).
+pub const MAX_NAME_LEN: usize = rules::MAX_NAME_LEN;
 
-/// etcd flags the operator sets itself; `spec.etcd.extraFlags` may not name them.
-pub const OWNED_FLAGS: &[&str] = &[
-    "name",
-    "data-dir",
-    "wal-dir",
-    "listen-client-urls",
-    "advertise-client-urls",
-    "listen-peer-urls",
-    "initial-advertise-peer-urls",
-    "initial-cluster",
-    "initial-cluster-state",
-    "initial-cluster-token",
-    "discovery",
-    "discovery-srv",
-    "force-new-cluster",
-    "heartbeat-interval",
-    "election-timeout",
-    "quota-backend-bytes",
-    "snapshot-count",
-    "auto-compaction-mode",
-    "auto-compaction-retention",
-];
+/// The prefix of the operator's own labels and annotations.
+const RESERVED_PREFIX: &str = "etcd.operator.dev/";
+/// The most labels or annotations in `spec.podTemplate`.
+const MAX_POD_METADATA: usize = 64;
+/// The longest label value the schema allows in `spec.podTemplate.labels`.
+const LABEL_VALUE_MAX_LEN: usize = 317;
+/// The longest StorageClass or PriorityClass name.
+const CLASS_NAME_MAX_LEN: usize = 253;
 
 /// One problem in a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,45 +54,78 @@ fn err(path: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
-/// Whether `s` is an etcd version `major.minor.patch` of plain numbers (a leading `v` allowed).
-fn is_version(s: &str) -> bool {
-    let text = s.strip_prefix('v').unwrap_or(s);
-    let parts: Vec<&str> = text.split('.').collect();
-    parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()))
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether `s` is a duration etcd's periodic retention accepts: a number of hours, or a Go
-/// duration such as `1h30m`, `30m`, `45s`.
-fn is_retention_duration(s: &str) -> bool {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return true;
+/// Whether `s` matches [`rules::VERSION_PATTERN`]: `major.minor.patch` of plain numbers.
+fn is_version(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| all_digits(p))
+}
+
+/// Whether `s` matches [`rules::RETENTION_PATTERN`]: a bare number, or a Go duration such as
+/// `1h30m`, `30m`, `1.5h`, `45s`.
+fn is_retention(s: &str) -> bool {
+    if s.is_empty() || all_digits(s) {
+        return !s.is_empty();
     }
     let mut rest = s;
-    let mut any = false;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
+        let int = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if int == 0 {
             return false;
         }
-        rest = &rest[digits..];
-        let unit = ["ns", "us", "ms", "h", "m", "s"]
+        rest = &rest[int..];
+        if let Some(frac) = rest.strip_prefix('.') {
+            let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
+                return false;
+            }
+            rest = &frac[n..];
+        }
+        match ["ns", "us", "ms", "h", "m", "s"]
             .into_iter()
-            .find(|u| rest.starts_with(u));
-        match unit {
+            .find(|u| rest.starts_with(u))
+        {
             Some(u) => rest = &rest[u.len()..],
             None => return false,
         }
-        any = true;
     }
-    any
+    true
 }
 
-/// Validates a cluster name (a DNS-1123 label short enough for `<name>-<ordinal>`).
+/// Whether `flag` matches [`rules::EXTRA_FLAG_PATTERN`]: `--name` or `--name=value`, the name
+/// of lower-case letters, digits and '-' (not starting with '-'), the value on one line.
+fn is_flag(flag: &str) -> bool {
+    let Some(body) = flag.strip_prefix("--") else {
+        return false;
+    };
+    let (name, value) = match body.split_once('=') {
+        Some((n, v)) => (n, v),
+        None => (body, ""),
+    };
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.contains('\n')
+}
+
+/// Whether `s` matches [`rules::NAME_PATTERN`] (with `first_digit`, any DNS-1123 label).
+fn is_label(s: &str, first_digit: bool) -> bool {
+    let inner = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    s.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || (first_digit && b.is_ascii_digit()))
+        && s.bytes().last().is_some_and(inner)
+        && s.bytes().all(|b| inner(b) || b == b'-')
+}
+
+/// Validates a cluster name (the CRD's name rule: at most [`MAX_NAME_LEN`] characters of
+/// [`rules::NAME_PATTERN`], short enough for `<name>-<ordinal>` and `<name>-client`).
 pub fn validate_name(name: &str) -> Vec<FieldError> {
     let path = "metadata.name";
     if name.is_empty() {
@@ -112,178 +141,247 @@ pub fn validate_name(name: &str) -> Vec<FieldError> {
             ),
         ));
     }
-    let valid_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ends_ok = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !valid_chars || !ends_ok {
+    if !is_label(name, false) {
         out.push(err(
             path,
             format!(
-                "{name:?} is not a DNS label: use lower-case letters, digits and '-', starting \
-                 and ending with a letter or digit"
+                "{name:?} is not a DNS label starting with a letter: use lower-case letters, \
+                 digits and '-', starting with a letter and ending with a letter or digit"
             ),
         ));
     }
     out
+}
+
+fn check_range(out: &mut Vec<FieldError>, path: &str, v: Option<i64>, (min, max): (i64, i64)) {
+    if let Some(v) = v.filter(|v| !(min..=max).contains(v)) {
+        let what = if v <= 0 {
+            "a positive number"
+        } else {
+            "a number"
+        };
+        out.push(err(
+            path,
+            format!("must be {what} from {min} to {max}, not {v}"),
+        ));
+    }
+}
+
+fn check_len(out: &mut Vec<FieldError>, path: &str, v: Option<&str>, min: usize, max: usize) {
+    if let Some(v) = v {
+        let n = v.chars().count();
+        if n < min || n > max {
+            out.push(err(
+                path,
+                format!("must be {min} to {max} characters long, not {n}"),
+            ));
+        }
+    }
 }
 
 /// Validates a spec; an empty list means it is valid.
 pub fn validate_spec(spec: &EtcdClusterSpec) -> Vec<FieldError> {
     let mut out = Vec::new();
-    if !(1..=MAX_REPLICAS).contains(&spec.replicas) {
+    if !(REPLICAS.0..=REPLICAS.1).contains(&spec.replicas) {
         out.push(err(
             "spec.replicas",
             format!(
-                "must be between 1 and {MAX_REPLICAS}, not {}",
-                spec.replicas
+                "must be between {} and {}, not {}",
+                REPLICAS.0, REPLICAS.1, spec.replicas
             ),
         ));
     }
-    if !is_version(&spec.version) {
+    if spec.version.len() > VERSION_MAX_LEN || !is_version(&spec.version) {
         out.push(err(
             "spec.version",
             format!(
-                "{:?} is not an etcd version; expected major.minor.patch, e.g. 3.5.16",
+                "{:?} is not an etcd version; expected major.minor.patch of plain numbers, e.g. \
+                 3.5.16",
                 spec.version
             ),
         ));
     }
-    let etcd = &spec.etcd;
-    let positive = |out: &mut Vec<FieldError>, path: &str, v: Option<i64>| {
-        if let Some(v) = v.filter(|v| *v <= 0) {
-            out.push(err(path, format!("must be a positive number, not {v}")));
-        }
-    };
-    positive(
+    check_len(
         &mut out,
+        "spec.image",
+        spec.image.as_deref(),
+        1,
+        IMAGE_MAX_LEN,
+    );
+    validate_storage(spec, &mut out);
+    validate_pod_template(spec, &mut out);
+    validate_etcd(spec, &mut out);
+    out
+}
+
+fn validate_storage(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
+    let storage = &spec.storage;
+    check_len(
+        out,
+        "spec.storage.storageClassName",
+        storage.storage_class_name.as_deref(),
+        1,
+        CLASS_NAME_MAX_LEN,
+    );
+    if storage.ephemeral && storage.storage_class_name.is_some() {
+        out.push(err(
+            "spec.storage.storageClassName",
+            rules::STORAGE_EPHEMERAL_CLASS_MESSAGE,
+        ));
+    }
+}
+
+fn validate_pod_template(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
+    let Some(t) = &spec.pod_template else {
+        return;
+    };
+    if t.labels.len() > MAX_POD_METADATA {
+        out.push(err(
+            "spec.podTemplate.labels",
+            format!("at most {MAX_POD_METADATA} labels are allowed"),
+        ));
+    }
+    for (k, v) in &t.labels {
+        if RESERVED_LABELS.contains(&k.as_str()) || k.starts_with(RESERVED_PREFIX) {
+            out.push(err("spec.podTemplate.labels", rules::LABELS_MESSAGE));
+        }
+        check_len(
+            out,
+            &format!("spec.podTemplate.labels[{k}]"),
+            Some(v),
+            0,
+            LABEL_VALUE_MAX_LEN,
+        );
+    }
+    if t.annotations.len() > MAX_POD_METADATA {
+        out.push(err(
+            "spec.podTemplate.annotations",
+            format!("at most {MAX_POD_METADATA} annotations are allowed"),
+        ));
+    }
+    if t.annotations.keys().any(|k| k.starts_with(RESERVED_PREFIX)) {
+        out.push(err(
+            "spec.podTemplate.annotations",
+            rules::ANNOTATIONS_MESSAGE,
+        ));
+    }
+    check_len(
+        out,
+        "spec.podTemplate.priorityClassName",
+        t.priority_class_name.as_deref(),
+        1,
+        CLASS_NAME_MAX_LEN,
+    );
+}
+
+fn validate_etcd(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
+    let etcd = &spec.etcd;
+    check_range(
+        out,
         "spec.etcd.quotaBackendBytes",
         etcd.quota_backend_bytes,
+        QUOTA_BACKEND_BYTES,
     );
-    positive(&mut out, "spec.etcd.snapshotCount", etcd.snapshot_count);
-    positive(
-        &mut out,
+    check_range(
+        out,
+        "spec.etcd.snapshotCount",
+        etcd.snapshot_count,
+        SNAPSHOT_COUNT,
+    );
+    check_range(
+        out,
         "spec.etcd.heartbeatIntervalMs",
         etcd.heartbeat_interval_ms,
+        HEARTBEAT_INTERVAL_MS,
     );
-    positive(
-        &mut out,
+    check_range(
+        out,
         "spec.etcd.electionTimeoutMs",
         etcd.election_timeout_ms,
+        ELECTION_TIMEOUT_MS,
     );
-    // etcd's defaults are 100 ms and 1000 ms; the check uses them for a missing side.
-    let heartbeat = etcd.heartbeat_interval_ms.unwrap_or(100);
-    let election = etcd.election_timeout_ms.unwrap_or(1000);
-    if heartbeat > 0 && election > 0 {
-        if election < heartbeat.saturating_mul(5) {
+    // etcd's defaults stand in for a missing side, as in the CRD's rule.
+    let heartbeat = etcd.heartbeat_interval_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
+    let election = etcd.election_timeout_ms.unwrap_or(DEFAULT_ELECTION_MS);
+    if election < heartbeat.saturating_mul(5) {
+        out.push(err(
+            "spec.etcd.electionTimeoutMs",
+            format!(
+                "must be at least 5 times the heartbeat interval ({heartbeat} ms), not \
+                 {election} ms (etcd refuses a smaller ratio)"
+            ),
+        ));
+    }
+    let mode = etcd.auto_compaction_mode.as_deref();
+    if let Some(other) = mode.filter(|m| !["periodic", "revision"].contains(m)) {
+        out.push(err(
+            "spec.etcd.autoCompactionMode",
+            format!("{other:?} is not a compaction mode; use \"periodic\" or \"revision\""),
+        ));
+    }
+    if let Some(r) = etcd.auto_compaction_retention.as_deref() {
+        let len = r.chars().count();
+        if len == 0 || len > RETENTION_MAX_LEN || !is_retention(r) {
             out.push(err(
-                "spec.etcd.electionTimeoutMs",
+                "spec.etcd.autoCompactionRetention",
                 format!(
-                    "must be at least 5 times the heartbeat interval ({heartbeat} ms), not \
-                     {election} ms (etcd refuses a smaller ratio)"
+                    "{r:?} is not a retention; use a number (hours for periodic, revisions for \
+                     revision) or a duration such as \"30m\" or \"1h\""
+                ),
+            ));
+        } else if mode == Some("revision") && !all_digits(r) {
+            out.push(err(
+                "spec.etcd.autoCompactionRetention",
+                format!(
+                    "{r:?} is not a revision count; revision compaction keeps a number of \
+                     revisions, e.g. \"10000\""
                 ),
             ));
         }
-        if election > 50_000 {
-            out.push(err(
-                "spec.etcd.electionTimeoutMs",
-                format!("must be at most 50000 ms, not {election} ms"),
-            ));
-        }
     }
-    match etcd.auto_compaction_mode.as_deref() {
-        None => {}
-        Some("periodic") => {
-            if let Some(r) = etcd.auto_compaction_retention.as_deref()
-                && !is_retention_duration(r)
-            {
-                out.push(err(
-                    "spec.etcd.autoCompactionRetention",
-                    format!(
-                        "{r:?} is not a duration for periodic compaction; use hours (\"1\") or a \
-                         duration such as \"30m\" or \"1h\""
-                    ),
-                ));
-            }
-        }
-        Some("revision") => {
-            if let Some(r) = etcd.auto_compaction_retention.as_deref()
-                && !(r.parse::<u64>().is_ok_and(|n| n > 0))
-            {
-                out.push(err(
-                    "spec.etcd.autoCompactionRetention",
-                    format!(
-                        "{r:?} is not a revision count; revision compaction keeps a positive \
-                         number of revisions, e.g. \"10000\""
-                    ),
-                ));
-            }
-        }
-        Some(other) => out.push(err(
-            "spec.etcd.autoCompactionMode",
-            format!("{other:?} is not a compaction mode; use \"periodic\" or \"revision\""),
-        )),
-    }
-    if etcd.auto_compaction_retention.is_some() && etcd.auto_compaction_mode.is_none() {
+    if etcd.extra_flags.len() > MAX_EXTRA_FLAGS {
         out.push(err(
-            "spec.etcd.autoCompactionMode",
-            "is required when autoCompactionRetention is set (\"periodic\" or \"revision\")",
+            "spec.etcd.extraFlags",
+            format!("at most {MAX_EXTRA_FLAGS} flags are allowed"),
         ));
     }
     for (i, flag) in etcd.extra_flags.iter().enumerate() {
         let path = format!("spec.etcd.extraFlags[{i}]");
-        let Some(body) = flag.strip_prefix("--") else {
+        let name = flag.split('=').next().unwrap_or_default();
+        if flag.chars().count() > EXTRA_FLAG_MAX_LEN {
             out.push(err(
                 &path,
-                format!("{flag:?} must have the form --name=value"),
+                format!("must be at most {EXTRA_FLAG_MAX_LEN} characters long"),
             ));
-            continue;
-        };
-        let name = body.split('=').next().unwrap_or_default();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        } else if !is_flag(flag) {
             out.push(err(
                 &path,
-                format!("{flag:?} must have the form --name=value"),
+                format!("{flag:?} must have the form --name=value or --name"),
             ));
         } else if OWNED_FLAGS.contains(&name) {
-            let hint = match name {
-                "heartbeat-interval" => " (use spec.etcd.heartbeatIntervalMs)",
-                "election-timeout" => " (use spec.etcd.electionTimeoutMs)",
-                "quota-backend-bytes" => " (use spec.etcd.quotaBackendBytes)",
-                "snapshot-count" => " (use spec.etcd.snapshotCount)",
-                "auto-compaction-mode" => " (use spec.etcd.autoCompactionMode)",
-                "auto-compaction-retention" => " (use spec.etcd.autoCompactionRetention)",
-                _ => "",
-            };
             out.push(err(
                 &path,
-                format!("--{name} is set by the operator and may not be given{hint}"),
+                format!("{name} is set by the operator and may not be given"),
+            ));
+        } else if TYPED_FLAGS.contains(&name) {
+            out.push(err(
+                &path,
+                format!("{name} has a field in spec.etcd; use the field"),
             ));
         }
     }
-    out
 }
 
-/// Validates a whole resource: its name and its spec.
+/// Validates a whole resource: its name and its spec (a namespace must be a DNS label).
 pub fn validate_cluster(cluster: &EtcdCluster) -> Vec<FieldError> {
     let mut out = validate_name(cluster.metadata.name.as_deref().unwrap_or_default());
-    if let Some(ns) = cluster.metadata.namespace.as_deref() {
-        let mut ns_errors = validate_name(ns);
-        for e in &mut ns_errors {
-            e.path = "metadata.namespace".to_owned();
-        }
-        out.extend(ns_errors);
+    if let Some(ns) = cluster.metadata.namespace.as_deref()
+        && (ns.len() > 63 || !is_label(ns, true))
+    {
+        out.push(err(
+            "metadata.namespace",
+            format!("{ns:?} is not a DNS label of at most 63 characters"),
+        ));
     }
     out.extend(validate_spec(&cluster.spec));
     out
@@ -337,10 +435,15 @@ mod tests {
 
     #[test]
     fn durations_and_names() {
-        assert!(is_retention_duration("1"));
-        assert!(is_retention_duration("1h30m"));
-        assert!(!is_retention_duration("1x"));
-        assert!(!is_retention_duration(""));
+        assert!(is_retention("1"));
+        assert!(is_retention("1h30m"));
+        assert!(is_retention("1.5h"));
+        assert!(is_retention("10ms"));
+        assert!(!is_retention("1x"));
+        assert!(!is_retention("h"));
+        assert!(!is_retention(""));
+        assert!(!validate_name("1abc").is_empty());
+        assert!(!validate_name(&"a".repeat(MAX_NAME_LEN + 1)).is_empty());
         assert!(validate_name("demo").is_empty());
         assert!(!validate_name("Demo").is_empty());
         assert!(!validate_name("-demo").is_empty());

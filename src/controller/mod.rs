@@ -7,9 +7,13 @@
 //!   Kubernetes runtime and the local-process runtime share it.
 //! - [`act`]: run that step, recording the step's intent before any etcd mutation so that a crash
 //!   between the etcd change and the runtime change is resumed on the next pass.
+//! - [`flags`]: the etcd flags a member gets from the spec's etcd options (both runtimes).
+//! - [`intent`]: how a step in flight is stored (both runtimes).
 //! - [`status`]: the status to report, with its conditions.
 
 pub mod act;
+pub mod flags;
+pub mod intent;
 pub mod observe;
 pub mod plan;
 pub mod status;

@@ -1,10 +1,11 @@
 //! observe: etcd's view of a cluster, read through the client with reads only (a linearizable
-//! MemberList and one `Status` per started member), turned into the planner's
-//! [`Membership`](super::plan::Membership).
+//! MemberList, one `Status` per started member, and what each member's gRPC health `Watch`
+//! stream says), turned into the planner's [`Membership`](super::plan::Membership).
 //!
-//! Nothing here writes to etcd or goes through raft: `Status` is answered locally by each member
-//! and a linearizable MemberList uses a read index, so observing an idle cluster adds no raft
-//! entries.
+//! Nothing here writes to etcd or goes through raft: `Status` and the health service are
+//! answered locally by each member and a linearizable MemberList uses a read index, so
+//! observing an idle cluster adds no raft entries (unlike `etcdctl endpoint health`, which
+//! runs a linearizable `Get`).
 
 use std::time::Duration;
 
@@ -21,12 +22,17 @@ pub struct MemberView {
     pub member: Member,
     /// Its `Status`, if it answered in time.
     pub status: Option<Status>,
+    /// What its gRPC health `Watch` stream says (SERVING or not), `None` without an answer.
+    pub serving: Option<bool>,
 }
 
 impl MemberView {
-    /// Whether the member answered and has a leader.
+    /// Whether the member is healthy: its `Status` answered with a leader and its health
+    /// stream says SERVING. A learner refuses every gRPC service but a few (the health service
+    /// among the refused), so its `Status` alone counts.
     pub fn healthy(&self) -> bool {
         self.status.as_ref().is_some_and(|s| s.leader != 0)
+            && (self.member.is_learner || self.serving == Some(true))
     }
 
     /// The first client URL the member published, if it started.
@@ -114,10 +120,25 @@ fn to_plan_member(v: &MemberView) -> EtcdMember {
     }
 }
 
+/// Maps a member's advertised client URL to the URL the operator reaches it at (the identity
+/// when it can use the advertised one; the Kubernetes runtime may point Pod DNS names
+/// elsewhere).
+pub type Resolve<'a> = &'a (dyn Fn(&str) -> String + Send + Sync);
+
+/// The [`Resolve`] that keeps every URL as it is.
+pub fn same_url(url: &str) -> String {
+    url.to_owned()
+}
+
 /// Reads etcd's view through `client`: a linearizable MemberList (a serializable one when no
-/// leader answers), then `Status` of every started member, each bounded by `timeout`. `None`
+/// leader answers), then for every started member, at its client URL mapped through
+/// `resolve`, its `Status` and its health stream's answer, each bounded by `timeout`. `None`
 /// when no member answered.
-pub async fn observe_etcd(client: &Client, timeout: Duration) -> Option<EtcdView> {
+pub async fn observe_etcd(
+    client: &Client,
+    timeout: Duration,
+    resolve: Resolve<'_>,
+) -> Option<EtcdView> {
     let (members, linearizable) = match tokio::time::timeout(timeout, client.member_list()).await {
         Ok(Ok(m)) => (m, true),
         _ => match tokio::time::timeout(timeout, client.member_list_serializable()).await {
@@ -127,17 +148,49 @@ pub async fn observe_etcd(client: &Client, timeout: Duration) -> Option<EtcdView
     };
     let mut views = Vec::with_capacity(members.len());
     for member in members {
-        let status = match member.client_urls.first() {
-            Some(url) => tokio::time::timeout(timeout, client.status(url))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .filter(|s| s.member_id == member.id),
-            None => None,
+        let (status, serving) = match member.client_urls.first() {
+            Some(url) => {
+                let url = resolve(url);
+                let status = tokio::time::timeout(timeout, client.status(&url))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .filter(|s| s.member_id == member.id);
+                // The stream was opened with the member's channel (by the Status call at the
+                // latest); its first answer follows within a round trip. A member that did not
+                // answer Status is unhealthy anyway: take what the stream said so far.
+                let wait = if status.is_some() {
+                    timeout
+                } else {
+                    Duration::ZERO
+                };
+                let serving = client.serving(&url, wait).await.ok().flatten();
+                (status, serving)
+            }
+            None => (None, None),
         };
-        views.push(MemberView { member, status });
+        views.push(MemberView {
+            member,
+            status,
+            serving,
+        });
     }
-    // The leader as the voters see it: the most common non-zero answer.
+    let leader = leader_by_votes(&views);
+    let cluster_id = views
+        .iter()
+        .filter_map(|v| v.status.as_ref())
+        .map(|s| s.cluster_id)
+        .next();
+    Some(EtcdView {
+        members: views,
+        leader,
+        cluster_id,
+        linearizable,
+    })
+}
+
+/// The leader as the voters see it: the most common non-zero answer, if it is a member.
+pub fn leader_by_votes(views: &[MemberView]) -> Option<u64> {
     let mut votes: Vec<(u64, usize)> = Vec::new();
     for s in views
         .iter()
@@ -150,20 +203,9 @@ pub async fn observe_etcd(client: &Client, timeout: Duration) -> Option<EtcdView
             None => votes.push((s.leader, 1)),
         }
     }
-    let leader = votes
+    votes
         .iter()
         .max_by_key(|(_, n)| *n)
         .map(|(id, _)| *id)
-        .filter(|id| views.iter().any(|v| v.member.id == *id));
-    let cluster_id = views
-        .iter()
-        .filter_map(|v| v.status.as_ref())
-        .map(|s| s.cluster_id)
-        .next();
-    Some(EtcdView {
-        members: views,
-        leader,
-        cluster_id,
-        linearizable,
-    })
+        .filter(|id| views.iter().any(|v| v.member.id == *id))
 }

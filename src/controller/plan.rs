@@ -10,7 +10,9 @@
 //!
 //! - Bootstrap: only the seed (ordinal 0) starts with `--initial-cluster-state=new`
 //!   ([`Step::StartSeed`]), and only when etcd is unreachable and the runtime has no member (so no
-//!   data) at all. Every later member joins as a learner.
+//!   data) at all, or only a stopped seed whose storage holds no member data yet
+//!   ([`DataState::Empty`]: its Pod or process went away before it ever answered). Every later
+//!   member joins as a learner.
 //! - Scale up: [`Step::AddLearner`] → [`Step::StartMember`] → [`Step::PromoteLearner`] once the
 //!   learner is started, healthy and its raft index is at least [`PROMOTE_PERCENT`] % of the
 //!   leader's.
@@ -282,8 +284,14 @@ pub struct Membership {
 /// What the runtime knows about a member's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataState {
-    /// The member's storage (PVC or data directory) exists, fresh or with data.
+    /// The member's storage (PVC or data directory) exists and may hold member data.
     Present,
+    /// The storage exists but holds no member data yet: etcd never wrote to it (a local data
+    /// directory without `member/`), or, where the runtime cannot look inside (a PVC), the
+    /// cluster never answered. A stopped seed in this state can be started again with
+    /// `--initial-cluster-state=new` without bootstrapping over anyone's data. While etcd
+    /// answers it is treated like [`DataState::Present`].
+    Empty,
     /// The storage is gone or was wiped while the member should have data.
     Lost,
 }
@@ -609,20 +617,42 @@ fn plan_unreachable(desired: &Desired, observed: &Observed, counts: &Counts) -> 
             },
         );
     }
-    let only_seed = observed.runtime.iter().all(|r| r.ordinal == 0);
-    if only_seed
-        && observed
-            .runtime
-            .iter()
-            .all(|r| r.data == DataState::Present)
-    {
-        return counts.wait(
-            Phase::Bootstrapping,
-            format!(
-                "waiting for the seed member {} to answer",
-                desired.member_name(0)
-            ),
-        );
+    let seed = match observed.runtime.as_slice() {
+        [only] if only.ordinal == 0 => Some(only),
+        _ => None,
+    };
+    match seed {
+        // Its Pod or process went away before it ever wrote member data: nobody's data is at
+        // stake, so it starts again as the seed of a new cluster.
+        Some(r) if !r.running && r.data == DataState::Empty => {
+            return counts.step(
+                Phase::Bootstrapping,
+                Step::StartSeed {
+                    ordinal: 0,
+                    version: desired.version,
+                },
+            );
+        }
+        Some(r) if r.running && r.data != DataState::Lost => {
+            return counts.wait(
+                Phase::Bootstrapping,
+                format!(
+                    "waiting for the seed member {} to answer",
+                    desired.member_name(0)
+                ),
+            );
+        }
+        Some(r) if r.data == DataState::Present => {
+            return counts.wait(
+                Phase::Unavailable,
+                format!(
+                    "the seed member {} is stopped and its storage may hold member data: it is \
+                     not bootstrapped again; waiting for it to run",
+                    desired.member_name(0)
+                ),
+            );
+        }
+        _ => {}
     }
     counts.wait(
         Phase::Unavailable,
@@ -1040,7 +1070,7 @@ impl<'a> Cluster<'a> {
     fn start_stopped_voter(&self) -> Option<Plan> {
         let slot = self.voters().find(|s| {
             s.runtime
-                .is_some_and(|r| !r.running && r.data == DataState::Present && !self.failed(r))
+                .is_some_and(|r| !r.running && r.data != DataState::Lost && !self.failed(r))
                 && !s.member.alarms.contains(&Alarm::Corrupt)
         })?;
         let runtime = slot.runtime?;

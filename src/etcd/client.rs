@@ -198,6 +198,24 @@ impl Client {
         self.inner.pool.endpoints()
     }
 
+    /// What the gRPC health `Watch` stream of the member at `endpoint` says: `Some(true)` when
+    /// it reports SERVING, `Some(false)` when it reports anything else or the stream broke,
+    /// `None` when it has not answered within `wait`. The stream (one per member channel, opened
+    /// with the channel) is answered by the member itself: no raft traffic, nothing written.
+    pub async fn serving(&self, endpoint: &str, wait: std::time::Duration) -> Result<Option<bool>> {
+        let member = self.inner.pool.member(endpoint)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(serving) = member.serving() {
+                return Ok(Some(serving));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Replaces the endpoints calls are balanced over.
     pub fn set_endpoints<S: AsRef<str>>(&self, endpoints: &[S]) -> Result<()> {
         let eps: Vec<String> = endpoints.iter().map(|e| e.as_ref().to_string()).collect();

@@ -45,6 +45,9 @@ pub struct Member {
     pub url: String,
     pub(crate) channel: Channel,
     healthy: AtomicBool,
+    /// Whether the health service has answered at least once (set with the first message of a
+    /// `Watch` stream, or when the server has no health service).
+    health_answered: AtomicBool,
     /// Wakes the health loop to re-open its watch, so a member marked unhealthy by a failed call
     /// becomes healthy again only once the health service answers anew.
     recheck: Arc<tokio::sync::Notify>,
@@ -55,6 +58,14 @@ impl Member {
     /// Whether the member is currently believed reachable and serving.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+    /// What the member's health `Watch` stream last said: `Some(true)` for SERVING (or a server
+    /// without the health service that answers), `Some(false)` for any other status or a broken
+    /// stream, `None` before the first answer.
+    pub fn serving(&self) -> Option<bool> {
+        self.health_answered
+            .load(Ordering::Relaxed)
+            .then(|| self.is_healthy())
     }
     /// Takes the member out of rotation until its health service answers SERVING again.
     pub(crate) fn mark_unhealthy(&self) {
@@ -145,6 +156,7 @@ async fn watch_health(member: std::sync::Weak<Member>, recheck: Arc<tokio::sync:
                             let Some(m) = member.upgrade() else { return };
                             let serving = msg.status == ServingStatus::Serving as i32;
                             m.healthy.store(serving, Ordering::Relaxed);
+                            m.health_answered.store(true, Ordering::Relaxed);
                             backoff = Duration::from_millis(100);
                         }
                         Ok(None) | Err(_) => break,
@@ -154,6 +166,7 @@ async fn watch_health(member: std::sync::Weak<Member>, recheck: Arc<tokio::sync:
             Err(st) if st.code() == tonic::Code::Unimplemented => {
                 let Some(m) = member.upgrade() else { return };
                 m.healthy.store(true, Ordering::Relaxed);
+                m.health_answered.store(true, Ordering::Relaxed);
                 drop(m);
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
@@ -162,6 +175,7 @@ async fn watch_health(member: std::sync::Weak<Member>, recheck: Arc<tokio::sync:
         }
         let Some(m) = member.upgrade() else { return };
         m.healthy.store(false, Ordering::Relaxed);
+        m.health_answered.store(true, Ordering::Relaxed);
         drop(m);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -208,6 +222,7 @@ impl Pool {
             channel: build_channel(&url, &self.opts)?,
             url: url.clone(),
             healthy: AtomicBool::new(true),
+            health_answered: AtomicBool::new(false),
             recheck: Arc::new(tokio::sync::Notify::new()),
             health_task: Mutex::new(None),
         });

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde::{Deserialize, Serialize};
 
 use crate::api::EtcdCluster;
 use crate::controller::act::MemberRuntime;
+use crate::controller::intent::StoredIntent;
 use crate::controller::plan::{DataState, Desired, Intent, RuntimeMember, Version};
 
 use super::KubeError;
@@ -25,38 +25,9 @@ pub const ANNOTATION_INTENT: &str = "etcd.operator.dev/intent";
 /// How long a restart waits for the old Pod to go away.
 pub const POD_GONE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The intent as stored in [`ANNOTATION_INTENT`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "step", rename_all = "camelCase")]
-enum StoredIntent {
-    #[serde(rename_all = "camelCase")]
-    AddLearner {
-        ordinal: u32,
-        peer_url: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        member_id: Option<u64>,
-    },
-    #[serde(rename_all = "camelCase")]
-    RemoveMember { ordinal: u32, member_id: u64 },
-}
-
 /// The intent as the annotation's value.
 pub fn encode_intent(intent: &Intent) -> Result<String, serde_json::Error> {
-    let stored = match intent.clone() {
-        Intent::AddLearner {
-            ordinal,
-            peer_url,
-            member_id,
-        } => StoredIntent::AddLearner {
-            ordinal,
-            peer_url,
-            member_id,
-        },
-        Intent::RemoveMember { ordinal, member_id } => {
-            StoredIntent::RemoveMember { ordinal, member_id }
-        }
-    };
-    serde_json::to_string(&stored)
+    serde_json::to_string(&StoredIntent::from(intent))
 }
 
 /// The intent recorded on a cluster, if any and readable.
@@ -70,20 +41,9 @@ pub fn decode_intent(cluster: &EtcdCluster) -> Result<Option<Intent>, serde_json
         return Ok(None);
     };
     let stored: StoredIntent = serde_json::from_str(text)?;
-    Ok(Some(match stored {
-        StoredIntent::AddLearner {
-            ordinal,
-            peer_url,
-            member_id,
-        } => Intent::AddLearner {
-            ordinal,
-            peer_url,
-            member_id,
-        },
-        StoredIntent::RemoveMember { ordinal, member_id } => {
-            Intent::RemoveMember { ordinal, member_id }
-        }
-    }))
+    stored.into_intent().map(Some).ok_or_else(|| {
+        <serde_json::Error as serde::de::Error>::custom("a member ID is not hexadecimal")
+    })
 }
 
 fn ordinal_of(
@@ -133,11 +93,14 @@ fn pod_failures(pod: &Pod) -> u32 {
 }
 
 /// The runtime's members from the cluster's Pods and PVCs: a member exists when its Pod or its
-/// PVC (not being deleted) does. Its data is lost when its Pod exists without its PVC (or the PVC is being deleted);
-/// with ephemeral storage the data lives and dies with the Pod.
+/// PVC (not being deleted) does. Its data is lost when its Pod exists without its PVC (or the
+/// PVC is being deleted); with ephemeral storage the data lives and dies with the Pod. The
+/// operator cannot look inside a PVC: until the cluster has `answered` once (a cluster ID was
+/// observed), a PVC counts as [`DataState::Empty`].
 pub fn runtime_members(
     desired: &Desired,
     ephemeral: bool,
+    answered: bool,
     pods: &[Pod],
     pvcs: &[PersistentVolumeClaim],
 ) -> Vec<RuntimeMember> {
@@ -176,10 +139,10 @@ pub fn runtime_members(
             RuntimeMember {
                 ordinal,
                 running: pod.is_some_and(pod_running),
-                data: if data_present {
-                    DataState::Present
-                } else {
-                    DataState::Lost
+                data: match (data_present, answered || ephemeral) {
+                    (false, _) => DataState::Lost,
+                    (true, true) => DataState::Present,
+                    (true, false) => DataState::Empty,
                 },
                 version: annotation(ANNOTATION_VERSION)
                     .and_then(|v| v.parse::<Version>().ok())
@@ -261,14 +224,18 @@ impl KubeRuntime {
         Ok(())
     }
 
-    async fn delete_pod_and_wait(&self, ordinal: u32) -> Result<(), KubeError> {
+    /// The Pod of member `ordinal`, if it exists.
+    async fn pod(&self, ordinal: u32) -> Result<Option<Pod>, KubeError> {
         let name = self.info.member_name(ordinal);
-        let Some(pod) = self
-            .pods
+        self.pods
             .get_opt(&name)
             .await
-            .map_err(kube_err(format!("reading Pod {name}")))?
-        else {
+            .map_err(kube_err(format!("reading Pod {name}")))
+    }
+
+    async fn delete_pod_and_wait(&self, ordinal: u32) -> Result<(), KubeError> {
+        let name = self.info.member_name(ordinal);
+        let Some(pod) = self.pod(ordinal).await? else {
             return Ok(());
         };
         let uid = pod.metadata.uid.clone();
@@ -318,6 +285,11 @@ impl MemberRuntime for KubeRuntime {
     }
 
     async fn start_seed(&mut self, ordinal: u32, version: Version) -> Result<(), KubeError> {
+        // A seed started again (its Pod went away before the cluster ever answered): a Pod that
+        // is finished or terminating is replaced, its PVC kept.
+        if self.pod(ordinal).await?.is_some_and(|p| !pod_running(&p)) {
+            self.delete_pod_and_wait(ordinal).await?;
+        }
         self.ensure_pvc(ordinal).await?;
         self.create_pod(ordinal, version, &InitialState::New).await
     }
@@ -328,13 +300,7 @@ impl MemberRuntime for KubeRuntime {
         version: Version,
         initial_cluster: &[(String, String)],
     ) -> Result<(), KubeError> {
-        let name = self.info.member_name(ordinal);
-        let existing = self
-            .pods
-            .get_opt(&name)
-            .await
-            .map_err(kube_err(format!("reading Pod {name}")))?;
-        match existing {
+        match self.pod(ordinal).await? {
             // Kubernetes restarts the container itself.
             Some(pod) if pod_running(&pod) => return Ok(()),
             Some(_) => self.delete_pod_and_wait(ordinal).await?,

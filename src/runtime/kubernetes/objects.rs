@@ -20,6 +20,7 @@ use kube::Resource;
 use sha2::{Digest, Sha256};
 
 use crate::api::EtcdCluster;
+use crate::controller::flags::option_flags;
 use crate::controller::plan::{Version, quorum};
 
 /// The field manager of every server-side apply.
@@ -265,26 +266,7 @@ pub fn etcd_args(info: &ClusterInfo, ordinal: u32, initial: &InitialState) -> Ve
         format!("--initial-cluster-state={state}"),
         format!("--initial-cluster-token={}", info.cluster_token()),
     ];
-    let e = &info.spec.etcd;
-    if let Some(v) = e.quota_backend_bytes {
-        args.push(format!("--quota-backend-bytes={v}"));
-    }
-    if let Some(v) = e.snapshot_count {
-        args.push(format!("--snapshot-count={v}"));
-    }
-    if let Some(v) = e.heartbeat_interval_ms {
-        args.push(format!("--heartbeat-interval={v}"));
-    }
-    if let Some(v) = e.election_timeout_ms {
-        args.push(format!("--election-timeout={v}"));
-    }
-    if let Some(v) = &e.auto_compaction_mode {
-        args.push(format!("--auto-compaction-mode={v}"));
-    }
-    if let Some(v) = &e.auto_compaction_retention {
-        args.push(format!("--auto-compaction-retention={v}"));
-    }
-    args.extend(e.extra_flags.iter().cloned());
+    args.extend(option_flags(&info.spec.etcd));
     args
 }
 

@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{EtcdCluster, EtcdClusterStatus};
 use crate::controller::act::{Outcome, act};
-use crate::controller::observe::{EtcdView, MemberView};
+use crate::controller::observe::{EtcdView, observe_etcd};
 use crate::controller::plan::{Desired, Observed, Step, Version, plan};
 use crate::controller::status::{StatusInput, build_status, same_status};
 use crate::etcd::{Client, ConnectOptions};
@@ -203,71 +203,8 @@ async fn observe(
             }
             Err(_) => return (None, None),
         };
-    let view = observe_etcd_resolved(&client, OBSERVE_TIMEOUT, resolver).await;
+    let view = observe_etcd(&client, OBSERVE_TIMEOUT, &**resolver).await;
     (Some(client), view)
-}
-
-/// etcd's view of the cluster with reads only, like
-/// [`observe_etcd`](crate::controller::observe::observe_etcd), except that every member's
-/// `Status` is asked at its client URL mapped through `resolver` (members advertise Pod DNS
-/// names the operator may not resolve itself). `None` when no member answered the MemberList.
-pub async fn observe_etcd_resolved(
-    client: &Client,
-    timeout: Duration,
-    resolver: &Resolver,
-) -> Option<EtcdView> {
-    let (members, linearizable) = match tokio::time::timeout(timeout, client.member_list()).await {
-        Ok(Ok(m)) => (m, true),
-        _ => match tokio::time::timeout(timeout, client.member_list_serializable()).await {
-            Ok(Ok(m)) => (m, false),
-            _ => return None,
-        },
-    };
-    let mut views = Vec::with_capacity(members.len());
-    for member in members {
-        let status = match member.client_urls.first() {
-            Some(url) => tokio::time::timeout(timeout, client.status(&resolver(url)))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .filter(|s| s.member_id == member.id),
-            None => None,
-        };
-        views.push(MemberView { member, status });
-    }
-    let leader = leader_by_votes(&views);
-    let cluster_id = views
-        .iter()
-        .filter_map(|v| v.status.as_ref())
-        .map(|s| s.cluster_id)
-        .next();
-    Some(EtcdView {
-        members: views,
-        leader,
-        cluster_id,
-        linearizable,
-    })
-}
-
-/// The leader as the voters see it: the most common non-zero answer, if it is a member.
-pub fn leader_by_votes(views: &[MemberView]) -> Option<u64> {
-    let mut votes: Vec<(u64, usize)> = Vec::new();
-    for s in views
-        .iter()
-        .filter(|v| !v.member.is_learner)
-        .filter_map(|v| v.status.as_ref())
-        .filter(|s| s.leader != 0)
-    {
-        match votes.iter_mut().find(|(id, _)| *id == s.leader) {
-            Some((_, n)) => *n += 1,
-            None => votes.push((s.leader, 1)),
-        }
-    }
-    votes
-        .iter()
-        .max_by_key(|(_, n)| *n)
-        .map(|(id, _)| *id)
-        .filter(|id| views.iter().any(|v| v.member.id == *id))
 }
 
 async fn publish(
@@ -416,9 +353,21 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         .await
         .map_err(kube_err("listing member PVCs"))?
         .items;
-    let runtime = runtime_members(&desired, info.spec.storage.ephemeral, &pod_list, &pvc_list);
     let intent = decode_intent(cluster).map_err(KubeError::Json)?;
     let (etcd, view) = observe(&info, &pod_list, &desired, &ctx.resolver).await;
+    // Whether the cluster ever answered: until then no PVC holds member data the operator knows of.
+    let answered = view.as_ref().is_some_and(|v| v.cluster_id.is_some())
+        || cluster
+            .status
+            .as_ref()
+            .is_some_and(|s| s.cluster_id.is_some());
+    let runtime = runtime_members(
+        &desired,
+        info.spec.storage.ephemeral,
+        answered,
+        &pod_list,
+        &pvc_list,
+    );
     let observed = Observed {
         etcd: view.as_ref().map(EtcdView::membership),
         runtime,

@@ -5,35 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::api::EtcdOptions;
 use crate::controller::act::MemberRuntime;
 use crate::controller::plan::{DataState, Intent, RuntimeMember, Version};
 
 use super::LocalError;
 use super::process::{Event, Launch, STOP_GRACE, Supervised};
 use super::store::{ClusterDir, ClusterRecord, MemberRecord};
-
-/// The etcd flags the spec's options give (the operator's own flags come on top).
-pub fn option_flags(opts: &EtcdOptions) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut num = |flag: &str, v: Option<i64>| {
-        if let Some(v) = v {
-            out.push(format!("--{flag}={v}"));
-        }
-    };
-    num("heartbeat-interval", opts.heartbeat_interval_ms);
-    num("election-timeout", opts.election_timeout_ms);
-    num("quota-backend-bytes", opts.quota_backend_bytes);
-    num("snapshot-count", opts.snapshot_count);
-    if let Some(m) = &opts.auto_compaction_mode {
-        out.push(format!("--auto-compaction-mode={m}"));
-    }
-    if let Some(r) = &opts.auto_compaction_retention {
-        out.push(format!("--auto-compaction-retention={r}"));
-    }
-    out.extend(opts.extra_flags.iter().cloned());
-    out
-}
 
 /// The configuration hash of a set of flags: a member started with other flags is restarted.
 pub fn config_hash(flags: &[String]) -> String {
@@ -135,10 +112,10 @@ impl LocalMembers {
     }
 
     fn data_state(&self, ordinal: u32, rec: &MemberRecord) -> DataState {
-        if rec.initialized && !self.dir.has_data(ordinal) {
-            DataState::Lost
-        } else {
-            DataState::Present
+        match (rec.initialized, self.dir.has_data(ordinal)) {
+            (_, true) => DataState::Present,
+            (true, false) => DataState::Lost,
+            (false, false) => DataState::Empty,
         }
     }
 
@@ -323,10 +300,17 @@ impl MemberRuntime for LocalMembers {
 
     async fn start_seed(&mut self, ordinal: u32, version: Version) -> Result<(), LocalError> {
         if self.dir.member_ordinals()?.contains(&ordinal) {
-            return Err(LocalError::Refused(format!(
-                "{} already exists; a seed is only created in an empty state directory",
-                self.name(ordinal)
-            )));
+            // Only a stopped seed that never wrote member data is started again.
+            let rec = self.dir.read_member(ordinal)?;
+            if self.running.contains_key(&ordinal)
+                || self.data_state(ordinal, &rec) != DataState::Empty
+            {
+                return Err(LocalError::Refused(format!(
+                    "{} already exists with its data; a seed is only created in an empty state \
+                     directory or over a seed that never wrote data",
+                    self.name(ordinal)
+                )));
+            }
         }
         let ic = format!("{}={}", self.name(ordinal), self.record.peer_url(ordinal));
         let rec = self.new_record(version, "new", ic);
@@ -404,6 +388,8 @@ impl MemberRuntime for LocalMembers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::EtcdOptions;
+    use crate::controller::flags::option_flags;
 
     #[test]
     fn option_flags_follow_the_spec_and_change_the_hash() {

@@ -5,15 +5,16 @@ use std::time::Duration;
 
 use crate::api::EtcdClusterStatus;
 use crate::controller::act::{Outcome, act};
-use crate::controller::observe::{EtcdView, observe_etcd};
+use crate::controller::observe::{EtcdView, observe_etcd, same_url};
 use crate::controller::plan::{Desired, Observed, Step, Version, plan};
 use crate::controller::status::{StatusInput, build_status, same_status};
 use crate::etcd::{Client, ConnectOptions};
 
 use super::LocalError;
 use super::manifest::Manifest;
-use super::members::{LocalMembers, config_hash, option_flags};
+use super::members::{LocalMembers, config_hash};
 use super::store::{ClusterDir, write_yaml};
+use crate::controller::flags::option_flags;
 
 /// How long each read of the observation may take.
 pub const OBSERVE_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -133,7 +134,7 @@ impl ClusterLoop {
                 c
             }
         };
-        Ok(observe_etcd(&client, OBSERVE_TIMEOUT).await)
+        Ok(observe_etcd(&client, OBSERVE_TIMEOUT, &same_url).await)
     }
 
     /// One pass; `true` when a step ran (the caller comes back sooner).
