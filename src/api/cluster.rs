@@ -356,7 +356,8 @@ pub struct MemberStatus {
     /// `leader`, `follower` or `learner`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// Whether the member answers and has a leader.
+    /// Whether the member answers Status with a leader and (voters) its gRPC health service is
+    /// SERVING.
     #[serde(default)]
     pub healthy: bool,
     /// The etcd version the member runs.
