@@ -169,6 +169,15 @@ impl Sim {
             Step::DeleteMember { ordinal } => {
                 self.observed.runtime.retain(|r| r.ordinal != *ordinal);
             }
+            Step::StartStopped { ordinal, .. } => {
+                let rt = self
+                    .observed
+                    .runtime
+                    .iter_mut()
+                    .find(|r| r.ordinal == *ordinal)
+                    .expect("stopped runtime member");
+                rt.running = true;
+            }
             Step::RestartMember { ordinal, version } => {
                 let rt = self
                     .observed
@@ -226,6 +235,7 @@ fn names(steps: &[Step]) -> Vec<String> {
             Step::MoveLeader { from, to } => format!("move:{from:x}>{to:x}"),
             Step::RemoveMember { ordinal, .. } => format!("remove{ordinal}"),
             Step::DeleteMember { ordinal } => format!("delete{ordinal}"),
+            Step::StartStopped { ordinal, .. } => format!("resume{ordinal}"),
             Step::RestartMember { ordinal, version } => format!("restart{ordinal}@{version}"),
             Step::ClearIntent => "clear".to_owned(),
         })
@@ -328,10 +338,13 @@ fn seed_gone_before_answering_table() {
             Phase::Bootstrapping,
         ),
         (
-            "stopped, storage may hold data: never bootstrapped again",
+            "stopped, storage may hold data: never bootstrapped again, started with its data",
             vec![seed(false, DataState::Present)],
             None,
-            None,
+            Some(Step::StartStopped {
+                ordinal: 0,
+                version: v("3.5.16"),
+            }),
             Phase::Unavailable,
         ),
         (
@@ -402,6 +415,184 @@ fn unreachable_with_members_never_bootstraps() {
     let p = plan(&d, &observed);
     assert_eq!(p.next, None);
     assert_eq!(p.status.phase, Phase::Unavailable);
+}
+
+/// (name, runtime members as (ordinal, running, data), intent, ordinals started in order).
+type RecoveryCase = (
+    &'static str,
+    Vec<(u32, bool, DataState)>,
+    Option<Intent>,
+    Vec<u32>,
+);
+
+/// etcd is unreachable and runtime members are stopped (every Pod deleted, a power loss): each
+/// stopped member whose storage holds data starts again, one per pass without waiting for it to
+/// answer; never one whose data is lost or empty, never the member of a step in flight, and
+/// never a seed over data.
+#[test]
+fn unreachable_stopped_members_with_data_start_again_table() {
+    use DataState::{Empty, Lost, Present};
+    let d = desired(3, "3.5.16");
+    let add = |o: u32| {
+        Some(Intent::AddLearner {
+            ordinal: o,
+            peer_url: d.peer_url(o),
+            member_id: None,
+        })
+    };
+    let remove = |o: u32| {
+        Some(Intent::RemoveMember {
+            ordinal: o,
+            member_id: id_of(o),
+        })
+    };
+    let cases: Vec<RecoveryCase> = vec![
+        (
+            "all stopped with data",
+            vec![
+                (0, false, Present),
+                (1, false, Present),
+                (2, false, Present),
+            ],
+            None,
+            vec![0, 1, 2],
+        ),
+        (
+            "some still running",
+            vec![(0, true, Present), (1, false, Present), (2, true, Present)],
+            None,
+            vec![1],
+        ),
+        (
+            "more members than desired: all of them count for quorum",
+            vec![
+                (0, false, Present),
+                (1, false, Present),
+                (2, false, Present),
+                (3, false, Present),
+                (4, false, Present),
+            ],
+            None,
+            vec![0, 1, 2, 3, 4],
+        ),
+        (
+            "lost and empty storage are not started",
+            vec![(0, false, Lost), (1, false, Empty), (2, false, Present)],
+            None,
+            vec![2],
+        ),
+        (
+            "a learner being added has no data: not started",
+            vec![
+                (0, false, Present),
+                (1, false, Present),
+                (2, false, Present),
+            ],
+            add(2),
+            vec![0, 1],
+        ),
+        (
+            "a learner being added whose runtime member is not there yet",
+            vec![(0, false, Present), (1, false, Present)],
+            add(2),
+            vec![0, 1],
+        ),
+        (
+            "a member being removed does not come back",
+            vec![
+                (0, false, Present),
+                (1, false, Present),
+                (2, false, Present),
+            ],
+            remove(2),
+            vec![0, 1],
+        ),
+        (
+            "a stopped seed without data next to a member with data: no bootstrap",
+            vec![(0, false, Empty), (1, false, Present)],
+            None,
+            vec![1],
+        ),
+        (
+            "a lone seed with data starts again, never as a new cluster",
+            vec![(0, false, Present)],
+            None,
+            vec![0],
+        ),
+        (
+            "everything lost: nothing to start, no bootstrap",
+            vec![(0, false, Lost), (1, false, Lost)],
+            None,
+            vec![],
+        ),
+        (
+            "everything running: wait for it to answer",
+            vec![(0, true, Present), (1, true, Present), (2, true, Present)],
+            None,
+            vec![],
+        ),
+    ];
+    for (name, members, intent, expected) in cases {
+        let mut observed = Observed {
+            etcd: None,
+            runtime: members
+                .iter()
+                .map(|(o, running, data)| RuntimeMember {
+                    running: *running,
+                    data: *data,
+                    ..runtime(*o, v("3.5.15"))
+                })
+                .collect(),
+            intent,
+        };
+        let mut started = Vec::new();
+        let last = loop {
+            let p = plan(&d, &observed);
+            check_invariants(&d, &observed, &p);
+            match p.next {
+                None => break p,
+                Some(Step::StartStopped { ordinal, version }) => {
+                    assert_eq!(p.status.phase, Phase::Unavailable, "{name}: {p:?}");
+                    // It starts on the version its data was written with, not the desired one.
+                    assert_eq!(version, v("3.5.15"), "{name}");
+                    assert!(started.len() <= members.len(), "{name}: loops: {started:?}");
+                    started.push(ordinal);
+                    // Started, not answering yet: the next pass starts the next one.
+                    let r = observed
+                        .runtime
+                        .iter_mut()
+                        .find(|r| r.ordinal == ordinal)
+                        .expect("started member exists");
+                    r.running = true;
+                }
+                Some(other) => panic!("{name}: unexpected step {other:?}"),
+            }
+        };
+        assert_eq!(started, expected, "{name}: {last:?}");
+    }
+}
+
+/// After every member was stopped, the members start again one after another and, once etcd
+/// answers, the cluster is healthy with the same member IDs (no bootstrap, no replacement).
+#[test]
+fn whole_cluster_recovers_after_every_member_stopped() {
+    let d = desired(3, "3.5.16");
+    let healthy = cluster(&d, &[0, 1, 2], "3.5.16", 1);
+    let mut observed = healthy.clone();
+    observed.etcd = None;
+    for r in &mut observed.runtime {
+        r.running = false;
+    }
+    let mut sim = Sim::new(d.clone(), observed);
+    let (steps, last) = sim.run();
+    assert_eq!(names(&steps), ["resume0", "resume1", "resume2"]);
+    assert_eq!(last.status.phase, Phase::Unavailable);
+    // etcd answers again with its old membership.
+    sim.observed.etcd = healthy.etcd.clone();
+    let (steps, last) = sim.run();
+    assert!(steps.is_empty(), "{steps:?}");
+    assert_eq!(last.status.phase, Phase::Healthy);
+    assert_eq!(sim.observed, healthy);
 }
 
 #[test]
@@ -851,24 +1042,60 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
     assert!(!d.paused, "a step while paused{}", ctx());
     let membership = o.etcd.as_ref().filter(|m| !m.members.is_empty());
     let Some(m) = membership else {
-        assert!(
-            matches!(step, Step::StartSeed { ordinal: 0, version } if *version == d.version),
-            "only the seed may start while etcd is unreachable{}",
-            ctx()
-        );
-        // Nothing exists, or only a stopped seed whose storage never held member data.
-        let fresh_seed = matches!(o.runtime.as_slice(),
-            [r] if r.ordinal == 0 && !r.running && r.data == DataState::Empty);
-        assert!(
-            (o.runtime.is_empty() || fresh_seed) && o.intent.is_none(),
-            "bootstrap over existing members{}",
-            ctx()
-        );
+        match step {
+            Step::StartSeed {
+                ordinal: 0,
+                version,
+            } if *version == d.version => {
+                // Nothing exists, or only a stopped seed whose storage never held member data.
+                let fresh_seed = matches!(o.runtime.as_slice(),
+                    [r] if r.ordinal == 0 && !r.running && r.data == DataState::Empty);
+                assert!(
+                    (o.runtime.is_empty() || fresh_seed) && o.intent.is_none(),
+                    "bootstrap over existing members{}",
+                    ctx()
+                );
+                assert!(
+                    o.runtime.iter().all(|r| r.data != DataState::Present),
+                    "bootstrap over member data{}",
+                    ctx()
+                );
+            }
+            Step::StartStopped { ordinal, version } => {
+                let r = o
+                    .runtime
+                    .iter()
+                    .find(|r| r.ordinal == *ordinal)
+                    .expect("a stopped member exists");
+                assert!(
+                    !r.running && r.data == DataState::Present,
+                    "only a stopped member with data starts again{}",
+                    ctx()
+                );
+                assert_eq!(*version, r.version, "data restarts on its version{}", ctx());
+                let in_flight = o.intent.as_ref().map(|i| match i {
+                    Intent::AddLearner { ordinal, .. } | Intent::RemoveMember { ordinal, .. } => {
+                        *ordinal
+                    }
+                });
+                assert_ne!(
+                    in_flight,
+                    Some(*ordinal),
+                    "the member of the step in flight started{}",
+                    ctx()
+                );
+            }
+            _ => panic!(
+                "only a seed or a stopped member with data may start while etcd is \
+                 unreachable{}",
+                ctx()
+            ),
+        }
         return;
     };
     assert!(
-        !matches!(step, Step::StartSeed { .. }),
-        "seed into a live cluster{}",
+        !matches!(step, Step::StartSeed { .. } | Step::StartStopped { .. }),
+        "seed or unreachable-only restart into a live cluster{}",
         ctx()
     );
     let ordinal_of = |member: &EtcdMember| {
@@ -916,7 +1143,7 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
     }
 
     match step {
-        Step::StartSeed { .. } | Step::ClearIntent => {}
+        Step::StartSeed { .. } | Step::StartStopped { .. } | Step::ClearIntent => {}
         Step::AddLearner { ordinal, peer_url } => {
             assert_eq!(learners, 0, "a second learner{}", ctx());
             assert!(o.intent.is_none(), "{}", ctx());
@@ -1402,13 +1629,15 @@ fn random_observations_cover_every_step() {
             Some(Step::MoveLeader { .. }) => "move",
             Some(Step::RemoveMember { .. }) => "remove",
             Some(Step::DeleteMember { .. }) => "delete",
+            Some(Step::StartStopped { .. }) => "resume",
             Some(Step::RestartMember { .. }) => "restart",
             Some(Step::ClearIntent) => "clear",
         };
         *seen.entry(kind).or_default() += 1;
     }
     for kind in [
-        "none", "seed", "add", "start", "promote", "move", "remove", "delete", "restart", "clear",
+        "none", "seed", "add", "start", "promote", "move", "remove", "delete", "resume", "restart",
+        "clear",
     ] {
         assert!(
             seen.get(kind).copied().unwrap_or(0) >= 20,

@@ -359,6 +359,14 @@ pub async fn act<R: MemberRuntime>(
                 .await
                 .map_err(rt_err(step))?;
         }
+        Step::StartStopped { ordinal, version } => {
+            // The member has data: etcd ignores the initial cluster, which names only itself.
+            let own = [(desired.member_name(*ordinal), desired.peer_url(*ordinal))];
+            runtime
+                .start_member(*ordinal, *version, &own)
+                .await
+                .map_err(rt_err(step))?;
+        }
         Step::RestartMember { ordinal, version } => {
             runtime
                 .restart_member(*ordinal, *version, || CrashPoint::MidUpgrade.check())

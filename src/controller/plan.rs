@@ -13,6 +13,13 @@
 //!   data) at all, or only a stopped seed whose storage holds no member data yet
 //!   ([`DataState::Empty`]: its Pod or process went away before it ever answered). Every later
 //!   member joins as a learner.
+//! - Recovery: while etcd is unreachable, every stopped member whose storage holds member data
+//!   ([`DataState::Present`]) is started again, one per pass without waiting for it to answer
+//!   ([`Step::StartStopped`]), as a kubelet restarts the Pods of a StatefulSet after all of them
+//!   were deleted or the machines lost power. With data, etcd rejoins with its own identity and
+//!   cannot found a new cluster. Members whose data is lost or empty are left for the replace
+//!   path, and neither is the member of a step in flight; no seed is ever started while any
+//!   runtime member exists with data.
 //! - Scale up: [`Step::AddLearner`] → [`Step::StartMember`] → [`Step::PromoteLearner`] once the
 //!   learner is started, healthy and its raft index is at least [`PROMOTE_PERCENT`] % of the
 //!   leader's.
@@ -36,7 +43,8 @@
 //! 3. The leader is never removed or restarted while another healthy voter exists: leadership is
 //!    moved first.
 //! 4. Versions move at most one minor step at a time and never down.
-//! 5. Paused, or etcd unreachable: no membership step.
+//! 5. Paused, or etcd unreachable: no membership step; while unreachable only a seed over nothing
+//!    (or over a seed that never wrote data) and [`Step::StartStopped`] of a member with data.
 
 use std::fmt;
 use std::str::FromStr;
@@ -438,6 +446,17 @@ pub enum Step {
         /// The ordinal.
         ordinal: u32,
     },
+    /// Start again, while etcd is unreachable, a stopped member whose storage holds member data
+    /// (all Pods deleted, a whole-cluster power loss): its runtime member is started, or created
+    /// with `--initial-cluster-state=existing` on its existing storage, naming only itself in the
+    /// initial cluster. etcd ignores the initial-cluster flags when its data directory holds
+    /// data, so the member rejoins with its own identity; it can never found a new cluster.
+    StartStopped {
+        /// The member's ordinal.
+        ordinal: u32,
+        /// The version it last ran (its data's version).
+        version: Version,
+    },
     /// Restart a running member on this version with the desired configuration.
     RestartMember {
         /// The member's ordinal.
@@ -496,6 +515,10 @@ impl fmt::Display for Step {
                 write!(f, "remove member {ordinal} ({member_id:x}) from etcd")
             }
             Step::DeleteMember { ordinal } => write!(f, "delete runtime member {ordinal}"),
+            Step::StartStopped { ordinal, version } => write!(
+                f,
+                "start stopped member {ordinal} again on {version} with its existing data"
+            ),
             Step::RestartMember { ordinal, version } => {
                 write!(f, "restart member {ordinal} on {version}")
             }
@@ -600,15 +623,11 @@ impl Counts {
     }
 }
 
-/// etcd did not answer: bootstrap if nothing exists, else wait.
+/// etcd did not answer: bootstrap if nothing exists, start again what was stopped with its data,
+/// else wait.
 fn plan_unreachable(desired: &Desired, observed: &Observed, counts: &Counts) -> Plan {
-    if observed.intent.is_some() {
-        return counts.wait(
-            Phase::Unavailable,
-            "etcd is unreachable; waiting to finish the step in flight".to_owned(),
-        );
-    }
-    if observed.runtime.is_empty() {
+    let intent = observed.intent.as_ref();
+    if intent.is_none() && observed.runtime.is_empty() {
         return counts.step(
             Phase::Bootstrapping,
             Step::StartSeed {
@@ -621,46 +640,73 @@ fn plan_unreachable(desired: &Desired, observed: &Observed, counts: &Counts) -> 
         [only] if only.ordinal == 0 => Some(only),
         _ => None,
     };
-    match seed {
-        // Its Pod or process went away before it ever wrote member data: nobody's data is at
-        // stake, so it starts again as the seed of a new cluster.
-        Some(r) if !r.running && r.data == DataState::Empty => {
-            return counts.step(
-                Phase::Bootstrapping,
-                Step::StartSeed {
-                    ordinal: 0,
-                    version: desired.version,
-                },
-            );
-        }
-        Some(r) if r.running && r.data != DataState::Lost => {
-            return counts.wait(
-                Phase::Bootstrapping,
-                format!(
-                    "waiting for the seed member {} to answer",
-                    desired.member_name(0)
-                ),
-            );
-        }
-        Some(r) if r.data == DataState::Present => {
-            return counts.wait(
-                Phase::Unavailable,
-                format!(
-                    "the seed member {} is stopped and its storage may hold member data: it is \
-                     not bootstrapped again; waiting for it to run",
-                    desired.member_name(0)
-                ),
-            );
-        }
-        _ => {}
+    // Its Pod or process went away before it ever wrote member data: nobody's data is at stake,
+    // so it starts again as the seed of a new cluster.
+    if let Some(r) = seed.filter(|r| !r.running && r.data == DataState::Empty)
+        && intent.is_none()
+    {
+        return counts.step(
+            Phase::Bootstrapping,
+            Step::StartSeed {
+                ordinal: 0,
+                version: desired.version,
+            },
+        );
+    }
+    if let Some(plan) = start_stopped(observed, counts) {
+        return plan;
+    }
+    if intent.is_some() {
+        return counts.wait(
+            Phase::Unavailable,
+            "etcd is unreachable; waiting to finish the step in flight".to_owned(),
+        );
+    }
+    if seed.is_some_and(|r| r.running && r.data != DataState::Lost) {
+        return counts.wait(
+            Phase::Bootstrapping,
+            format!(
+                "waiting for the seed member {} to answer",
+                desired.member_name(0)
+            ),
+        );
     }
     counts.wait(
         Phase::Unavailable,
         format!(
-            "etcd is unreachable; {} runtime member(s) exist, so the cluster is not bootstrapped again",
+            "etcd is unreachable; {} runtime member(s) exist, so the cluster is not bootstrapped \
+             again; waiting for the running members to answer",
             observed.runtime.len()
         ),
     )
+}
+
+/// While etcd is unreachable: start again the lowest stopped member whose storage holds member
+/// data, one per pass without waiting for it to answer (quorum comes back only when enough
+/// members run at once). Never a member whose data is lost or empty (the replace path handles
+/// those once etcd answers), nor the member of the step in flight: a learner being added has no
+/// data of its own yet, and a member being removed must not come back.
+fn start_stopped(observed: &Observed, counts: &Counts) -> Option<Plan> {
+    let in_flight = observed.intent.as_ref().map(|i| match i {
+        Intent::AddLearner { ordinal, .. } | Intent::RemoveMember { ordinal, .. } => *ordinal,
+    });
+    let r = observed
+        .runtime
+        .iter()
+        .filter(|r| !r.running && r.data == DataState::Present && Some(r.ordinal) != in_flight)
+        .min_by_key(|r| r.ordinal)?;
+    let mut plan = counts.step(
+        Phase::Unavailable,
+        Step::StartStopped {
+            ordinal: r.ordinal,
+            version: r.version,
+        },
+    );
+    plan.status.message = format!(
+        "etcd is unreachable: {} (it rejoins with its own identity)",
+        plan.status.message
+    );
+    Some(plan)
 }
 
 /// One etcd member with its ordinal and runtime member.

@@ -93,6 +93,7 @@ pub fn step_kind(step: &Step) -> &'static str {
         Step::MoveLeader { .. } => "MoveLeader",
         Step::RemoveMember { .. } => "RemoveMember",
         Step::DeleteMember { .. } => "DeleteMember",
+        Step::StartStopped { .. } => "StartStopped",
         Step::RestartMember { .. } => "RestartMember",
         Step::ClearIntent => "ClearIntent",
     }
@@ -109,6 +110,7 @@ pub fn event_reason(step: &Step) -> Option<&'static str> {
         Step::MoveLeader { .. } => "LeaderMoved",
         Step::RemoveMember { .. } => "MemberRemoved",
         Step::DeleteMember { .. } => "MemberDeleted",
+        Step::StartStopped { .. } => "StoppedMemberStarted",
         Step::RestartMember { .. } => "MemberRestarted",
         Step::ClearIntent => return None,
     })
