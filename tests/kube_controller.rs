@@ -1005,3 +1005,163 @@ async fn a_seed_pod_deleted_before_it_answered_is_created_again() {
         .expect("status");
     assert_eq!(status.phase.as_deref(), Some("Bootstrapping"));
 }
+
+/// Every Pod of a live cluster is deleted while etcd is down (its PVC holds data: the cluster ID
+/// was seen): etcd is unreachable, and the controller creates the Pod again to rejoin with
+/// `--initial-cluster-state=existing` on the same PVC, never as the seed of a new cluster. A real
+/// etcd stands in for the Pod; started again on its data directory, the cluster answers with the
+/// same cluster ID and is healthy.
+#[tokio::test]
+async fn a_deleted_pod_of_a_live_cluster_is_created_again_on_its_data() {
+    let k = shared_kube();
+    let ns = k.namespace("restart").expect("namespace");
+    let client = k.client().await.expect("client");
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+    clusters
+        .create(
+            &PostParams::default(),
+            &cluster("back", json!({"replicas": 1})),
+        )
+        .await
+        .expect("create");
+    let host = format!("back-0.back.{ns}.svc");
+    let mut seed = support::etcd::EtcdCluster::builder()
+        .members(1)
+        .flag("--name=back-0")
+        .flag(format!("--advertise-client-urls=http://{host}:2379"))
+        .flag(format!("--initial-advertise-peer-urls=http://{host}:2380"))
+        .flag(format!("--initial-cluster=back-0=http://{host}:2380"))
+        .start()
+        .expect("the stand-in etcd");
+    let port = seed.member(0).client_port;
+    let resolver =
+        resolver_from_args(&[format!("{host}:2379=127.0.0.1:{port}")]).expect("resolver");
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(Metrics::new()),
+        resolver,
+        5,
+    ));
+    let pass = || async {
+        let current = clusters.get("back").await.expect("cluster");
+        reconcile(Arc::new(current), ctx.clone())
+            .await
+            .expect("pass");
+    };
+    let status = || async {
+        clusters
+            .get("back")
+            .await
+            .expect("cluster")
+            .status
+            .expect("status")
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let running = || async {
+        pods.patch_status(
+            "back-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .expect("pod status");
+    };
+
+    pass().await;
+    running().await;
+    for _ in 0..3 {
+        pass().await;
+    }
+    let before = status().await;
+    assert_eq!(before.phase.as_deref(), Some("Healthy"), "{before:?}");
+    let cluster_id = before.cluster_id.clone().expect("a cluster ID was seen");
+    let first = pods.get("back-0").await.expect("pod");
+    let pvc_uid = pvcs.get("back-0").await.expect("pvc").metadata.uid;
+
+    // The Pod is deleted and etcd goes down with it; the PVC stays.
+    seed.stop(0);
+    pods.delete("back-0", &Default::default())
+        .await
+        .expect("delete the pod");
+    wait_for("the Pod to be gone", || async {
+        pods.get_opt("back-0")
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    pass().await;
+    let again = pods.get("back-0").await.expect("the Pod created again");
+    assert_ne!(again.metadata.uid, first.metadata.uid, "a new Pod");
+    let args = again.spec.clone().expect("spec").containers[0]
+        .args
+        .clone()
+        .expect("args");
+    assert!(
+        args.iter().any(|a| a == "--initial-cluster-state=existing"),
+        "{args:?}"
+    );
+    assert!(
+        args.iter()
+            .any(|a| a == &format!("--initial-cluster=back-0=http://{host}:2380")),
+        "{args:?}"
+    );
+    let claims: Vec<String> = again
+        .spec
+        .expect("spec")
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.persistent_volume_claim.map(|c| c.claim_name))
+        .collect();
+    assert_eq!(claims, ["back-0"], "the Pod mounts its old PVC");
+    assert_eq!(
+        pvcs.get("back-0").await.expect("pvc").metadata.uid,
+        pvc_uid,
+        "the PVC is kept"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let events = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("StoppedMemberStarted")),
+        "no StoppedMemberStarted event"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.reason.as_deref() != Some("SeedStarted")
+                || e.metadata.creation_timestamp <= first.metadata.creation_timestamp),
+        "a seed was started again"
+    );
+    // Another pass while etcd is still down changes nothing: the Pod is the one just created.
+    pass().await;
+    assert_eq!(
+        pods.get("back-0").await.expect("pod").metadata.uid,
+        again.metadata.uid
+    );
+
+    // "The kubelet" runs the new Pod: etcd starts on its data directory.
+    seed.restart(0).expect("etcd on its old data");
+    running().await;
+    let after = wait_for("the cluster to be healthy again", || async {
+        pass().await;
+        let s = status().await;
+        (s.phase.as_deref() == Some("Healthy")).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        after.cluster_id.as_deref(),
+        Some(cluster_id.as_str()),
+        "the same cluster"
+    );
+    drop(seed);
+}

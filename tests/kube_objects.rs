@@ -645,6 +645,10 @@ fn every_change_step_has_an_event() {
             ordinal: 1,
         },
         Step::DeleteMember { ordinal: 1 },
+        Step::StartStopped {
+            ordinal: 1,
+            version: v("3.5.16"),
+        },
         Step::RestartMember {
             ordinal: 1,
             version: v("3.6.0"),

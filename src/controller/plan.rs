@@ -642,9 +642,7 @@ fn plan_unreachable(desired: &Desired, observed: &Observed, counts: &Counts) -> 
     };
     // Its Pod or process went away before it ever wrote member data: nobody's data is at stake,
     // so it starts again as the seed of a new cluster.
-    if let Some(r) = seed.filter(|r| !r.running && r.data == DataState::Empty)
-        && intent.is_none()
-    {
+    if seed.is_some_and(|r| !r.running && r.data == DataState::Empty) && intent.is_none() {
         return counts.step(
             Phase::Bootstrapping,
             Step::StartSeed {
