@@ -261,10 +261,29 @@ async fn exactly_one_of_three_leads_and_another_takes_over_when_it_dies() {
         3,
         "{text}"
     );
+    // Exactly one leader gauge at 1 and one acquisition, both the first leader's (the holder
+    // gauge, which standbys set too as they read the Lease, is checked on its own).
+    let ones = |metric: &str| -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.starts_with(metric) && l.ends_with("} 1"))
+            .collect()
+    };
     assert_eq!(
-        text.matches("} 1\n").count(),
-        2,
-        "one leader gauge and one acquisition: {text}"
+        ones("etcd_operator_leader_is_leader{"),
+        vec![format!("etcd_operator_leader_is_leader{{identity=\"{first}\"}} 1").as_str()],
+        "one leader gauge: {text}"
+    );
+    assert_eq!(
+        ones("etcd_operator_leader_acquisitions_total{"),
+        vec![format!("etcd_operator_leader_acquisitions_total{{identity=\"{first}\"}} 1").as_str()],
+        "one acquisition: {text}"
+    );
+    let holders = ones("etcd_operator_leader_holder{");
+    assert!(
+        holders.is_empty()
+            || holders
+                == vec![format!("etcd_operator_leader_holder{{holder=\"{first}\"}} 1").as_str()],
+        "the holder gauge names only the leader: {text}"
     );
 
     // Abrupt death: the task is aborted, nothing is released.
