@@ -13,7 +13,7 @@ echo "== clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 status=0
-cargo test --all-targets -- --test-threads="${TEST_THREADS:-4}" || status=$?
+cargo test --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || status=$?
 
 echo "== static binary (what the Dockerfile ships: make static, checked by hack/check-static.sh)"
 make --no-print-directory static || status=$?
