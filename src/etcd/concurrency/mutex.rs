@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::error::{ConcurrencyError, Result};
-use super::queue::{self, Held, LostReason, WithdrawOnDrop};
+use super::queue::{self, Held, LostReason};
 use super::session::Session;
 use crate::etcd::kv::{Compare, CompareOp, Op, PutOptions, Txn};
 
@@ -89,29 +89,7 @@ impl Mutex {
             return Ok(());
         }
         self.held = None;
-        let key = queue::contender_key(&self.prefix, self.session.lease_id());
-        let q = queue::enqueue(&self.session, &self.prefix, key, Bytes::new()).await?;
-        let mut guard = WithdrawOnDrop {
-            client: self.session.client(),
-            key: q.key.clone(),
-            rev: q.rev,
-            armed: true,
-        };
-        let confirmed = if q.first.as_ref().is_some_and(|f| f.create_revision == q.rev) {
-            q.rev
-        } else {
-            match queue::wait_turn(&self.session, &self.prefix, &q).await {
-                Ok(c) => c,
-                Err(e) => {
-                    guard.armed = false;
-                    queue::delete_fenced(self.session.client(), &q.key, q.rev).await?;
-                    return Err(e);
-                }
-            }
-        };
-        guard.armed = false;
-        drop(guard);
-        self.held = Some(Held::start(&self.session, q.key, q.rev, confirmed));
+        self.held = Some(queue::acquire(&self.session, &self.prefix, Bytes::new()).await?);
         Ok(())
     }
 

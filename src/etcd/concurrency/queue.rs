@@ -160,11 +160,11 @@ pub(crate) fn withdraw_in_background(client: &Client, key: Bytes, rev: i64) {
 }
 
 /// Deletes the queued key when dropped unless disarmed (cancel-safety of a wait).
-pub(crate) struct WithdrawOnDrop<'a> {
-    pub(crate) client: &'a Client,
-    pub(crate) key: Bytes,
-    pub(crate) rev: i64,
-    pub(crate) armed: bool,
+struct WithdrawOnDrop<'a> {
+    client: &'a Client,
+    key: Bytes,
+    rev: i64,
+    armed: bool,
 }
 
 impl Drop for WithdrawOnDrop<'_> {
@@ -233,6 +233,36 @@ pub(crate) async fn wait_turn(session: &Session, prefix: &str, q: &Queued) -> Re
         Some(kv) if kv.create_revision == q.rev => Ok(r.header.revision),
         _ => Err(session.expired("the queued key was gone when its turn came")),
     }
+}
+
+/// Queues a new contender key under `prefix` (bound to the session's lease, holding `value`),
+/// waits for its turn without writing, and returns it held. Cancelled (dropped) before its turn,
+/// the key is withdrawn in the background; failing while waiting, it is withdrawn before the
+/// error is returned.
+pub(crate) async fn acquire(session: &Session, prefix: &str, value: Bytes) -> Result<Held> {
+    let key = contender_key(prefix, session.lease_id());
+    let q = enqueue(session, prefix, key, value).await?;
+    let mut guard = WithdrawOnDrop {
+        client: session.client(),
+        key: q.key.clone(),
+        rev: q.rev,
+        armed: true,
+    };
+    let confirmed = if q.first.as_ref().is_some_and(|f| f.create_revision == q.rev) {
+        q.rev
+    } else {
+        match wait_turn(session, prefix, &q).await {
+            Ok(c) => c,
+            Err(e) => {
+                guard.armed = false;
+                delete_fenced(session.client(), &q.key, q.rev).await?;
+                return Err(e);
+            }
+        }
+    };
+    guard.armed = false;
+    drop(guard);
+    Ok(Held::start(session, q.key, q.rev, confirmed))
 }
 
 /// Watches a held key from `from` and reports, once, why it was lost (see [`LostReason`]).
