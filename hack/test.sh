@@ -15,6 +15,10 @@ echo "== cargo test"
 status=0
 cargo test --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || status=$?
 
+echo "== doc tests and rustdoc warnings"
+cargo test --doc --quiet || status=$?
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet || status=$?
+
 echo "== static binary (what the Dockerfile ships: make static, checked by hack/check-static.sh)"
 make --no-print-directory static || status=$?
 

@@ -1,4 +1,4 @@
-//! Validation of an [`EtcdClusterSpec`](super::EtcdClusterSpec): pure functions that name the
+//! Validation of an [`EtcdClusterSpec`]: pure functions that name the
 //! offending field by its path (`spec.etcd.heartbeatIntervalMs`) and say in a sentence what is
 //! wrong and what is accepted.
 //!

@@ -1,6 +1,6 @@
 //! observe: etcd's view of a cluster, read through the client with reads only (a linearizable
 //! MemberList, one `Status` per started member, and what each member's gRPC health `Watch`
-//! stream says), turned into the planner's [`Membership`](super::plan::Membership).
+//! stream says), turned into the planner's [`Membership`].
 //!
 //! Nothing here writes to etcd or goes through raft: `Status` and the health service are
 //! answered locally by each member and a linearizable MemberList uses a read index, so

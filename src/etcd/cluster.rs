@@ -10,7 +10,7 @@
 //!
 //! MemberList is repeatable (retried on `Unavailable`); MemberAdd, MemberRemove, MemberUpdate and
 //! MemberPromote are not: a failure after the request left the client is reported as
-//! [`Error::OutcomeUnknown`](super::Error::OutcomeUnknown) when the server may have applied it.
+//! [`Error::OutcomeUnknown`] when the server may have applied it.
 //!
 //! Server errors worth knowing (see [`ServerError`](super::ServerError)): a peer URL already used
 //! → `PeerUrlExist`; more than one learner (3.5) → `TooManyLearners`; promoting a learner whose log

@@ -27,7 +27,9 @@
 //! let keeper = client.lease_keep_alive(lease.id).await?;
 //! tokio::select! {
 //!     lost = keeper.lost() => eprintln!("{lost}"),
-//!     _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => keeper.revoke().await?,
+//!     _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+//!         keeper.revoke().await?;
+//!     }
 //! }
 //! # Ok(()) }
 //! ```
