@@ -10,8 +10,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::transport::{Channel, TransportError};
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::Channel;
 
 use super::error::{Error, Result, ServerError};
 use super::options::ConnectOptions;
@@ -559,6 +559,13 @@ fn chain_text(st: &tonic::Status) -> String {
 pub(crate) fn never_sent(st: &tonic::Status) -> bool {
     if st.message().starts_with("Service was not ready") {
         return true;
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(st);
+    while let Some(e) = src {
+        if let Some(t) = e.downcast_ref::<TransportError>() {
+            return t.never_sent();
+        }
+        src = e.source();
     }
     let chain = chain_text(st);
     chain.contains("connecterror")

@@ -119,9 +119,6 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-    /// A TLS or channel configuration error.
-    #[error("transport configuration: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 impl Error {

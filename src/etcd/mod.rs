@@ -1,4 +1,4 @@
-//! An etcd v3 client on tonic and prost.
+//! An etcd v3 client on tonic's codec, prost and its own HTTP/2 transport (h2).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), etcd_operator::etcd::Error> {
@@ -19,6 +19,7 @@ pub mod options;
 pub mod pool;
 pub mod proto;
 mod shared;
+mod transport;
 pub mod version;
 pub mod watch;
 

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use super::error::{Error, Result};
 use super::options::ConnectOptions;
+use super::transport::{Channel, TlsConfig};
 
 /// Normalises an endpoint (`host:port`, `http://host:port`, `https://host:port`) to a URL.
 pub fn normalize_endpoint(ep: &str, tls: bool) -> Result<String> {
@@ -82,54 +82,6 @@ impl Drop for Member {
     }
 }
 
-/// HTTP/2 receive window of one stream (a call, a watch stream, a snapshot).
-const STREAM_WINDOW: u32 = 4 << 20;
-/// HTTP/2 receive window of a whole connection (shared by its streams).
-const CONNECTION_WINDOW: u32 = 16 << 20;
-
-fn build_channel(url: &str, opts: &ConnectOptions) -> Result<Channel> {
-    let mut ep = Endpoint::from_shared(url.to_string())
-        .map_err(|e| Error::InvalidEndpoint {
-            endpoint: url.into(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(opts.dial_timeout)
-        .tcp_nodelay(true)
-        // Fixed, large flow-control windows rather than hyper's adaptive window: the adaptive
-        // window samples the bandwidth-delay product with a PING on received data, which costs
-        // extra frames and syscalls on every busy connection (measured by `make bench-client`);
-        // large windows keep big ranges, watch bursts and snapshots flowing all the same.
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW);
-    if let Some((interval, timeout)) = opts.keep_alive {
-        ep = ep
-            .http2_keep_alive_interval(interval)
-            .keep_alive_timeout(timeout)
-            .keep_alive_while_idle(opts.keep_alive_while_idle);
-    }
-    if url.starts_with("https://") || opts.tls.is_some() {
-        let tls = opts.tls.clone().unwrap_or_default();
-        let mut cfg = ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &tls.ca_pem {
-            cfg = cfg.ca_certificate(Certificate::from_pem(ca));
-        }
-        match (&tls.cert_pem, &tls.key_pem) {
-            (Some(c), Some(k)) => cfg = cfg.identity(Identity::from_pem(c, k)),
-            (None, None) => {}
-            _ => {
-                return Err(Error::InvalidArgument(
-                    "a TLS client certificate needs both the certificate and the key".into(),
-                ));
-            }
-        }
-        if let Some(name) = &tls.server_name {
-            cfg = cfg.domain_name(name.clone());
-        }
-        ep = ep.tls_config(cfg)?;
-    }
-    Ok(ep.connect_lazy())
-}
-
 /// The health loop of one member: a `grpc.health.v1.Health/Watch` stream on the member's channel.
 /// The server answers at once and again on every change; a broken connection ends the stream, so
 /// a dead member is marked unhealthy within a round trip. Servers without the health service are
@@ -187,6 +139,8 @@ async fn watch_health(member: std::sync::Weak<Member>, recheck: Arc<tokio::sync:
 #[derive(Debug)]
 pub(crate) struct Pool {
     opts: Arc<ConnectOptions>,
+    /// Built once from the options' TLS settings, shared by every member's channel.
+    tls_config: Option<TlsConfig>,
     balanced: RwLock<Vec<Arc<Member>>>,
     by_url: Mutex<HashMap<String, Arc<Member>>>,
     next: AtomicUsize,
@@ -197,8 +151,10 @@ impl Pool {
         if endpoints.is_empty() {
             return Err(Error::NoEndpoints);
         }
+        let tls_config = opts.tls.as_ref().map(TlsConfig::new).transpose()?;
         let pool = Pool {
             opts,
+            tls_config,
             balanced: RwLock::new(Vec::new()),
             by_url: Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),
@@ -219,7 +175,7 @@ impl Pool {
             return Ok(m.clone());
         }
         let m = Arc::new(Member {
-            channel: build_channel(&url, &self.opts)?,
+            channel: Channel::new(&url, &self.opts, self.tls_config.as_ref())?,
             url: url.clone(),
             healthy: AtomicBool::new(true),
             health_answered: AtomicBool::new(false),
