@@ -15,7 +15,7 @@
 # The three clients take turns (round 1: put go/ours/etcd-client, get-s ..., then round 2 ...);
 # each figure is the median over the rounds, so that a burst of load on the machine (which is
 # shared) hits one round of one client rather than the result.
-# Env: BENCH_TOTAL (20000), BENCH_WATCH_PUTS (2000), BENCH_ROUNDS (3), BENCH_KEEP=1 keeps the
+# Env: BENCH_TOTAL (20000), BENCH_WATCH_PUTS (2000), BENCH_ROUNDS (5), BENCH_KEEP=1 keeps the
 # work dir.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TESTBIN=${ETCD_OPERATOR_TESTBIN:-$HOME/.cache/etcd-operator/testbin}
 TOTAL=${BENCH_TOTAL:-20000}
 WATCH_PUTS=${BENCH_WATCH_PUTS:-2000}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
