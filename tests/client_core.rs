@@ -444,6 +444,67 @@ async fn keepalive_10s_with_open_watch_sees_no_goaway() {
     assert_eq!(counts.connections, 1, "{counts:?}");
 }
 
+/// HTTP/2 keepalive `[P]`: a connection that stops answering (the proxy blackholes it, so TCP
+/// stays up) is dropped once a PING goes unanswered for the timeout, and the client dials anew;
+/// when the path is back, the watch resumes on the new connection and delivers what was written
+/// meanwhile. Without the keepalive nothing would notice: a watch has no deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn keepalive_timeout_drops_a_stalled_connection_and_the_watch_resumes() {
+    let cluster = EtcdCluster::single().expect("etcd");
+    let px = FaultProxy::start(&cluster.member(0).client_addr()).expect("proxy");
+    let c = connect(
+        &[px.url()],
+        opts().with_keep_alive(Duration::from_secs(10), Duration::from_secs(2)),
+    )
+    .await;
+    let direct = connect(&cluster.endpoints(), opts()).await;
+    let mut w = c.watch("ka2", WatchOptions::new()).await.expect("watch");
+    direct
+        .put("ka2", "before", PutOptions::new())
+        .await
+        .expect("put");
+    let first = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .expect("event in time")
+        .expect("stream open")
+        .expect("no error");
+    assert_eq!(first.events[0].kv.value.as_ref(), b"before");
+    assert_eq!(px.counts().connections, 1);
+
+    px.blackhole();
+    let stalled_at = Instant::now();
+    // Interval 10 s + timeout 2 s: the dead connection is dropped and a new one dialled.
+    while px.counts().connections < 2 {
+        assert!(
+            stalled_at.elapsed() < Duration::from_secs(40),
+            "no new connection after the keepalive should have expired: {:?}",
+            px.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    direct
+        .put("ka2", "during", PutOptions::new())
+        .await
+        .expect("put");
+    px.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let batch = tokio::time::timeout(left, w.next())
+            .await
+            .expect("the watch resumes once the path is back")
+            .expect("stream open")
+            .expect("no error");
+        if batch
+            .events
+            .iter()
+            .any(|e| e.kv.value.as_ref() == b"during")
+        {
+            break;
+        }
+    }
+}
+
 /// §2.6 require-leader streams `[P]`: with two of three members paused, the third cancels a
 /// watch opened with require-leader (after about three election timeouts without a leader) and
 /// the watch ends with `NoLeader`; a plain watch on the same member stays open, and both members

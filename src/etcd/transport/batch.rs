@@ -53,6 +53,11 @@ impl<T: AsyncWrite + Unpin> Coalescing<T> {
             }
         }
         self.buf.clear();
+        if self.buf.capacity() > 4 * MAX_BUFFER {
+            // A big message went through the buffer: do not keep its memory for the
+            // connection's lifetime.
+            self.buf = Vec::with_capacity(MIN_BATCH * 8);
+        }
         Poll::Ready(Ok(()))
     }
 }
