@@ -2,8 +2,8 @@
 //! tests of its invariants over random observations.
 
 use etcd_operator::controller::plan::{
-    Alarm, DataState, Desired, EtcdMember, Intent, Membership, NO_SPACE_MIN_RECLAIM_BYTES,
-    Observed, Phase, Plan, RuntimeMember, Step, Version, plan,
+    Alarm, DataState, Desired, EtcdMember, Intent, Membership, Observed, Phase, Plan,
+    RuntimeMember, Step, Version, plan,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -38,6 +38,7 @@ fn voter(d: &Desired, ordinal: u32, version: Version) -> EtcdMember {
         alarms: vec![],
         db_size: 0,
         db_size_in_use: 0,
+        defragmented_at: None,
     }
 }
 
@@ -132,6 +133,7 @@ impl Sim {
                     alarms: vec![],
                     db_size: 0,
                     db_size_in_use: 0,
+                    defragmented_at: None,
                 });
                 if let Some(Intent::AddLearner { member_id, .. }) = &mut self.observed.intent {
                     *member_id = Some(id);
@@ -213,12 +215,14 @@ impl Sim {
                 self.observed.etcd.as_mut().expect("etcd").compacted = Some(true);
             }
             Step::Defragment { member_id, .. } => {
+                let revision = self.observed.etcd.as_ref().map_or(0, |e| e.revision);
                 let m = self
                     .members()
                     .iter_mut()
                     .find(|m| m.id == *member_id)
                     .expect("defragmented member");
                 m.db_size = m.db_size_in_use;
+                m.defragmented_at = Some(revision);
             }
             Step::DisarmAlarm { member_id, alarm } => {
                 let m = self
@@ -901,6 +905,7 @@ fn intent_add_learner_resumes_with_start_member() {
             alarms: vec![],
             db_size: 0,
             db_size_in_use: 0,
+            defragmented_at: None,
         });
     observed.intent = Some(Intent::AddLearner {
         ordinal: 3,
@@ -1333,7 +1338,7 @@ fn check_maintenance(
         ctx()
     );
     let no_space = voters.iter().any(|x| x.alarms.contains(&Alarm::NoSpace));
-    let reclaimable = |x: &EtcdMember| x.db_size - x.db_size_in_use >= NO_SPACE_MIN_RECLAIM_BYTES;
+    let not_defragmented = |x: &EtcdMember| x.defragmented_at.is_none_or(|r| r < m.revision);
     match step {
         Step::Compact { revision } => {
             assert!(no_space, "compaction without NOSPACE{}", ctx());
@@ -1347,7 +1352,7 @@ fn check_maintenance(
                 .expect("a voter is defragmented");
             let due = |x: &EtcdMember| {
                 if no_space {
-                    reclaimable(x)
+                    not_defragmented(x)
                 } else {
                     d.maintenance
                         .needs_defragmentation(x.db_size, x.db_size_in_use)
@@ -1390,7 +1395,7 @@ fn check_maintenance(
             assert!(
                 voters
                     .iter()
-                    .all(|x| !reclaimable(x) && x.db_size < d.maintenance.disarm_below()),
+                    .all(|x| !not_defragmented(x) && x.db_size < d.maintenance.disarm_below()),
                 "disarm before every database fits{}",
                 ctx()
             );
@@ -1639,6 +1644,8 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
                     * MIB
                     * [1, 4, 4][(g.raft_index / 5 % 3) as usize]
                     / 4,
+                // Defragmented at the current revision (100) for two thirds of the members.
+                defragmented_at: (g.raft_index % 3 != 0).then_some(100),
             });
         }
         let (exists, running, data) = if g.etcd >= 3 {
@@ -2030,8 +2037,10 @@ fn no_space_compacts_defragments_leader_last_then_disarms() {
     let mut d = desired(3, "3.5.16");
     d.maintenance.quota_backend_bytes = 32 * MIB;
     let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
-    // Full files, mostly free once compacted; below the fragmentation floor of 64 MiB.
-    sizes(&mut o, &d, &[(0, 32, 3), (1, 32, 3), (2, 31, 3)]);
+    // Full files, mostly free once compacted (member 2 shows less of it: bbolt frees pages
+    // only at the next write); all below the fragmentation floor of 64 MiB, and member 2 below
+    // the fragmentation threshold too: every member is defragmented all the same.
+    sizes(&mut o, &d, &[(0, 32, 3), (1, 32, 3), (2, 31, 20)]);
     raise_no_space(&mut o, &d, 1);
     raise_no_space(&mut o, &d, 2);
     {
@@ -2072,10 +2081,17 @@ fn no_space_keeps_the_alarm_while_the_data_does_not_fit() {
     let mut d = desired(3, "3.5.16");
     d.maintenance.quota_backend_bytes = 32 * MIB;
     let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
-    // Compacted, nothing free, 31 MiB of a 32 MiB quota (over the 95 % disarm limit).
+    // Compacted and defragmented since, 31 MiB of a 32 MiB quota (over the 95 % disarm limit).
     sizes(&mut o, &d, &[(0, 31, 31), (1, 31, 31), (2, 31, 31)]);
     raise_no_space(&mut o, &d, 0);
-    o.etcd.as_mut().expect("etcd").compacted = Some(true);
+    {
+        let etcd = o.etcd.as_mut().expect("etcd");
+        etcd.compacted = Some(true);
+        etcd.revision = 77;
+        for m in &mut etcd.members {
+            m.defragmented_at = Some(77);
+        }
+    }
     let p = plan(&d, &o);
     assert_eq!(p.next, None, "{p:?}");
     assert_eq!(p.status.phase, Phase::Degraded);

@@ -460,6 +460,9 @@ pub struct DefragmentationRecord {
     pub db_size_before: i64,
     /// The database file size after, in bytes (0 when the member did not answer right after).
     pub db_size_after: i64,
+    /// The store revision when it ran.
+    #[serde(default)]
+    pub revision: i64,
 }
 
 /// A status condition (Kubernetes API conventions).

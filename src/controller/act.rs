@@ -161,6 +161,8 @@ pub enum Maintained {
         db_size_before: i64,
         /// Its database file size after, in bytes, if it answered `Status` right after.
         db_size_after: Option<i64>,
+        /// The store revision when it ran.
+        revision: i64,
     },
     /// An alarm was disarmed.
     Disarmed {
@@ -193,6 +195,7 @@ impl std::fmt::Display for Maintained {
                 member,
                 db_size_before,
                 db_size_after,
+                ..
             } => match db_size_after {
                 Some(after) => write!(
                     f,
@@ -500,12 +503,13 @@ pub async fn act<R: MemberRuntime>(
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .filter(|s| s.member_id == *member_id)
-                .map(|s| s.db_size);
+                .filter(|s| s.member_id == *member_id);
+            let observed_revision = view.map_or(0, |v| v.revision);
             return Ok(Outcome::Maintained(Maintained::Defragmented {
                 member: name,
                 db_size_before: before,
-                db_size_after: after,
+                db_size_after: after.as_ref().map(|s| s.db_size),
+                revision: after.map_or(observed_revision, |s| s.revision.max(observed_revision)),
             }));
         }
         Step::DisarmAlarm { member_id, alarm } => {

@@ -138,6 +138,7 @@ fn to_plan_member(v: &MemberView) -> EtcdMember {
             .status
             .as_ref()
             .map_or(0, |s| u64::try_from(s.db_size_in_use).unwrap_or(0)),
+        defragmented_at: None,
     }
 }
 

@@ -36,7 +36,7 @@
 //!   is fragmented beyond the threshold is defragmented ([`Step::Defragment`]), one per pass,
 //!   followers first and the leader last. While a NOSPACE alarm is raised (and nothing but
 //!   maintenance could run anyway: no member is added or restarted under NOSPACE): the history is
-//!   compacted to the current revision ([`Step::Compact`]), every voter with space to give back
+//!   compacted to the current revision ([`Step::Compact`]), every voter not defragmented since
 //!   is defragmented (followers first, the leader last), and once every voter's database is
 //!   under [`DISARM_BELOW_PERCENT`] % of the quota the alarm is disarmed ([`Step::DisarmAlarm`]);
 //!   otherwise the alarm stays and the status says why. Maintenance runs only when every voter
@@ -77,10 +77,6 @@ pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// A NOSPACE alarm is disarmed only once every voter's database file is under this percentage
 /// of the quota: disarming a member that is at the quota makes the next write raise it again.
 pub const DISARM_BELOW_PERCENT: u64 = 95;
-
-/// While recovering from NOSPACE, a voter is defragmented when at least this many bytes of its
-/// database file are free (a defragmentation gives them back).
-pub const NO_SPACE_MIN_RECLAIM_BYTES: u64 = 1024 * 1024;
 
 /// What maintenance the planner may run: `spec.maintenance`, with the quota from
 /// `spec.etcd.quotaBackendBytes`.
@@ -363,8 +359,13 @@ pub struct EtcdMember {
     pub alarms: Vec<Alarm>,
     /// Size of its database file in bytes, from Status (0 if unknown).
     pub db_size: u64,
-    /// Bytes of its database file in use, from Status (0 if unknown).
+    /// Bytes of its database file in use, from Status (0 if unknown). It lags on a member that
+    /// has applied nothing since a compaction (bbolt frees the compacted pages only at the next
+    /// write), so NOSPACE recovery does not rely on it.
     pub db_size_in_use: u64,
+    /// The store revision at which the operator last defragmented this member (from the status
+    /// it recorded), if it did.
+    pub defragmented_at: Option<i64>,
 }
 
 /// etcd's view of the cluster, as read from a reachable member.
@@ -1178,8 +1179,8 @@ impl<'a> Cluster<'a> {
         plan
     }
 
-    /// While a NOSPACE alarm is raised: compact, defragment every voter with space to give
-    /// back, then disarm once every voter's database is under the disarm limit.
+    /// While a NOSPACE alarm is raised: compact, defragment every voter not defragmented since
+    /// the compaction, then disarm once every voter's database is under the disarm limit.
     fn recover_no_space(&self) -> Option<Plan> {
         let raised = self
             .voters()
@@ -1217,9 +1218,10 @@ impl<'a> Cluster<'a> {
                 ));
             }
         }
-        if let Some(slot) = self.defrag_candidate(|m| {
-            m.db_size.saturating_sub(m.db_size_in_use) >= NO_SPACE_MIN_RECLAIM_BYTES
-        }) {
+        // Compacted at `revision`: a member defragmented at or after it has given back all it can.
+        if let Some(slot) =
+            self.defrag_candidate(|m| m.defragmented_at.is_none_or(|r| r < revision))
+        {
             return Some(self.defrag_step(Phase::Degraded, slot, "NOSPACE alarm raised"));
         }
         let limit = m.disarm_below();

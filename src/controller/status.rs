@@ -10,7 +10,7 @@ use crate::api::{
 
 use super::act::Maintained;
 use super::observe::EtcdView;
-use super::plan::{Desired, Phase, Plan, Version, quorum};
+use super::plan::{Desired, Membership, Phase, Plan, Version, quorum};
 
 /// The phase as the status spells it.
 pub fn phase_name(phase: Phase) -> &'static str {
@@ -208,6 +208,23 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
     }
 }
 
+/// Fills in [`EtcdMember::defragmented_at`](super::plan::EtcdMember::defragmented_at) from
+/// the `lastDefragmentation` records of the status the operator wrote before (matched by member
+/// name): the planner's memory of what it defragmented.
+pub fn mark_defragmented(membership: &mut Membership, previous: Option<&EtcdClusterStatus>) {
+    let Some(previous) = previous else {
+        return;
+    };
+    for m in &mut membership.members {
+        m.defragmented_at = previous
+            .members
+            .iter()
+            .find(|p| !m.name.is_empty() && p.name == m.name)
+            .and_then(|p| p.last_defragmentation.as_ref())
+            .map(|d| d.revision);
+    }
+}
+
 /// Records in `status` what a maintenance step did, at `now`: a member's
 /// `lastDefragmentation`, or the cluster's `maintenance.lastCompaction` /
 /// `lastAlarmDisarmed`.
@@ -226,12 +243,14 @@ pub fn record_maintenance(status: &mut EtcdClusterStatus, done: &Maintained, now
             member,
             db_size_before,
             db_size_after,
+            revision,
         } => {
             if let Some(m) = status.members.iter_mut().find(|m| &m.name == member) {
                 m.last_defragmentation = Some(DefragmentationRecord {
                     time: now.to_owned(),
                     db_size_before: *db_size_before,
                     db_size_after: db_size_after.unwrap_or(0),
+                    revision: *revision,
                 });
             }
         }

@@ -377,8 +377,12 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         &pod_list,
         &pvc_list,
     );
+    let mut etcd_view = view.as_ref().map(EtcdView::membership);
+    if let Some(m) = etcd_view.as_mut() {
+        crate::controller::status::mark_defragmented(m, cluster.status.as_ref());
+    }
     let observed = Observed {
-        etcd: view.as_ref().map(EtcdView::membership),
+        etcd: etcd_view,
         runtime,
         intent,
     };

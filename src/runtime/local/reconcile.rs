@@ -143,8 +143,12 @@ impl ClusterLoop {
         self.members.poll()?;
         let view = self.observe_etcd().await?;
         let desired = self.desired()?;
+        let mut etcd = view.as_ref().map(EtcdView::membership);
+        if let Some(m) = etcd.as_mut() {
+            crate::controller::status::mark_defragmented(m, self.last_status.as_ref());
+        }
         let observed = Observed {
-            etcd: view.as_ref().map(EtcdView::membership),
+            etcd,
             runtime: self.members.observe()?,
             intent: self.members.dir().read_intent()?,
         };
