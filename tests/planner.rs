@@ -1379,7 +1379,7 @@ fn check_maintenance(
                 );
             }
             assert!(
-                voters.len() - 1 >= quorum(voters.len()) || (voters.len() == 1 && d.replicas == 1),
+                voters.len() > quorum(voters.len()) || (voters.len() == 1 && d.replicas == 1),
                 "defragmentation blocks a quorum{}",
                 ctx()
             );

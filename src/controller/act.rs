@@ -7,6 +7,11 @@
 //! repeating it. Every step is idempotent: a step that fails leaves things as they were (or as
 //! the recorded intent describes) and the next pass plans it again.
 //!
+//! Maintenance steps (Compact, Defragment, DisarmAlarm) need no intent: each is idempotent on
+//! its own (compacting to a compacted revision, defragmenting twice, disarming an absent alarm
+//! change nothing) and answers [`Outcome::Maintained`] with what it did, for the status
+//! ([`super::status::record_maintenance`]), an Event and the log.
+//!
 //! Crash injection for tests: with `ETCD_OPERATOR_CRASH_AT=<point>` the process exits at once
 //! (status 99) when it reaches that point; see [`CrashPoint`].
 

@@ -1101,10 +1101,11 @@ impl<'a> Cluster<'a> {
             return plan;
         }
         let plan = self.roll();
-        if plan.next.is_none() && plan.status.phase == Phase::Healthy {
-            if let Some(defrag) = self.defragment_fragmented() {
-                return defrag;
-            }
+        if plan.next.is_none()
+            && plan.status.phase == Phase::Healthy
+            && let Some(defrag) = self.defragment_fragmented()
+        {
+            return defrag;
         }
         plan
     }
