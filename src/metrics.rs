@@ -6,7 +6,8 @@
 //! - `etcd_operator_reconciles_total{outcome}`: reconcile passes, `ok` or `error`.
 //! - `etcd_operator_reconcile_errors_total{kind}`: failed passes by error kind.
 //! - `etcd_operator_reconcile_duration_seconds`: time per pass.
-//! - `etcd_operator_steps_total{step, outcome}`: planner steps run (`done`, `not_yet`, `error`).
+//! - `etcd_operator_steps_total{step, outcome}`: planner steps run (`done`, `not_yet`, `error`),
+//!   maintenance included (`Compact`, `Defragment`, `DisarmAlarm`).
 //! - `etcd_operator_members{namespace, cluster, role, healthy}`: members per cluster by role
 //!   (`leader`, `follower`, `learner`) and health.
 //! - `etcd_operator_leader_is_leader{identity}` and `etcd_operator_leader_acquisitions_total`:

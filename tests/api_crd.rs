@@ -306,6 +306,26 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             json!({"replicas": "three"}),
             "spec.replicas: Invalid value: \"string\"",
         ),
+        (
+            "fragmentation-100",
+            json!({"maintenance": {"defragmentation": {"maxFragmentationPercent": 100}}}),
+            "spec.maintenance.defragmentation.maxFragmentationPercent in body should be less than or equal to 99",
+        ),
+        (
+            "fragmentation-zero",
+            json!({"maintenance": {"defragmentation": {"maxFragmentationPercent": 0}}}),
+            "spec.maintenance.defragmentation.maxFragmentationPercent in body should be greater than or equal to 1",
+        ),
+        (
+            "min-db-size-negative",
+            json!({"maintenance": {"defragmentation": {"minDbSizeBytes": -1}}}),
+            "spec.maintenance.defragmentation.minDbSizeBytes in body should be greater than or equal to 0",
+        ),
+        (
+            "handle-no-space-string",
+            json!({"maintenance": {"alarms": {"handleNoSpace": "yes"}}}),
+            "spec.maintenance.alarms.handleNoSpace: Invalid value: \"string\"",
+        ),
     ]
 }
 
@@ -527,6 +547,17 @@ fn valid_specs() -> Vec<(&'static str, Value)> {
         ),
         ("ephemeral", json!({"storage": {"ephemeral": true}})),
         ("class", json!({"storage": {"storageClassName": "fast"}})),
+        (
+            "maintenance",
+            json!({"maintenance": {"defragmentation": {"enabled": false, "minDbSizeBytes": 0,
+                "maxFragmentationPercent": 1}, "alarms": {"handleNoSpace": false}}}),
+        ),
+        (
+            "maintenance-high",
+            json!({"maintenance": {"defragmentation": {"minDbSizeBytes": 68719476736_i64,
+                "maxFragmentationPercent": 99}}}),
+        ),
+        ("maintenance-empty", json!({"maintenance": {}})),
     ]
 }
 
@@ -619,12 +650,49 @@ fn more_invalid_specs() -> Vec<(&'static str, Value)> {
         ),
         ("class-empty", json!({"storage": {"storageClassName": ""}})),
         ("image-long", json!({"image": "i".repeat(513)})),
+        (
+            "min-db-size-high",
+            json!({"maintenance": {"defragmentation": {"minDbSizeBytes": 68719476737_i64}}}),
+        ),
     ]);
     owned
 }
 
 /// The apiserver (schema and CEL rules, dry-run creates) and the Rust validation the local
 /// runtime uses agree on which specs and names are valid.
+/// The apiserver fills in the maintenance defaults a spec leaves out, the same as the Rust
+/// types do.
+#[tokio::test]
+async fn maintenance_defaults_are_filled_in() {
+    use etcd_operator::api::{EtcdClusterSpec, MaintenanceSpec};
+    let k = shared_kube();
+    let ns = k.namespace("maint-defaults").expect("namespace");
+    let api = api(&ns).await;
+    let created = api
+        .create(
+            &PostParams::default(),
+            &manifest(
+                "demo",
+                json!({"maintenance": {"defragmentation": {"maxFragmentationPercent": 30}}}),
+            ),
+        )
+        .await
+        .expect("create");
+    let spec: EtcdClusterSpec =
+        serde_json::from_value(created.data["spec"].clone()).expect("a spec");
+    let mut expected = MaintenanceSpec::default();
+    expected.defragmentation.max_fragmentation_percent = 30;
+    assert_eq!(spec.maintenance, expected);
+    assert_eq!(
+        created.data["spec"]["maintenance"]["defragmentation"]["minDbSizeBytes"],
+        json!(67108864)
+    );
+    assert_eq!(
+        created.data["spec"]["maintenance"]["alarms"]["handleNoSpace"],
+        json!(true)
+    );
+}
+
 #[tokio::test]
 async fn apiserver_and_validate_spec_agree() {
     use etcd_operator::api::EtcdClusterSpec;

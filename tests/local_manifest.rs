@@ -74,6 +74,12 @@ fn invalid_manifests_are_refused_with_file_field_and_reason() {
             "\"latest\"",
         ),
         (
+            "fragmentation percent",
+            spec("  maintenance:\n    defragmentation:\n      maxFragmentationPercent: 100\n"),
+            "spec.maintenance.defragmentation.maxFragmentationPercent",
+            "from 1 to 99, not 100",
+        ),
+        (
             "compaction mode",
             spec("  etcd:\n    autoCompactionMode: weekly\n"),
             "spec.etcd.autoCompactionMode",

@@ -11,6 +11,7 @@ use proptest::test_runner::TestRunner;
 use std::collections::BTreeMap;
 
 const CFG: &str = "cfg-1";
+const MIB: u64 = 1024 * 1024;
 
 fn v(s: &str) -> Version {
     s.parse().expect("test version")
@@ -35,6 +36,9 @@ fn voter(d: &Desired, ordinal: u32, version: Version) -> EtcdMember {
         version: Some(version),
         raft_index: 1000,
         alarms: vec![],
+        db_size: 0,
+        db_size_in_use: 0,
+        defragmented_at: None,
     }
 }
 
@@ -56,6 +60,7 @@ fn cluster(d: &Desired, ordinals: &[u32], version: &str, leader: u32) -> Observe
         etcd: Some(Membership {
             members: ordinals.iter().map(|o| voter(d, *o, version)).collect(),
             leader: Some(id_of(leader)),
+            ..Membership::default()
         }),
         runtime: ordinals.iter().map(|o| runtime(*o, version)).collect(),
         intent: None,
@@ -110,6 +115,7 @@ impl Sim {
                 self.observed.etcd = Some(Membership {
                     members: vec![voter(&d, *ordinal, *version)],
                     leader: Some(id_of(*ordinal)),
+                    ..Membership::default()
                 });
             }
             Step::AddLearner { peer_url, .. } => {
@@ -125,6 +131,9 @@ impl Sim {
                     version: None,
                     raft_index: 0,
                     alarms: vec![],
+                    db_size: 0,
+                    db_size_in_use: 0,
+                    defragmented_at: None,
                 });
                 if let Some(Intent::AddLearner { member_id, .. }) = &mut self.observed.intent {
                     *member_id = Some(id);
@@ -202,6 +211,27 @@ impl Sim {
                 }
             }
             Step::ClearIntent => self.observed.intent = None,
+            Step::Compact { .. } => {
+                self.observed.etcd.as_mut().expect("etcd").compacted = Some(true);
+            }
+            Step::Defragment { member_id, .. } => {
+                let revision = self.observed.etcd.as_ref().map_or(0, |e| e.revision);
+                let m = self
+                    .members()
+                    .iter_mut()
+                    .find(|m| m.id == *member_id)
+                    .expect("defragmented member");
+                m.db_size = m.db_size_in_use;
+                m.defragmented_at = Some(revision);
+            }
+            Step::DisarmAlarm { member_id, alarm } => {
+                let m = self
+                    .members()
+                    .iter_mut()
+                    .find(|m| m.id == *member_id)
+                    .expect("disarmed member");
+                m.alarms.retain(|a| a != alarm);
+            }
         }
     }
 
@@ -238,6 +268,9 @@ fn names(steps: &[Step]) -> Vec<String> {
             Step::StartStopped { ordinal, .. } => format!("resume{ordinal}"),
             Step::RestartMember { ordinal, version } => format!("restart{ordinal}@{version}"),
             Step::ClearIntent => "clear".to_owned(),
+            Step::Compact { revision } => format!("compact@{revision}"),
+            Step::Defragment { ordinal, .. } => format!("defrag{ordinal}"),
+            Step::DisarmAlarm { member_id, .. } => format!("disarm:{member_id:x}"),
         })
         .collect()
 }
@@ -870,6 +903,9 @@ fn intent_add_learner_resumes_with_start_member() {
             version: None,
             raft_index: 0,
             alarms: vec![],
+            db_size: 0,
+            db_size_in_use: 0,
+            defragmented_at: None,
         });
     observed.intent = Some(Intent::AddLearner {
         ordinal: 3,
@@ -1264,6 +1300,107 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
                 );
             }
         }
+        Step::Compact { .. } | Step::Defragment { .. } | Step::DisarmAlarm { .. } => {
+            check_maintenance(d, o, m, step, &ctx);
+        }
+    }
+}
+
+/// Maintenance runs only on a healthy, settled cluster, never blocks a quorum, defragments
+/// the leader last, and disarms NOSPACE only once every database fits.
+fn check_maintenance(
+    d: &Desired,
+    o: &Observed,
+    m: &Membership,
+    step: &Step,
+    ctx: &dyn Fn() -> String,
+) {
+    let voters: Vec<&EtcdMember> = m.members.iter().filter(|x| !x.is_learner).collect();
+    assert!(
+        o.intent.is_none(),
+        "maintenance with a step in flight{}",
+        ctx()
+    );
+    assert_eq!(
+        voters.len(),
+        m.members.len(),
+        "maintenance with a learner{}",
+        ctx()
+    );
+    assert!(
+        voters.iter().all(|x| is_healthy(x)),
+        "maintenance while a member is unhealthy{}",
+        ctx()
+    );
+    assert!(
+        voters.iter().any(|x| Some(x.id) == m.leader),
+        "maintenance without a leader{}",
+        ctx()
+    );
+    let no_space = voters.iter().any(|x| x.alarms.contains(&Alarm::NoSpace));
+    let not_defragmented = |x: &EtcdMember| x.defragmented_at.is_none_or(|r| r < m.revision);
+    match step {
+        Step::Compact { revision } => {
+            assert!(no_space, "compaction without NOSPACE{}", ctx());
+            assert_eq!(*revision, m.revision, "{}", ctx());
+            assert_eq!(m.compacted, Some(false), "{}", ctx());
+        }
+        Step::Defragment { member_id, .. } => {
+            let member = voters
+                .iter()
+                .find(|x| x.id == *member_id)
+                .expect("a voter is defragmented");
+            let due = |x: &EtcdMember| {
+                if no_space {
+                    not_defragmented(x)
+                } else {
+                    d.maintenance
+                        .needs_defragmentation(x.db_size, x.db_size_in_use)
+                }
+            };
+            assert!(
+                due(member),
+                "defragmenting a member that does not need it{}",
+                ctx()
+            );
+            if no_space {
+                assert_eq!(
+                    m.compacted,
+                    Some(true),
+                    "defragment before compacting{}",
+                    ctx()
+                );
+            }
+            if m.leader == Some(*member_id) {
+                assert!(
+                    !voters.iter().any(|x| x.id != *member_id && due(x)),
+                    "leader defragmented before a follower{}",
+                    ctx()
+                );
+            }
+            assert!(
+                voters.len() > quorum(voters.len()) || (voters.len() == 1 && d.replicas == 1),
+                "defragmentation blocks a quorum{}",
+                ctx()
+            );
+        }
+        Step::DisarmAlarm { member_id, alarm } => {
+            assert_eq!(*alarm, Alarm::NoSpace, "{}", ctx());
+            let member = voters
+                .iter()
+                .find(|x| x.id == *member_id)
+                .expect("the alarm's member is a voter");
+            assert!(member.alarms.contains(&Alarm::NoSpace), "{}", ctx());
+            assert_eq!(m.compacted, Some(true), "disarm before compacting{}", ctx());
+            assert!(
+                voters
+                    .iter()
+                    .all(|x| !not_defragmented(x) && x.db_size < d.maintenance.disarm_below()),
+                "disarm before every database fits{}",
+                ctx()
+            );
+        }
+        _ => {}
     }
 }
 
@@ -1500,6 +1637,15 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
                     2 => vec![Alarm::Corrupt],
                     _ => vec![],
                 },
+                // 0 to 200 MiB, a quarter of it in use or all of it.
+                db_size: (g.raft_index % 5) * 50 * MIB,
+                db_size_in_use: (g.raft_index % 5)
+                    * 50
+                    * MIB
+                    * [1, 4, 4][(g.raft_index / 5 % 3) as usize]
+                    / 4,
+                // Defragmented at the current revision (100) for two thirds of the members.
+                defragmented_at: (g.raft_index % 3 != 0).then_some(100),
             });
         }
         let (exists, running, data) = if g.etcd >= 3 {
@@ -1565,6 +1711,8 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
             } else {
                 c.leader.map(id_of)
             },
+            revision: 100,
+            compacted: Some(c.intent_known_id),
         }),
         runtime: runtime_members,
         intent,
@@ -1632,12 +1780,27 @@ fn random_observations_cover_every_step() {
             Some(Step::StartStopped { .. }) => "resume",
             Some(Step::RestartMember { .. }) => "restart",
             Some(Step::ClearIntent) => "clear",
+            Some(Step::Compact { .. }) => "compact",
+            Some(Step::Defragment { .. }) => "defragment",
+            Some(Step::DisarmAlarm { .. }) => "disarm",
         };
         *seen.entry(kind).or_default() += 1;
     }
     for kind in [
-        "none", "seed", "add", "start", "promote", "move", "remove", "delete", "resume", "restart",
+        "none",
+        "seed",
+        "add",
+        "start",
+        "promote",
+        "move",
+        "remove",
+        "delete",
+        "resume",
+        "restart",
         "clear",
+        "compact",
+        "defragment",
+        "disarm",
     ] {
         assert!(
             seen.get(kind).copied().unwrap_or(0) >= 20,
@@ -1699,4 +1862,270 @@ fn option_flags_table() {
             assert!(TYPED_FLAGS.contains(&name), "{name} is not a typed flag");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance: defragmentation and NOSPACE
+// ---------------------------------------------------------------------------------------------
+
+/// Sets each listed member's database size and bytes in use (MiB).
+fn sizes(o: &mut Observed, d: &Desired, list: &[(u32, u64, u64)]) {
+    let etcd = o.etcd.as_mut().expect("etcd");
+    for (ordinal, size, in_use) in list {
+        let m = etcd
+            .members
+            .iter_mut()
+            .find(|m| m.name == d.member_name(*ordinal))
+            .expect("member");
+        m.db_size = size * MIB;
+        m.db_size_in_use = in_use * MIB;
+    }
+}
+
+fn raise_no_space(o: &mut Observed, d: &Desired, ordinal: u32) {
+    let etcd = o.etcd.as_mut().expect("etcd");
+    etcd.members
+        .iter_mut()
+        .find(|m| m.name == d.member_name(ordinal))
+        .expect("member")
+        .alarms
+        .push(Alarm::NoSpace);
+}
+
+#[test]
+fn defragmentation_threshold_below_and_above() {
+    let d = desired(3, "3.5.16");
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    // 40 % free of 100 MiB: below the default 50 %.
+    sizes(&mut o, &d, &[(0, 100, 90), (1, 100, 60), (2, 100, 95)]);
+    let p = plan(&d, &o);
+    assert_eq!(p.next, None, "{p:?}");
+    assert_eq!(p.status.phase, Phase::Healthy);
+    // 90 % free, but only 32 MiB: below the default 64 MiB floor.
+    sizes(&mut o, &d, &[(1, 32, 3)]);
+    assert_eq!(plan(&d, &o).next, None);
+    // 60 % free of 100 MiB: above.
+    sizes(&mut o, &d, &[(1, 100, 40)]);
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.next,
+        Some(Step::Defragment {
+            member_id: id_of(1),
+            ordinal: 1
+        })
+    );
+    assert_eq!(p.status.phase, Phase::Maintenance);
+    assert!(p.status.message.contains("40.0 MiB of 100.0 MiB"), "{p:?}");
+    // Exactly 50 % does not exceed 50 %.
+    sizes(&mut o, &d, &[(1, 100, 50)]);
+    assert_eq!(plan(&d, &o).next, None);
+    // A lower floor and threshold from the spec.
+    let mut low = d.clone();
+    low.maintenance.defrag_min_db_size = MIB;
+    low.maintenance.defrag_max_fragmentation_percent = 20;
+    sizes(&mut o, &low, &[(1, 4, 3)]);
+    assert_eq!(
+        plan(&low, &o).next,
+        Some(Step::Defragment {
+            member_id: id_of(1),
+            ordinal: 1
+        })
+    );
+}
+
+#[test]
+fn defragmentation_goes_followers_first_leader_last() {
+    let d = desired(3, "3.5.16");
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 1);
+    sizes(&mut o, &d, &[(0, 200, 20), (1, 200, 20), (2, 200, 20)]);
+    let (steps, last) = Sim::new(d, o).run();
+    assert_eq!(names(&steps), ["defrag0", "defrag2", "defrag1"]);
+    assert_eq!(last.status.phase, Phase::Healthy);
+}
+
+#[test]
+fn defragmentation_waits_for_an_unhealthy_member() {
+    let d = desired(3, "3.5.16");
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    sizes(&mut o, &d, &[(1, 200, 20)]);
+    o.etcd.as_mut().expect("etcd").members[2].healthy = false;
+    let p = plan(&d, &o);
+    assert!(
+        !matches!(p.next, Some(Step::Defragment { .. })),
+        "defragment beside an unhealthy member: {p:?}"
+    );
+    // And no leader known: nothing either.
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    sizes(&mut o, &d, &[(1, 200, 20)]);
+    o.etcd.as_mut().expect("etcd").leader = None;
+    assert!(!matches!(plan(&d, &o).next, Some(Step::Defragment { .. })));
+}
+
+#[test]
+fn defragmentation_waits_for_steps_in_flight_and_rolls() {
+    let d = desired(3, "3.5.16");
+    // An intent in flight: it is finished first.
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    sizes(&mut o, &d, &[(1, 200, 20)]);
+    o.intent = Some(Intent::RemoveMember {
+        ordinal: 2,
+        member_id: id_of(2),
+    });
+    assert!(matches!(
+        plan(&d, &o).next,
+        Some(Step::RemoveMember { ordinal: 2, .. })
+    ));
+    // A rolling restart pending: it goes first.
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    sizes(&mut o, &d, &[(1, 200, 20)]);
+    o.runtime[2].config_hash = "old".to_owned();
+    assert!(matches!(
+        plan(&d, &o).next,
+        Some(Step::RestartMember { ordinal: 2, .. })
+    ));
+    // A scale-up pending: the learner goes first, and no maintenance while it joins.
+    let d4 = desired(4, "3.5.16");
+    let mut o = cluster(&d4, &[0, 1, 2], "3.5.16", 0);
+    sizes(&mut o, &d4, &[(1, 200, 20)]);
+    assert!(matches!(
+        plan(&d4, &o).next,
+        Some(Step::AddLearner { ordinal: 3, .. })
+    ));
+    let (steps, _) = Sim::new(d4, o).run();
+    assert_eq!(
+        names(&steps).last().map(String::as_str),
+        Some("defrag1"),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn defragmentation_disabled_by_spec() {
+    let mut d = desired(3, "3.5.16");
+    d.maintenance.defragment = false;
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    sizes(&mut o, &d, &[(0, 500, 10), (1, 500, 10), (2, 500, 10)]);
+    let p = plan(&d, &o);
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Healthy);
+}
+
+#[test]
+fn defragmentation_never_blocks_a_quorum() {
+    // Two members: either one blocked leaves no majority.
+    let d = desired(2, "3.5.16");
+    let mut o = cluster(&d, &[0, 1], "3.5.16", 0);
+    sizes(&mut o, &d, &[(1, 200, 20)]);
+    let p = plan(&d, &o);
+    assert_eq!(p.next, None);
+    assert_eq!(p.status.phase, Phase::Healthy);
+    // One member meant to be one: it may (as etcdctl would).
+    let d = desired(1, "3.5.16");
+    let mut o = cluster(&d, &[0], "3.5.16", 0);
+    sizes(&mut o, &d, &[(0, 200, 20)]);
+    assert_eq!(
+        plan(&d, &o).next,
+        Some(Step::Defragment {
+            member_id: id_of(0),
+            ordinal: 0
+        })
+    );
+}
+
+#[test]
+fn no_space_compacts_defragments_leader_last_then_disarms() {
+    let mut d = desired(3, "3.5.16");
+    d.maintenance.quota_backend_bytes = 32 * MIB;
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    // Full files, mostly free once compacted (member 2 shows less of it: bbolt frees pages
+    // only at the next write); all below the fragmentation floor of 64 MiB, and member 2 below
+    // the fragmentation threshold too: every member is defragmented all the same.
+    sizes(&mut o, &d, &[(0, 32, 3), (1, 32, 3), (2, 31, 20)]);
+    raise_no_space(&mut o, &d, 1);
+    raise_no_space(&mut o, &d, 2);
+    {
+        let etcd = o.etcd.as_mut().expect("etcd");
+        etcd.revision = 4242;
+        etcd.compacted = Some(false);
+    }
+    let first = plan(&d, &o);
+    assert_eq!(first.next, Some(Step::Compact { revision: 4242 }));
+    assert_eq!(first.status.phase, Phase::Degraded);
+    let (steps, last) = Sim::new(d, o).run();
+    assert_eq!(
+        names(&steps),
+        [
+            "compact@4242".to_owned(),
+            "defrag1".to_owned(),
+            "defrag2".to_owned(),
+            "defrag0".to_owned(),
+            format!("disarm:{:x}", id_of(1)),
+            format!("disarm:{:x}", id_of(2)),
+        ]
+    );
+    assert_eq!(last.status.phase, Phase::Healthy);
+}
+
+#[test]
+fn no_space_waits_to_know_the_compaction() {
+    let d = desired(3, "3.5.16");
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    raise_no_space(&mut o, &d, 0);
+    let p = plan(&d, &o);
+    assert_eq!(p.next, None);
+    assert!(p.status.message.contains("compacted"), "{p:?}");
+}
+
+#[test]
+fn no_space_keeps_the_alarm_while_the_data_does_not_fit() {
+    let mut d = desired(3, "3.5.16");
+    d.maintenance.quota_backend_bytes = 32 * MIB;
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    // Compacted and defragmented since, 31 MiB of a 32 MiB quota (over the 95 % disarm limit).
+    sizes(&mut o, &d, &[(0, 31, 31), (1, 31, 31), (2, 31, 31)]);
+    raise_no_space(&mut o, &d, 0);
+    {
+        let etcd = o.etcd.as_mut().expect("etcd");
+        etcd.compacted = Some(true);
+        etcd.revision = 77;
+        for m in &mut etcd.members {
+            m.defragmented_at = Some(77);
+        }
+    }
+    let p = plan(&d, &o);
+    assert_eq!(p.next, None, "{p:?}");
+    assert_eq!(p.status.phase, Phase::Degraded);
+    assert!(p.status.message.contains("stays"), "{p:?}");
+    assert!(p.status.message.contains("quotaBackendBytes"), "{p:?}");
+    assert!(p.status.message.contains("demo-0 31.0 MiB"), "{p:?}");
+    // A bigger quota in the spec (members restarted with it): the alarm can go.
+    d.maintenance.quota_backend_bytes = 64 * MIB;
+    assert_eq!(
+        plan(&d, &o).next,
+        Some(Step::DisarmAlarm {
+            member_id: id_of(0),
+            alarm: Alarm::NoSpace
+        })
+    );
+}
+
+#[test]
+fn no_space_waits_for_health_and_can_be_left_to_a_person() {
+    let d = desired(3, "3.5.16");
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    raise_no_space(&mut o, &d, 0);
+    o.etcd.as_mut().expect("etcd").compacted = Some(false);
+    o.etcd.as_mut().expect("etcd").members[2].healthy = false;
+    let p = plan(&d, &o);
+    assert_eq!(p.next, None, "{p:?}");
+    assert!(p.status.message.contains("recovery waits"), "{p:?}");
+    let mut off = d.clone();
+    off.maintenance.handle_no_space = false;
+    o.etcd.as_mut().expect("etcd").members[2].healthy = true;
+    let p = plan(&off, &o);
+    assert_eq!(p.next, None, "{p:?}");
+    assert_eq!(p.status.phase, Phase::Degraded);
+    assert!(p.status.message.contains("handleNoSpace is false"), "{p:?}");
+    // Handled, the same cluster compacts.
+    assert!(matches!(plan(&d, &o).next, Some(Step::Compact { .. })));
 }

@@ -32,6 +32,26 @@ fn default_storage_size() -> Quantity {
     Quantity(DEFAULT_STORAGE_SIZE.to_owned())
 }
 
+/// The smallest backend a threshold defragmentation considers when
+/// `spec.maintenance.defragmentation.minDbSizeBytes` is not set (64 MiB: below it the space a
+/// defragmentation gives back is not worth blocking a member for).
+pub const DEFAULT_DEFRAG_MIN_DB_SIZE_BYTES: i64 = 64 * 1024 * 1024;
+/// The fragmentation a member may have before it is defragmented when
+/// `spec.maintenance.defragmentation.maxFragmentationPercent` is not set.
+pub const DEFAULT_DEFRAG_MAX_FRAGMENTATION_PERCENT: i32 = 50;
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_defrag_min_db_size() -> i64 {
+    DEFAULT_DEFRAG_MIN_DB_SIZE_BYTES
+}
+
+fn default_defrag_max_fragmentation() -> i32 {
+    DEFAULT_DEFRAG_MAX_FRAGMENTATION_PERCENT
+}
+
 /// An etcd cluster: the desired member count and version, and how members run.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -126,6 +146,10 @@ pub struct EtcdClusterSpec {
     /// etcd server settings.
     #[serde(default)]
     pub etcd: EtcdOptions,
+    /// Operator-driven maintenance: defragmentation of fragmented members and recovery from the
+    /// NOSPACE alarm. On by default.
+    #[serde(default)]
+    pub maintenance: MaintenanceSpec,
 }
 
 impl Default for EtcdClusterSpec {
@@ -139,6 +163,80 @@ impl Default for EtcdClusterSpec {
             resources: None,
             pod_template: None,
             etcd: EtcdOptions::default(),
+            maintenance: MaintenanceSpec::default(),
+        }
+    }
+}
+
+/// What the operator does to keep the members' backends healthy. Maintenance runs only while
+/// every voting member is healthy, the leader is known and no membership change, rolling restart
+/// or other step is under way; it touches one member per pass, followers first and the leader
+/// last.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceSpec {
+    /// Defragmentation of members whose backend has much free space inside it (after
+    /// compaction, the database file keeps its size until it is defragmented).
+    #[serde(default)]
+    pub defragmentation: DefragmentationSpec,
+    /// What the operator does about etcd alarms.
+    #[serde(default)]
+    pub alarms: AlarmsSpec,
+}
+
+/// When a member is defragmented.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragmentationSpec {
+    /// Defragment members whose fragmentation exceeds `maxFragmentationPercent` (default true).
+    /// A member blocks reads and writes while it is defragmented (seconds for a large database),
+    /// so members go one at a time, followers first, the leader last.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Only members whose database file is at least this large are defragmented (default
+    /// 67108864, 64 MiB; 0 to 68719476736).
+    #[serde(default = "default_defrag_min_db_size")]
+    #[schemars(range(
+        min = super::rules::DEFRAG_MIN_DB_SIZE_BYTES.0,
+        max = super::rules::DEFRAG_MIN_DB_SIZE_BYTES.1
+    ))]
+    pub min_db_size_bytes: i64,
+    /// A member is defragmented when the free share of its database file,
+    /// `(dbSize - dbSizeInUse) / dbSize`, exceeds this percentage (default 50; 1 to 99).
+    #[serde(default = "default_defrag_max_fragmentation")]
+    #[schemars(range(
+        min = super::rules::DEFRAG_MAX_FRAGMENTATION_PERCENT.0,
+        max = super::rules::DEFRAG_MAX_FRAGMENTATION_PERCENT.1
+    ))]
+    pub max_fragmentation_percent: i32,
+}
+
+impl Default for DefragmentationSpec {
+    fn default() -> Self {
+        DefragmentationSpec {
+            enabled: true,
+            min_db_size_bytes: DEFAULT_DEFRAG_MIN_DB_SIZE_BYTES,
+            max_fragmentation_percent: DEFAULT_DEFRAG_MAX_FRAGMENTATION_PERCENT,
+        }
+    }
+}
+
+/// What the operator does about etcd alarms.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmsSpec {
+    /// Recover from the NOSPACE alarm (default true): compact to the current revision, defragment
+    /// every member (one at a time, the leader last), then disarm the alarm once every member's
+    /// database is under 95% of `etcd.quotaBackendBytes` (etcd's default quota is 2 GiB). While
+    /// the data itself does not fit, the alarm stays and the Degraded condition says why.
+    #[serde(default = "default_true")]
+    pub handle_no_space: bool,
+}
+
+impl Default for AlarmsSpec {
+    fn default() -> Self {
+        AlarmsSpec {
+            handle_no_space: true,
         }
     }
 }
@@ -313,6 +411,58 @@ pub struct EtcdClusterStatus {
     /// Per member, as etcd reports it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberStatus>,
+    /// The cluster-wide maintenance the operator ran last (compaction, alarm disarm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceStatus>,
+}
+
+/// The cluster-wide maintenance the operator ran last.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceStatus {
+    /// The last compaction the operator ran (while recovering from NOSPACE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_compaction: Option<CompactionRecord>,
+    /// The last alarm the operator disarmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_alarm_disarmed: Option<AlarmRecord>,
+}
+
+/// A compaction the operator ran.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactionRecord {
+    /// When it finished (RFC 3339).
+    pub time: String,
+    /// The revision compacted to.
+    pub revision: i64,
+}
+
+/// An alarm the operator disarmed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmRecord {
+    /// When it was disarmed (RFC 3339).
+    pub time: String,
+    /// The alarm, e.g. `NOSPACE`.
+    pub alarm: String,
+    /// The member it was raised on.
+    pub member: String,
+}
+
+/// A defragmentation the operator ran on one member.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragmentationRecord {
+    /// When it finished (RFC 3339).
+    pub time: String,
+    /// The database file size before, in bytes.
+    pub db_size_before: i64,
+    /// The database file size after, in bytes (0 when the member did not answer right after).
+    pub db_size_after: i64,
+    /// The store revision when it ran.
+    #[serde(default)]
+    pub revision: i64,
 }
 
 /// A status condition (Kubernetes API conventions).
@@ -378,4 +528,7 @@ pub struct MemberStatus {
     /// Active alarms (`NOSPACE`, `CORRUPT`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<String>,
+    /// The last defragmentation the operator ran on this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_defragmentation: Option<DefragmentationRecord>,
 }

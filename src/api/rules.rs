@@ -39,6 +39,10 @@ pub const VERSION_MAX_LEN: usize = 32;
 pub const REPLICAS: (i32, i32) = (1, 9);
 /// The range of `spec.etcd.quotaBackendBytes` (1 MiB to 64 GiB).
 pub const QUOTA_BACKEND_BYTES: (i64, i64) = (1_048_576, 68_719_476_736);
+/// The range of `spec.maintenance.defragmentation.minDbSizeBytes` (0 to 64 GiB).
+pub const DEFRAG_MIN_DB_SIZE_BYTES: (i64, i64) = (0, 68_719_476_736);
+/// The range of `spec.maintenance.defragmentation.maxFragmentationPercent`.
+pub const DEFRAG_MAX_FRAGMENTATION_PERCENT: (i32, i32) = (1, 99);
 /// The range of `spec.etcd.snapshotCount`.
 pub const SNAPSHOT_COUNT: (i64, i64) = (1, 10_000_000);
 /// The range of `spec.etcd.heartbeatIntervalMs`.

@@ -11,9 +11,10 @@
 use std::fmt;
 
 use super::rules::{
-    self, DEFAULT_ELECTION_MS, DEFAULT_HEARTBEAT_MS, ELECTION_TIMEOUT_MS, EXTRA_FLAG_MAX_LEN,
-    HEARTBEAT_INTERVAL_MS, IMAGE_MAX_LEN, MAX_EXTRA_FLAGS, OWNED_FLAGS, QUOTA_BACKEND_BYTES,
-    REPLICAS, RESERVED_LABELS, RETENTION_MAX_LEN, SNAPSHOT_COUNT, TYPED_FLAGS, VERSION_MAX_LEN,
+    self, DEFAULT_ELECTION_MS, DEFAULT_HEARTBEAT_MS, DEFRAG_MAX_FRAGMENTATION_PERCENT,
+    DEFRAG_MIN_DB_SIZE_BYTES, ELECTION_TIMEOUT_MS, EXTRA_FLAG_MAX_LEN, HEARTBEAT_INTERVAL_MS,
+    IMAGE_MAX_LEN, MAX_EXTRA_FLAGS, OWNED_FLAGS, QUOTA_BACKEND_BYTES, REPLICAS, RESERVED_LABELS,
+    RETENTION_MAX_LEN, SNAPSHOT_COUNT, TYPED_FLAGS, VERSION_MAX_LEN,
 };
 use super::{EtcdCluster, EtcdClusterSpec};
 
@@ -211,7 +212,25 @@ pub fn validate_spec(spec: &EtcdClusterSpec) -> Vec<FieldError> {
     validate_storage(spec, &mut out);
     validate_pod_template(spec, &mut out);
     validate_etcd(spec, &mut out);
+    validate_maintenance(spec, &mut out);
     out
+}
+
+fn validate_maintenance(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
+    let defrag = &spec.maintenance.defragmentation;
+    check_range(
+        out,
+        "spec.maintenance.defragmentation.minDbSizeBytes",
+        Some(defrag.min_db_size_bytes),
+        DEFRAG_MIN_DB_SIZE_BYTES,
+    );
+    let (min, max) = DEFRAG_MAX_FRAGMENTATION_PERCENT;
+    check_range(
+        out,
+        "spec.maintenance.defragmentation.maxFragmentationPercent",
+        Some(i64::from(defrag.max_fragmentation_percent)),
+        (i64::from(min), i64::from(max)),
+    );
 }
 
 fn validate_storage(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
@@ -431,6 +450,18 @@ mod tests {
         let mut s = spec();
         s.etcd.extra_flags = vec!["--data-dir=/x".into(), "--log-level=warn".into()];
         assert_eq!(paths(&s), ["spec.etcd.extraFlags[0]"]);
+        let mut s = spec();
+        s.maintenance.defragmentation.max_fragmentation_percent = 100;
+        assert_eq!(
+            paths(&s),
+            ["spec.maintenance.defragmentation.maxFragmentationPercent"]
+        );
+        let mut s = spec();
+        s.maintenance.defragmentation.min_db_size_bytes = -1;
+        assert_eq!(
+            paths(&s),
+            ["spec.maintenance.defragmentation.minDbSizeBytes"]
+        );
     }
 
     #[test]

@@ -7,16 +7,22 @@
 //! repeating it. Every step is idempotent: a step that fails leaves things as they were (or as
 //! the recorded intent describes) and the next pass plans it again.
 //!
+//! Maintenance steps (Compact, Defragment, DisarmAlarm) need no intent: each is idempotent on
+//! its own (compacting to a compacted revision, defragmenting twice, disarming an absent alarm
+//! change nothing) and answers [`Outcome::Maintained`] with what it did, for the status
+//! ([`super::status::record_maintenance`]), an Event and the log.
+//!
 //! Crash injection for tests: with `ETCD_OPERATOR_CRASH_AT=<point>` the process exits at once
 //! (status 99) when it reaches that point; see [`CrashPoint`].
 
 use std::future::Future;
 use std::time::Duration;
 
+use crate::etcd::maintenance::AlarmType;
 use crate::etcd::{self, Client, ServerError};
 
 use super::observe::EtcdView;
-use super::plan::{Desired, Intent, Step, Version};
+use super::plan::{Alarm, Desired, Intent, Step, Version, mib};
 
 /// A point in the act layer where `ETCD_OPERATOR_CRASH_AT` makes the process exit abruptly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +133,9 @@ pub enum ActError {
     /// The step needs etcd, and no member answered.
     #[error("{0}: etcd is unreachable")]
     Unreachable(String),
+    /// The step names a member the observation has no client URL for.
+    #[error("{0}: the member has no client URL to reach it at")]
+    NoEndpoint(String),
 }
 
 /// What running a step did.
@@ -137,10 +146,98 @@ pub enum Outcome {
     /// etcd refused for now (a learner not caught up, a cluster not ready for a change); the
     /// next pass retries. The text says why.
     NotYet(String),
+    /// A maintenance step ran; what it did, for the status, an Event and the log.
+    Maintained(Maintained),
+}
+
+/// What a maintenance step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Maintained {
+    /// The history was compacted to `revision` (or already was).
+    Compacted {
+        /// The compaction revision.
+        revision: i64,
+    },
+    /// A member was defragmented.
+    Defragmented {
+        /// The member's name.
+        member: String,
+        /// Its database file size before, in bytes.
+        db_size_before: i64,
+        /// Its database file size after, in bytes, if it answered `Status` right after.
+        db_size_after: Option<i64>,
+        /// The store revision when it ran.
+        revision: i64,
+    },
+    /// An alarm was disarmed.
+    Disarmed {
+        /// The member's name.
+        member: String,
+        /// The alarm.
+        alarm: Alarm,
+    },
+}
+
+impl Maintained {
+    /// The Event reason: `Compacted`, `Defragmented` or `AlarmDisarmed`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Maintained::Compacted { .. } => "Compacted",
+            Maintained::Defragmented { .. } => "Defragmented",
+            Maintained::Disarmed { .. } => "AlarmDisarmed",
+        }
+    }
+}
+
+impl std::fmt::Display for Maintained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |b: i64| mib(u64::try_from(b).unwrap_or(0));
+        match self {
+            Maintained::Compacted { revision } => {
+                write!(f, "Compacted the history to revision {revision}")
+            }
+            Maintained::Defragmented {
+                member,
+                db_size_before,
+                db_size_after,
+                ..
+            } => match db_size_after {
+                Some(after) => write!(
+                    f,
+                    "Defragmented member {member}: {} → {}",
+                    size(*db_size_before),
+                    size(*after)
+                ),
+                None => write!(
+                    f,
+                    "Defragmented member {member} ({} before)",
+                    size(*db_size_before)
+                ),
+            },
+            Maintained::Disarmed { member, alarm } => {
+                write!(f, "Disarmed the {alarm} alarm of member {member}")
+            }
+        }
+    }
 }
 
 /// How long one etcd mutation may take.
 pub const ETCD_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a defragmentation or a physical compaction may take (they scale with the database).
+pub const MAINTENANCE_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+async fn long_call<T>(
+    step: &Step,
+    fut: impl Future<Output = etcd::Result<T>>,
+) -> Result<etcd::Result<T>, ActError> {
+    tokio::time::timeout(MAINTENANCE_CALL_TIMEOUT, fut)
+        .await
+        .map_err(|_| ActError::Timeout {
+            step: step.to_string(),
+            timeout: MAINTENANCE_CALL_TIMEOUT,
+        })
+}
 
 async fn call<T>(
     step: &Step,
@@ -375,6 +472,68 @@ pub async fn act<R: MemberRuntime>(
         }
         Step::ClearIntent => {
             runtime.record_intent(None).await.map_err(rt_err(step))?;
+        }
+        Step::Compact { revision } => {
+            let client = need_client()?;
+            return match long_call(step, client.compact(*revision, true)).await? {
+                // Already compacted to it (or beyond): nothing to do.
+                Ok(_) => Ok(Outcome::Maintained(Maintained::Compacted {
+                    revision: *revision,
+                })),
+                Err(e) if e.server_error() == Some(ServerError::Compacted) => {
+                    Ok(Outcome::Maintained(Maintained::Compacted {
+                        revision: *revision,
+                    }))
+                }
+                Err(e) if e.server_error() == Some(ServerError::FutureRev) => Ok(Outcome::NotYet(
+                    format!("compacting to revision {revision}: {e}"),
+                )),
+                Err(e) => Err(etcd_err(step)(e)),
+            };
+        }
+        Step::Defragment { member_id, .. } => {
+            let client = need_client()?;
+            let member = view.and_then(|v| v.member(*member_id));
+            let endpoint = member
+                .and_then(|m| m.endpoint.clone())
+                .ok_or_else(|| ActError::NoEndpoint(step.to_string()))?;
+            let name = member.map_or_else(String::new, |m| m.member.name.clone());
+            let before = member
+                .and_then(|m| m.status.as_ref())
+                .map_or(0, |s| s.db_size);
+            long_call(step, client.defragment(&endpoint))
+                .await?
+                .map_err(etcd_err(step))?;
+            let after = tokio::time::timeout(ETCD_CALL_TIMEOUT, client.status(&endpoint))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .filter(|s| s.member_id == *member_id);
+            let observed_revision = view.map_or(0, |v| v.revision);
+            return Ok(Outcome::Maintained(Maintained::Defragmented {
+                member: name,
+                db_size_before: before,
+                db_size_after: after.as_ref().map(|s| s.db_size),
+                revision: after.map_or(observed_revision, |s| s.revision.max(observed_revision)),
+            }));
+        }
+        Step::DisarmAlarm { member_id, alarm } => {
+            let client = need_client()?;
+            let wire = match alarm {
+                Alarm::NoSpace => AlarmType::NoSpace,
+                Alarm::Corrupt => AlarmType::Corrupt,
+            };
+            // Disarming an alarm that is no longer raised answers with nothing disarmed.
+            call(step, client.alarm_disarm(*member_id, wire))
+                .await?
+                .map_err(etcd_err(step))?;
+            let member = view
+                .and_then(|v| v.member(*member_id))
+                .map_or_else(|| format!("{member_id:x}"), |m| m.member.name.clone());
+            return Ok(Outcome::Maintained(Maintained::Disarmed {
+                member,
+                alarm: *alarm,
+            }));
         }
     }
     Ok(Outcome::Done)

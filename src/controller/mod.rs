@@ -10,10 +10,12 @@
 //! - [`flags`]: the etcd flags a member gets from the spec's etcd options (both runtimes).
 //! - [`intent`]: how a step in flight is stored (both runtimes).
 //! - [`status`]: the status to report, with its conditions.
+//! - [`policy`]: the maintenance policy (defragmentation, NOSPACE) from the spec (both runtimes).
 
 pub mod act;
 pub mod flags;
 pub mod intent;
 pub mod observe;
 pub mod plan;
+pub mod policy;
 pub mod status;

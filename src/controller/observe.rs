@@ -1,6 +1,8 @@
 //! observe: etcd's view of a cluster, read through the client with reads only (a linearizable
 //! MemberList, one `Status` per started member, and what each member's gRPC health `Watch`
-//! stream says), turned into the planner's [`Membership`].
+//! stream says; while a NOSPACE alarm is raised, one range read at the revision before the
+//! current one tells whether the history is compacted), turned into the planner's
+//! [`Membership`].
 //!
 //! Nothing here writes to etcd or goes through raft: `Status` and the health service are
 //! answered locally by each member and a linearizable MemberList uses a read index, so
@@ -10,7 +12,9 @@
 use std::time::Duration;
 
 use crate::etcd::Client;
+use crate::etcd::ServerError;
 use crate::etcd::cluster::Member;
+use crate::etcd::kv::GetOptions;
 use crate::etcd::maintenance::Status;
 
 use super::plan::{Alarm, EtcdMember, Membership, Version};
@@ -24,6 +28,8 @@ pub struct MemberView {
     pub status: Option<Status>,
     /// What its gRPC health `Watch` stream says (SERVING or not), `None` without an answer.
     pub serving: Option<bool>,
+    /// The URL the operator reaches it at (its first client URL, resolved), if it started.
+    pub endpoint: Option<String>,
 }
 
 impl MemberView {
@@ -52,6 +58,11 @@ pub struct EtcdView {
     pub cluster_id: Option<u64>,
     /// Whether the member list came from a linearizable read (it went through the leader).
     pub linearizable: bool,
+    /// The store's current revision: the highest a member reported in `Status` (0 if none).
+    pub revision: i64,
+    /// Whether the history is compacted up to [`EtcdView::revision`]; read only while a
+    /// NOSPACE alarm is raised, `None` otherwise or when the read failed.
+    pub compacted: Option<bool>,
 }
 
 impl EtcdView {
@@ -60,6 +71,8 @@ impl EtcdView {
         Membership {
             members: self.members.iter().map(to_plan_member).collect(),
             leader: self.leader,
+            revision: self.revision,
+            compacted: self.compacted,
         }
     }
 
@@ -117,6 +130,15 @@ fn to_plan_member(v: &MemberView) -> EtcdMember {
             .and_then(|s| s.version.parse::<Version>().ok()),
         raft_index: v.status.as_ref().map_or(0, |s| s.raft_index),
         alarms,
+        db_size: v
+            .status
+            .as_ref()
+            .map_or(0, |s| u64::try_from(s.db_size).unwrap_or(0)),
+        db_size_in_use: v
+            .status
+            .as_ref()
+            .map_or(0, |s| u64::try_from(s.db_size_in_use).unwrap_or(0)),
+        defragmented_at: None,
     }
 }
 
@@ -148,10 +170,11 @@ pub async fn observe_etcd(
     };
     let mut views = Vec::with_capacity(members.len());
     for member in members {
-        let (status, serving) = match member.client_urls.first() {
+        let endpoint = member.client_urls.first().map(|u| resolve(u));
+        let (status, serving) = match &endpoint {
             Some(url) => {
-                let url = resolve(url);
-                let status = tokio::time::timeout(timeout, client.status(&url))
+                let url = url.as_str();
+                let status = tokio::time::timeout(timeout, client.status(url))
                     .await
                     .ok()
                     .and_then(Result::ok)
@@ -164,7 +187,7 @@ pub async fn observe_etcd(
                 } else {
                     Duration::ZERO
                 };
-                let serving = client.serving(&url, wait).await.ok().flatten();
+                let serving = client.serving(url, wait).await.ok().flatten();
                 (status, serving)
             }
             None => (None, None),
@@ -173,6 +196,7 @@ pub async fn observe_etcd(
             member,
             status,
             serving,
+            endpoint,
         });
     }
     let leader = leader_by_votes(&views);
@@ -181,12 +205,50 @@ pub async fn observe_etcd(
         .filter_map(|v| v.status.as_ref())
         .map(|s| s.cluster_id)
         .next();
+    let revision = views
+        .iter()
+        .filter_map(|v| v.status.as_ref())
+        .map(|s| s.revision)
+        .max()
+        .unwrap_or(0);
+    let no_space = views.iter().any(|v| {
+        v.status
+            .as_ref()
+            .is_some_and(|s| s.errors.iter().any(|e| e.contains("alarm:NOSPACE")))
+    });
+    let compacted = if no_space && revision > 0 {
+        compacted_to(client, revision, timeout).await
+    } else {
+        None
+    };
     Some(EtcdView {
         members: views,
         leader,
         cluster_id,
         linearizable,
+        revision,
+        compacted,
     })
+}
+
+/// Whether the history is compacted up to `revision` (the current one): a read at the revision
+/// before it fails with "required revision has been compacted" exactly when the compaction
+/// revision is `revision`. A read, bounded by `timeout`; `None` when it fails otherwise.
+pub async fn compacted_to(client: &Client, revision: i64, timeout: Duration) -> Option<bool> {
+    if revision <= 1 {
+        return Some(true);
+    }
+    let read = client.get(
+        "\0",
+        GetOptions::new()
+            .with_revision(revision - 1)
+            .with_count_only(),
+    );
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(_)) => Some(false),
+        Ok(Err(e)) if e.server_error() == Some(ServerError::Compacted) => Some(true),
+        _ => None,
+    }
 }
 
 /// The leader as the voters see it: the most common non-zero answer, if it is a member.

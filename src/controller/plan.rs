@@ -32,6 +32,16 @@
 //! - Rolling restart (new version or new configuration): one member at a time, followers first,
 //!   leadership moved away before the leader restarts, only when every member is healthy. The
 //!   version moves at most one minor step and never down; any other change is refused.
+//! - Maintenance (see [`Maintenance`]): once nothing else is left to do, a voter whose database
+//!   is fragmented beyond the threshold is defragmented ([`Step::Defragment`]), one per pass,
+//!   followers first and the leader last. While a NOSPACE alarm is raised (and nothing but
+//!   maintenance could run anyway: no member is added or restarted under NOSPACE): the history is
+//!   compacted to the current revision ([`Step::Compact`]), every voter not defragmented since
+//!   is defragmented (followers first, the leader last), and once every voter's database is
+//!   under [`DISARM_BELOW_PERCENT`] % of the quota the alarm is disarmed ([`Step::DisarmAlarm`]);
+//!   otherwise the alarm stays and the status says why. Maintenance runs only when every voter
+//!   is healthy and running, the leader is known, no learner exists and no intent is recorded,
+//!   and a member is defragmented only when the others keep quorum without it.
 //!
 //! # Invariants (property-tested in `tests/planner.rs`)
 //!
@@ -60,6 +70,63 @@ pub const PROMOTE_PERCENT: u64 = 90;
 
 /// Default for [`Desired::replace_after_failures`].
 pub const DEFAULT_REPLACE_AFTER_FAILURES: u32 = 5;
+
+/// etcd's backend quota when `--quota-backend-bytes` is not set (2 GiB).
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// A NOSPACE alarm is disarmed only once every voter's database file is under this percentage
+/// of the quota: disarming a member that is at the quota makes the next write raise it again.
+pub const DISARM_BELOW_PERCENT: u64 = 95;
+
+/// What maintenance the planner may run: `spec.maintenance`, with the quota from
+/// `spec.etcd.quotaBackendBytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Defragment members whose fragmentation exceeds the threshold.
+    pub defragment: bool,
+    /// Only members whose database file is at least this large are defragmented for
+    /// fragmentation.
+    pub defrag_min_db_size: u64,
+    /// A member is defragmented when `(db_size - db_size_in_use) * 100 / db_size` exceeds this.
+    pub defrag_max_fragmentation_percent: u64,
+    /// Recover from the NOSPACE alarm: compact, defragment, disarm.
+    pub handle_no_space: bool,
+    /// The backend quota the members run with.
+    pub quota_backend_bytes: u64,
+}
+
+impl Default for Maintenance {
+    /// The API's defaults: defragment above 50 % fragmentation from 64 MiB on, handle NOSPACE,
+    /// etcd's default quota.
+    fn default() -> Self {
+        Self {
+            defragment: true,
+            defrag_min_db_size: 64 * 1024 * 1024,
+            defrag_max_fragmentation_percent: 50,
+            handle_no_space: true,
+            quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+        }
+    }
+}
+
+impl Maintenance {
+    /// Whether a member with these sizes is fragmented beyond the threshold: its database file
+    /// is at least [`Maintenance::defrag_min_db_size`] and its free share exceeds
+    /// [`Maintenance::defrag_max_fragmentation_percent`].
+    pub fn needs_defragmentation(&self, db_size: u64, db_size_in_use: u64) -> bool {
+        let free = db_size.saturating_sub(db_size_in_use);
+        db_size > 0
+            && db_size >= self.defrag_min_db_size
+            && u128::from(free) * 100
+                > u128::from(db_size) * u128::from(self.defrag_max_fragmentation_percent)
+    }
+
+    /// The database size under which a NOSPACE alarm is disarmed.
+    pub fn disarm_below(&self) -> u64 {
+        let limit = u128::from(self.quota_backend_bytes) * u128::from(DISARM_BELOW_PERCENT) / 100;
+        u64::try_from(limit).unwrap_or(u64::MAX)
+    }
+}
 
 /// An etcd release version, `major.minor.patch` (a leading `v` is accepted when parsing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -171,6 +238,8 @@ pub struct Desired {
     /// Replace a member after this many consecutive failures ([`RuntimeMember::failures`]);
     /// 0 never replaces a member for failing (a member whose data is lost is still replaced).
     pub replace_after_failures: u32,
+    /// What maintenance may run.
+    pub maintenance: Maintenance,
 }
 
 impl Desired {
@@ -190,6 +259,7 @@ impl Desired {
             paused: false,
             peer_url_template: peer_url_template.into(),
             replace_after_failures: DEFAULT_REPLACE_AFTER_FAILURES,
+            maintenance: Maintenance::default(),
         }
     }
 
@@ -257,6 +327,15 @@ pub enum Alarm {
     Corrupt,
 }
 
+impl fmt::Display for Alarm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Alarm::NoSpace => "NOSPACE",
+            Alarm::Corrupt => "CORRUPT",
+        })
+    }
+}
+
 /// One member as etcd reports it (MemberList, plus the member's own Status and alarms).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdMember {
@@ -278,6 +357,15 @@ pub struct EtcdMember {
     pub raft_index: u64,
     /// Alarms raised on this member.
     pub alarms: Vec<Alarm>,
+    /// Size of its database file in bytes, from Status (0 if unknown).
+    pub db_size: u64,
+    /// Bytes of its database file in use, from Status (0 if unknown). It lags on a member that
+    /// has applied nothing since a compaction (bbolt frees the compacted pages only at the next
+    /// write), so NOSPACE recovery does not rely on it.
+    pub db_size_in_use: u64,
+    /// The store revision at which the operator last defragmented this member (from the status
+    /// it recorded), if it did.
+    pub defragmented_at: Option<i64>,
 }
 
 /// etcd's view of the cluster, as read from a reachable member.
@@ -287,6 +375,11 @@ pub struct Membership {
     pub members: Vec<EtcdMember>,
     /// The leader's member ID, if a leader is known.
     pub leader: Option<u64>,
+    /// The store's current revision (the highest a member reported; 0 if unknown).
+    pub revision: i64,
+    /// Whether the history is compacted up to [`Membership::revision`]; `None` when not known
+    /// (observe checks it only while a NOSPACE alarm is raised).
+    pub compacted: Option<bool>,
 }
 
 /// What the runtime knows about a member's data.
@@ -374,6 +467,8 @@ pub enum Phase {
     Unavailable,
     /// Reconciliation is paused.
     Paused,
+    /// Defragmenting a fragmented member; nothing else is pending.
+    Maintenance,
 }
 
 /// The status to report for this pass.
@@ -466,6 +561,27 @@ pub enum Step {
     },
     /// The recorded intent is finished or obsolete: clear it.
     ClearIntent,
+    /// Compact the key-value history up to `revision` (physically, waiting for the backend),
+    /// so that a defragmentation can give the space back. Replicated; goes to any member.
+    Compact {
+        /// The revision to compact to (the current revision when planned).
+        revision: i64,
+    },
+    /// Defragment the backend of one member (member-local; it blocks that member while it
+    /// runs).
+    Defragment {
+        /// The member's ID.
+        member_id: u64,
+        /// The member's ordinal.
+        ordinal: u32,
+    },
+    /// Disarm an alarm raised on a member.
+    DisarmAlarm {
+        /// The member the alarm is raised on.
+        member_id: u64,
+        /// The alarm.
+        alarm: Alarm,
+    },
 }
 
 impl Step {
@@ -523,6 +639,13 @@ impl fmt::Display for Step {
                 write!(f, "restart member {ordinal} on {version}")
             }
             Step::ClearIntent => write!(f, "clear the finished intent"),
+            Step::Compact { revision } => write!(f, "compact the history to revision {revision}"),
+            Step::Defragment { member_id, ordinal } => {
+                write!(f, "defragment member {ordinal} ({member_id:x})")
+            }
+            Step::DisarmAlarm { member_id, alarm } => {
+                write!(f, "disarm the {alarm} alarm of member {member_id:x}")
+            }
         }
     }
 }
@@ -534,6 +657,12 @@ pub struct Plan {
     pub status: PlannedStatus,
     /// The next step, if any.
     pub next: Option<Step>,
+}
+
+/// A byte count in MiB with one decimal, for messages.
+pub fn mib(bytes: u64) -> String {
+    let tenths = u128::from(bytes) * 10 / (1024 * 1024);
+    format!("{}.{} MiB", tenths / 10, tenths % 10)
 }
 
 /// The number of voters that makes a majority of `voters`.
@@ -719,6 +848,7 @@ struct Slot<'a> {
 struct Cluster<'a> {
     desired: &'a Desired,
     observed: &'a Observed,
+    membership: &'a Membership,
     counts: Counts,
     /// Members matched to an ordinal, sorted by ordinal.
     slots: Vec<Slot<'a>>,
@@ -766,6 +896,7 @@ impl<'a> Cluster<'a> {
         Self {
             desired,
             observed,
+            membership,
             counts,
             slots,
             strangers,
@@ -963,10 +1094,189 @@ impl<'a> Cluster<'a> {
         if let Some(plan) = self.scale_down() {
             return plan;
         }
+        if let Some(plan) = self.recover_no_space() {
+            return plan;
+        }
         if let Some(plan) = self.scale_up() {
             return plan;
         }
-        self.roll()
+        let plan = self.roll();
+        if plan.next.is_none()
+            && plan.status.phase == Phase::Healthy
+            && let Some(defrag) = self.defragment_fragmented()
+        {
+            return defrag;
+        }
+        plan
+    }
+
+    /// Why no maintenance step may run now, if one may not: every voter must be healthy and
+    /// running, the leader known, no learner joining, no step in flight.
+    fn maintenance_blocked(&self) -> Option<String> {
+        if self.observed.intent.is_some() {
+            return Some("a membership step is in flight".to_owned());
+        }
+        if let Some(l) = self.learners().next() {
+            return Some(format!("learner {} is joining", self.name(l.ordinal)));
+        }
+        let down: Vec<String> = self
+            .voters()
+            .filter(|s| !is_healthy(s.member) || !s.runtime.is_some_and(|r| r.running))
+            .map(|s| self.name(s.ordinal))
+            .collect();
+        if !down.is_empty() || !self.all_voters_healthy() {
+            return Some(format!("unhealthy members: {}", down.join(", ")));
+        }
+        if self.leader.is_none() {
+            return Some("no leader is known".to_owned());
+        }
+        None
+    }
+
+    /// The voter to defragment among those matching `pred`: the lowest-ordinal follower, the
+    /// leader only when no follower matches.
+    fn defrag_candidate(&self, pred: impl Fn(&EtcdMember) -> bool) -> Option<Slot<'a>> {
+        let mut candidates: Vec<Slot<'a>> = self.voters().filter(|s| pred(s.member)).collect();
+        candidates.sort_by_key(|s| (self.is_leader(*s), s.ordinal));
+        candidates.first().copied()
+    }
+
+    /// Defragment `slot` if the other voters keep quorum while it is blocked.
+    fn defrag_step(&self, phase: Phase, slot: Slot<'a>, why: &str) -> Plan {
+        if !self.can_restart(slot.member) {
+            return self.wait(
+                Phase::Degraded,
+                format!(
+                    "{why}: defragmenting {} now would block a quorum{}",
+                    self.name(slot.ordinal),
+                    if self.voter_count() == 2 {
+                        " (a two-member cluster cannot spare a member; scale to 3)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        let m = slot.member;
+        let mut plan = self.step(
+            phase,
+            Step::Defragment {
+                member_id: m.id,
+                ordinal: slot.ordinal,
+            },
+        );
+        plan.status.message = format!(
+            "{why}: {} ({}: {} of {} in use{})",
+            plan.status.message,
+            self.name(slot.ordinal),
+            mib(m.db_size_in_use),
+            mib(m.db_size),
+            if self.is_leader(slot) {
+                ", the leader, last"
+            } else {
+                ""
+            }
+        );
+        plan
+    }
+
+    /// While a NOSPACE alarm is raised: compact, defragment every voter not defragmented since
+    /// the compaction, then disarm once every voter's database is under the disarm limit.
+    fn recover_no_space(&self) -> Option<Plan> {
+        let raised = self
+            .voters()
+            .find(|s| s.member.alarms.contains(&Alarm::NoSpace))?;
+        let m = self.desired.maintenance;
+        if !m.handle_no_space {
+            return Some(self.wait(
+                Phase::Degraded,
+                "a NOSPACE alarm is raised and spec.maintenance.alarms.handleNoSpace is false: \
+                 compact, defragment and disarm it by hand"
+                    .to_owned(),
+            ));
+        }
+        if let Some(why) = self.maintenance_blocked() {
+            return Some(self.wait(
+                Phase::Degraded,
+                format!("a NOSPACE alarm is raised; recovery waits: {why}"),
+            ));
+        }
+        let revision = self.membership.revision;
+        match self.membership.compacted {
+            Some(true) => {}
+            Some(false) => {
+                let mut plan = self.step(Phase::Degraded, Step::Compact { revision });
+                plan.status.message = format!("NOSPACE alarm raised: {}", plan.status.message);
+                return Some(plan);
+            }
+            None => {
+                return Some(self.wait(
+                    Phase::Degraded,
+                    format!(
+                        "a NOSPACE alarm is raised; waiting to learn whether the history is \
+                         compacted to revision {revision}"
+                    ),
+                ));
+            }
+        }
+        // Compacted at `revision`: a member defragmented at or after it has given back all it can.
+        if let Some(slot) =
+            self.defrag_candidate(|m| m.defragmented_at.is_none_or(|r| r < revision))
+        {
+            return Some(self.defrag_step(Phase::Degraded, slot, "NOSPACE alarm raised"));
+        }
+        let limit = m.disarm_below();
+        let over: Vec<String> = self
+            .voters()
+            .filter(|s| s.member.db_size >= limit)
+            .map(|s| format!("{} {}", self.name(s.ordinal), mib(s.member.db_size)))
+            .collect();
+        if over.is_empty() {
+            let mut plan = self.step(
+                Phase::Degraded,
+                Step::DisarmAlarm {
+                    member_id: raised.member.id,
+                    alarm: Alarm::NoSpace,
+                },
+            );
+            plan.status.message = format!(
+                "{} ({}): compacted and defragmented, every database is under {} of the {} quota",
+                plan.status.message,
+                self.name(raised.ordinal),
+                mib(limit),
+                mib(m.quota_backend_bytes)
+            );
+            return Some(plan);
+        }
+        Some(self.wait(
+            Phase::Degraded,
+            format!(
+                "a NOSPACE alarm is raised and stays: compacted and defragmented, the data \
+                 still does not fit ({}; the alarm is disarmed under {} of the {} quota); delete \
+                 data or raise spec.etcd.quotaBackendBytes",
+                over.join(", "),
+                mib(limit),
+                mib(m.quota_backend_bytes)
+            ),
+        ))
+    }
+
+    /// Once nothing else is to do: defragment a voter fragmented beyond the threshold.
+    fn defragment_fragmented(&self) -> Option<Plan> {
+        let m = self.desired.maintenance;
+        if !m.defragment || self.maintenance_blocked().is_some() {
+            return None;
+        }
+        let slot =
+            self.defrag_candidate(|e| m.needs_defragmentation(e.db_size, e.db_size_in_use))?;
+        let why = format!(
+            "fragmentation above {}% (from {} on)",
+            m.defrag_max_fragmentation_percent,
+            mib(m.defrag_min_db_size)
+        );
+        let plan = self.defrag_step(Phase::Maintenance, slot, &why);
+        // A defragmentation that would block a quorum waits without degrading a healthy cluster.
+        plan.next.is_some().then_some(plan)
     }
 
     /// Finish or drop the recorded intent.

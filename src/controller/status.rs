@@ -3,10 +3,14 @@
 //! `Available`, `Progressing` and `Degraded` (Kubernetes API conventions: a condition's
 //! `lastTransitionTime` changes only when its status does).
 
-use crate::api::{Condition, EtcdClusterStatus, MemberStatus};
+use crate::api::{
+    AlarmRecord, CompactionRecord, Condition, DefragmentationRecord, EtcdClusterStatus,
+    MaintenanceStatus, MemberStatus,
+};
 
+use super::act::Maintained;
 use super::observe::EtcdView;
-use super::plan::{Desired, Phase, Plan, Version, quorum};
+use super::plan::{Desired, Membership, Phase, Plan, Version, quorum};
 
 /// The phase as the status spells it.
 pub fn phase_name(phase: Phase) -> &'static str {
@@ -19,6 +23,7 @@ pub fn phase_name(phase: Phase) -> &'static str {
         Phase::Degraded => "Degraded",
         Phase::Unavailable => "Unavailable",
         Phase::Paused => "Paused",
+        Phase::Maintenance => "Maintenance",
     }
 }
 
@@ -92,19 +97,26 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
                             .map(|s| {
                                 super::observe::alarms_for(s, m.member.id)
                                     .iter()
-                                    .map(|a| match a {
-                                        super::plan::Alarm::NoSpace => "NOSPACE".to_owned(),
-                                        super::plan::Alarm::Corrupt => "CORRUPT".to_owned(),
-                                    })
+                                    .map(ToString::to_string)
                                     .collect()
                             })
                             .unwrap_or_default(),
+                        last_defragmentation: None,
                     }
                 })
                 .collect()
         })
         .unwrap_or_default();
     members.sort_by(|a, b| a.name.cmp(&b.name));
+    // What the operator did is kept from the previous status (it is not observed).
+    for m in &mut members {
+        m.last_defragmentation = previous
+            .and_then(|p| p.members.iter().find(|o| o.name == m.name))
+            .and_then(|o| o.last_defragmentation.clone());
+    }
+    let no_space = members
+        .iter()
+        .any(|m| m.alarms.iter().any(|a| a == "NOSPACE"));
     let leader = view.and_then(|v| {
         let id = v.leader?;
         v.member(id).map(|m| m.member.name.clone())
@@ -123,7 +135,11 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
     let progressing = plan.next.is_some()
         || matches!(
             planned.phase,
-            Phase::Bootstrapping | Phase::Scaling | Phase::Replacing | Phase::Upgrading
+            Phase::Bootstrapping
+                | Phase::Scaling
+                | Phase::Replacing
+                | Phase::Upgrading
+                | Phase::Maintenance
         );
     let degraded = matches!(planned.phase, Phase::Degraded | Phase::Unavailable);
     let phase = phase_name(planned.phase);
@@ -166,7 +182,11 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         condition(
             "Degraded",
             degraded,
-            if degraded { phase } else { "AsExpected" },
+            match (degraded, no_space) {
+                (true, true) => "NoSpace",
+                (true, false) => phase,
+                (false, _) => "AsExpected",
+            },
             if degraded {
                 planned.message.clone()
             } else {
@@ -184,6 +204,66 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         leader,
         current_version,
         members,
+        maintenance: previous.and_then(|p| p.maintenance.clone()),
+    }
+}
+
+/// Fills in [`EtcdMember::defragmented_at`](super::plan::EtcdMember::defragmented_at) from
+/// the `lastDefragmentation` records of the status the operator wrote before (matched by member
+/// name): the planner's memory of what it defragmented.
+pub fn mark_defragmented(membership: &mut Membership, previous: Option<&EtcdClusterStatus>) {
+    let Some(previous) = previous else {
+        return;
+    };
+    for m in &mut membership.members {
+        m.defragmented_at = previous
+            .members
+            .iter()
+            .find(|p| !m.name.is_empty() && p.name == m.name)
+            .and_then(|p| p.last_defragmentation.as_ref())
+            .map(|d| d.revision);
+    }
+}
+
+/// Records in `status` what a maintenance step did, at `now`: a member's
+/// `lastDefragmentation`, or the cluster's `maintenance.lastCompaction` /
+/// `lastAlarmDisarmed`.
+pub fn record_maintenance(status: &mut EtcdClusterStatus, done: &Maintained, now: &str) {
+    match done {
+        Maintained::Compacted { revision } => {
+            status
+                .maintenance
+                .get_or_insert_with(MaintenanceStatus::default)
+                .last_compaction = Some(CompactionRecord {
+                time: now.to_owned(),
+                revision: *revision,
+            });
+        }
+        Maintained::Defragmented {
+            member,
+            db_size_before,
+            db_size_after,
+            revision,
+        } => {
+            if let Some(m) = status.members.iter_mut().find(|m| &m.name == member) {
+                m.last_defragmentation = Some(DefragmentationRecord {
+                    time: now.to_owned(),
+                    db_size_before: *db_size_before,
+                    db_size_after: db_size_after.unwrap_or(0),
+                    revision: *revision,
+                });
+            }
+        }
+        Maintained::Disarmed { member, alarm } => {
+            status
+                .maintenance
+                .get_or_insert_with(MaintenanceStatus::default)
+                .last_alarm_disarmed = Some(AlarmRecord {
+                time: now.to_owned(),
+                alarm: alarm.to_string(),
+                member: member.clone(),
+            });
+        }
     }
 }
 

@@ -151,7 +151,7 @@ impl KubeError {
             KubeError::Info(_) => "resource",
             KubeError::Json(_) => "intent",
             KubeError::Act(ActError::Etcd { .. } | ActError::Timeout { .. }) => "etcd",
-            KubeError::Act(ActError::Unreachable(_)) => "unreachable",
+            KubeError::Act(ActError::Unreachable(_) | ActError::NoEndpoint(_)) => "unreachable",
             KubeError::Act(ActError::Runtime { .. }) => "runtime",
             KubeError::Timeout(_) => "timeout",
             KubeError::Invalid(_) => "invalid",

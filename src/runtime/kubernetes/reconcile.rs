@@ -96,6 +96,9 @@ pub fn step_kind(step: &Step) -> &'static str {
         Step::StartStopped { .. } => "StartStopped",
         Step::RestartMember { .. } => "RestartMember",
         Step::ClearIntent => "ClearIntent",
+        Step::Compact { .. } => "Compact",
+        Step::Defragment { .. } => "Defragment",
+        Step::DisarmAlarm { .. } => "DisarmAlarm",
     }
 }
 
@@ -113,6 +116,8 @@ pub fn event_reason(step: &Step) -> Option<&'static str> {
         Step::StartStopped { .. } => "StoppedMemberStarted",
         Step::RestartMember { .. } => "MemberRestarted",
         Step::ClearIntent => return None,
+        // Maintenance steps publish their own Event, with what they did.
+        Step::Compact { .. } | Step::Defragment { .. } | Step::DisarmAlarm { .. } => return None,
     })
 }
 
@@ -137,6 +142,7 @@ pub fn desired_state(
     );
     desired.paused = info.spec.paused;
     desired.replace_after_failures = replace_after_failures;
+    desired.maintenance = crate::controller::policy::maintenance(&info.spec);
     Ok(desired)
 }
 
@@ -192,9 +198,10 @@ async fn observe(
     if endpoints.is_empty() {
         return (None, None);
     }
+    // Every observation read is bounded by OBSERVE_TIMEOUT where it is made; no client-wide
+    // request timeout, which would cut off a defragmentation of a large member.
     let opts = ConnectOptions::new()
         .with_dial_timeout(Duration::from_secs(2))
-        .with_request_timeout(OBSERVE_TIMEOUT)
         .with_max_retries(1);
     let client =
         match tokio::time::timeout(OBSERVE_TIMEOUT, Client::connect(&endpoints, opts)).await {
@@ -370,8 +377,12 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         &pod_list,
         &pvc_list,
     );
+    let mut etcd_view = view.as_ref().map(EtcdView::membership);
+    if let Some(m) = etcd_view.as_mut() {
+        crate::controller::status::mark_defragmented(m, cluster.status.as_ref());
+    }
     let observed = Observed {
-        etcd: view.as_ref().map(EtcdView::membership),
+        etcd: etcd_view,
         runtime,
         intent,
     };
@@ -421,6 +432,23 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
                 )
                 .await;
             }
+            Ok(Action::requeue(REQUEUE_AFTER_STEP))
+        }
+        Ok(Outcome::Maintained(done)) => {
+            ctx.metrics.step(kind, "done");
+            tracing::info!(cluster = %info.name, namespace = %info.namespace, "{done}");
+            publish(
+                ctx,
+                cluster,
+                EventType::Normal,
+                done.reason(),
+                done.to_string(),
+                kind,
+            )
+            .await;
+            let mut status = status;
+            crate::controller::status::record_maintenance(&mut status, &done, &now_rfc3339());
+            write_status(client, &info, &status).await?;
             Ok(Action::requeue(REQUEUE_AFTER_STEP))
         }
         Ok(Outcome::NotYet(why)) => {

@@ -110,6 +110,7 @@ impl ClusterLoop {
             self.members.record().peer_url_template(),
         );
         d.paused = spec.paused;
+        d.maintenance = crate::controller::policy::maintenance(spec);
         Ok(d)
     }
 
@@ -142,8 +143,12 @@ impl ClusterLoop {
         self.members.poll()?;
         let view = self.observe_etcd().await?;
         let desired = self.desired()?;
+        let mut etcd = view.as_ref().map(EtcdView::membership);
+        if let Some(m) = etcd.as_mut() {
+            crate::controller::status::mark_defragmented(m, self.last_status.as_ref());
+        }
         let observed = Observed {
-            etcd: view.as_ref().map(EtcdView::membership),
+            etcd,
             runtime: self.members.observe()?,
             intent: self.members.dir().read_intent()?,
         };
@@ -207,6 +212,14 @@ impl ClusterLoop {
         .await
         {
             Ok(Outcome::Done) => Ok(true),
+            Ok(Outcome::Maintained(done)) => {
+                tracing::info!("{}: {done}", self.key());
+                if let Some(status) = self.last_status.as_mut() {
+                    crate::controller::status::record_maintenance(status, &done, &now);
+                    write_yaml(&self.members.dir().status_path(), status)?;
+                }
+                Ok(true)
+            }
             Ok(Outcome::NotYet(why)) => {
                 // etcd asks to wait (a member just joined, a learner catching up): say so once.
                 let line = format!("not yet: {why}");
