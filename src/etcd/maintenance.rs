@@ -523,11 +523,12 @@ impl Client {
     /// arrived, as etcd's client does for this one stream.
     async fn open_snapshot(
         &self,
+        route: Route,
     ) -> Result<(tonic::Streaming<pb::SnapshotResponse>, pb::SnapshotResponse)> {
         self.unary(
             "Maintenance/Snapshot",
             Retry::Repeatable,
-            Route::Any,
+            route,
             |ch, meta| async move {
                 let mut stream = self
                     .maintenance_client(ch)
@@ -553,11 +554,28 @@ impl Client {
     /// [`Client::snapshot_to_file`]). Opening the stream is retried on another member until the
     /// first message arrives; a failure after that ends the call. The request timeout bounds
     /// only the wait for the first message.
-    pub async fn snapshot<W>(&self, mut writer: W) -> Result<SnapshotInfo>
+    pub async fn snapshot<W>(&self, writer: W) -> Result<SnapshotInfo>
     where
         W: AsyncWrite + Unpin,
     {
-        let (mut stream, first) = self.open_snapshot().await?;
+        self.snapshot_routed(Route::Any, writer).await
+    }
+
+    /// [`Client::snapshot`] from the member with client URL `endpoint` (member-local, like
+    /// [`Client::status`]; not retried on another member), for example to spare the leader.
+    pub async fn snapshot_from<W>(&self, endpoint: &str, writer: W) -> Result<SnapshotInfo>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        self.snapshot_routed(Route::Member(endpoint.to_string()), writer)
+            .await
+    }
+
+    async fn snapshot_routed<W>(&self, route: Route, mut writer: W) -> Result<SnapshotInfo>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let (mut stream, first) = self.open_snapshot(route).await?;
         let header = first.header;
         let version = Some(first.version.clone()).filter(|v| !v.is_empty());
         let mut hasher = TrailerHasher::default();
@@ -609,7 +627,22 @@ impl Client {
     /// [`Client::snapshot`] into the file `path`: written to `path.part`, synced, and renamed
     /// over `path` only when complete and verified (the partial file is removed on error).
     pub async fn snapshot_to_file(&self, path: impl AsRef<Path>) -> Result<SnapshotInfo> {
-        let path = path.as_ref();
+        self.snapshot_to_file_routed(Route::Any, path.as_ref())
+            .await
+    }
+
+    /// [`Client::snapshot_to_file`] from the member with client URL `endpoint` (see
+    /// [`Client::snapshot_from`]).
+    pub async fn snapshot_from_to_file(
+        &self,
+        endpoint: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<SnapshotInfo> {
+        self.snapshot_to_file_routed(Route::Member(endpoint.to_string()), path.as_ref())
+            .await
+    }
+
+    async fn snapshot_to_file_routed(&self, route: Route, path: &Path) -> Result<SnapshotInfo> {
         let mut part = path.as_os_str().to_owned();
         part.push(".part");
         let part = std::path::PathBuf::from(part);
@@ -617,7 +650,7 @@ impl Client {
             let mut f = tokio::fs::File::create(&part)
                 .await
                 .map_err(io_err(format!("creating {}", part.display())))?;
-            let info = self.snapshot(&mut f).await?;
+            let info = self.snapshot_routed(route, &mut f).await?;
             f.sync_all()
                 .await
                 .map_err(io_err(format!("syncing {}", part.display())))?;
