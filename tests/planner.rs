@@ -2,13 +2,14 @@
 //! tests of its invariants over random observations.
 
 use etcd_operator::controller::plan::{
-    Alarm, DataState, Desired, EtcdMember, Intent, Membership, Observed, Phase, Plan,
-    RuntimeMember, Step, Version, plan,
+    Alarm, BackupSchedule, Bootstrap, DataState, Desired, EtcdMember, Intent, Membership, Observed,
+    Phase, Plan, RuntimeMember, Step, Version, plan,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const CFG: &str = "cfg-1";
 const MIB: u64 = 1024 * 1024;
@@ -64,6 +65,7 @@ fn cluster(d: &Desired, ordinals: &[u32], version: &str, leader: u32) -> Observe
         }),
         runtime: ordinals.iter().map(|o| runtime(*o, version)).collect(),
         intent: None,
+        ..Observed::default()
     }
 }
 
@@ -232,6 +234,8 @@ impl Sim {
                     .expect("disarmed member");
                 m.alarms.retain(|a| a != alarm);
             }
+            Step::Snapshot { .. } => self.observed.last_snapshot = self.observed.now,
+            Step::RestoreCluster { .. } => panic!("no restore in these simulations"),
         }
     }
 
@@ -271,6 +275,8 @@ fn names(steps: &[Step]) -> Vec<String> {
             Step::Compact { revision } => format!("compact@{revision}"),
             Step::Defragment { ordinal, .. } => format!("defrag{ordinal}"),
             Step::DisarmAlarm { member_id, .. } => format!("disarm:{member_id:x}"),
+            Step::Snapshot { ordinal, .. } => format!("snapshot{ordinal}"),
+            Step::RestoreCluster { members, .. } => format!("restore{members}"),
         })
         .collect()
 }
@@ -411,6 +417,7 @@ fn seed_gone_before_answering_table() {
             etcd: None,
             runtime,
             intent,
+            ..Observed::default()
         };
         let p = plan(&d, &observed);
         assert_eq!(p.next, next, "{name}: {p:?}");
@@ -577,6 +584,7 @@ fn unreachable_stopped_members_with_data_start_again_table() {
                 })
                 .collect(),
             intent,
+            ..Observed::default()
         };
         let mut started = Vec::new();
         let last = loop {
@@ -979,6 +987,7 @@ fn intent_waits_while_etcd_is_unreachable() {
             peer_url: d.peer_url(1),
             member_id: None,
         }),
+        ..Observed::default()
     };
     assert_eq!(plan(&d, &observed).next, None);
 }
@@ -1118,6 +1127,19 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
                     in_flight,
                     Some(*ordinal),
                     "the member of the step in flight started{}",
+                    ctx()
+                );
+            }
+            Step::RestoreCluster { members, .. } => {
+                assert!(
+                    o.runtime.is_empty() && o.intent.is_none(),
+                    "restore over existing members{}",
+                    ctx()
+                );
+                assert_eq!(*members, d.replicas, "{}", ctx());
+                assert!(
+                    matches!(d.bootstrap, Bootstrap::Restore { .. }),
+                    "restore not asked for{}",
                     ctx()
                 );
             }
@@ -1300,9 +1322,13 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
                 );
             }
         }
-        Step::Compact { .. } | Step::Defragment { .. } | Step::DisarmAlarm { .. } => {
+        Step::Compact { .. }
+        | Step::Defragment { .. }
+        | Step::DisarmAlarm { .. }
+        | Step::Snapshot { .. } => {
             check_maintenance(d, o, m, step, &ctx);
         }
+        Step::RestoreCluster { .. } => panic!("restore into a live cluster{}", ctx()),
     }
 }
 
@@ -1399,6 +1425,24 @@ fn check_maintenance(
                 "disarm before every database fits{}",
                 ctx()
             );
+        }
+        Step::Snapshot { member_id, .. } => {
+            let schedule = d.backup.as_ref().expect("a snapshot without a schedule");
+            assert!(!no_space, "snapshot under NOSPACE{}", ctx());
+            assert!(
+                voters.iter().any(|x| x.id == *member_id),
+                "snapshot of a non-voter{}",
+                ctx()
+            );
+            if m.leader == Some(*member_id) {
+                assert_eq!(voters.len(), 1, "snapshot from the leader{}", ctx());
+            }
+            let now = o.now.expect("a snapshot without a time");
+            if let Some(last) = o.last_snapshot
+                && let Ok(age) = now.duration_since(last)
+            {
+                assert!(age >= schedule.every, "snapshot not yet due{}", ctx());
+            }
         }
         _ => {}
     }
@@ -1594,6 +1638,7 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
     d.version = Version::new(3, target_minor, c.target_patch);
     d.paused = c.paused;
     d.replace_after_failures = c.threshold;
+    d.backup = Some(backup_every(60));
     if c.new_config {
         d.config_hash = "cfg-2".to_owned();
     }
@@ -1716,6 +1761,9 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
         }),
         runtime: runtime_members,
         intent,
+        // A snapshot schedule that is due unless the configuration changed too.
+        now: Some(UNIX_EPOCH + Duration::from_secs(1000)),
+        last_snapshot: c.new_config.then(|| UNIX_EPOCH + Duration::from_secs(990)),
     };
     (d, observed)
 }
@@ -1783,6 +1831,8 @@ fn random_observations_cover_every_step() {
             Some(Step::Compact { .. }) => "compact",
             Some(Step::Defragment { .. }) => "defragment",
             Some(Step::DisarmAlarm { .. }) => "disarm",
+            Some(Step::Snapshot { .. }) => "snapshot",
+            Some(Step::RestoreCluster { .. }) => "restore",
         };
         *seen.entry(kind).or_default() += 1;
     }
@@ -1801,6 +1851,7 @@ fn random_observations_cover_every_step() {
         "compact",
         "defragment",
         "disarm",
+        "snapshot",
     ] {
         assert!(
             seen.get(kind).copied().unwrap_or(0) >= 20,
@@ -2128,4 +2179,172 @@ fn no_space_waits_for_health_and_can_be_left_to_a_person() {
     assert!(p.status.message.contains("handleNoSpace is false"), "{p:?}");
     // Handled, the same cluster compacts.
     assert!(matches!(plan(&d, &o).next, Some(Step::Compact { .. })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduled snapshots and restore
+// ---------------------------------------------------------------------------------------------
+
+fn backup_every(secs: u64) -> BackupSchedule {
+    BackupSchedule {
+        every: Duration::from_secs(secs),
+        keep: 2,
+        directory: "/backups".into(),
+    }
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A healthy 3-member cluster led by member 0 with a 60 s schedule, observed at t = 1000 s.
+fn scheduled(last: Option<u64>) -> (Desired, Observed) {
+    let mut d = desired(3, "3.5.16");
+    d.backup = Some(backup_every(60));
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    o.now = Some(at(1000));
+    o.last_snapshot = last.map(at);
+    (d, o)
+}
+
+#[test]
+fn snapshot_is_taken_when_none_exists_from_a_follower() {
+    let (d, o) = scheduled(None);
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.next,
+        Some(Step::Snapshot {
+            member_id: id_of(1),
+            ordinal: 1
+        }),
+        "{p:?}"
+    );
+    assert_eq!(p.status.phase, Phase::Healthy);
+    assert!(p.status.message.contains("no snapshot yet"), "{p:?}");
+}
+
+#[test]
+fn snapshot_waits_until_due_then_is_taken() {
+    let (d, o) = scheduled(Some(941)); // 59 s old
+    assert_eq!(plan(&d, &o).next, None);
+    let (d, o) = scheduled(Some(940)); // 60 s old: due
+    let p = plan(&d, &o);
+    assert!(matches!(p.next, Some(Step::Snapshot { .. })), "{p:?}");
+    assert!(p.status.message.contains("the last is 60s old"), "{p:?}");
+}
+
+#[test]
+fn snapshot_follower_chosen_when_another_member_leads() {
+    let mut d = desired(3, "3.5.16");
+    d.backup = Some(backup_every(60));
+    let mut o = cluster(&d, &[0, 1, 2], "3.5.16", 1);
+    o.now = Some(at(1000));
+    assert_eq!(
+        plan(&d, &o).next,
+        Some(Step::Snapshot {
+            member_id: id_of(0),
+            ordinal: 0
+        })
+    );
+}
+
+#[test]
+fn snapshot_of_a_single_member_comes_from_the_leader() {
+    let mut d = desired(1, "3.5.16");
+    d.backup = Some(backup_every(60));
+    let mut o = cluster(&d, &[0], "3.5.16", 0);
+    o.now = Some(at(1000));
+    assert_eq!(
+        plan(&d, &o).next,
+        Some(Step::Snapshot {
+            member_id: id_of(0),
+            ordinal: 0
+        })
+    );
+}
+
+#[test]
+fn snapshot_needs_a_schedule_and_a_time() {
+    let (mut d, o) = scheduled(None);
+    d.backup = None;
+    assert_eq!(plan(&d, &o).next, None);
+    let (d, mut o) = scheduled(None);
+    o.now = None;
+    assert_eq!(plan(&d, &o).next, None);
+}
+
+#[test]
+fn snapshot_is_blocked_by_an_unhealthy_member() {
+    let (d, mut o) = scheduled(None);
+    o.etcd.as_mut().expect("etcd").members[2].healthy = false;
+    let p = plan(&d, &o);
+    assert!(!matches!(p.next, Some(Step::Snapshot { .. })), "{p:?}");
+    let (d, mut o) = scheduled(None);
+    o.runtime[1].running = false;
+    let p = plan(&d, &o);
+    assert!(!matches!(p.next, Some(Step::Snapshot { .. })), "{p:?}");
+}
+
+#[test]
+fn snapshot_is_blocked_by_an_intent_or_pending_work() {
+    let (d, mut o) = scheduled(None);
+    o.intent = Some(Intent::RemoveMember {
+        ordinal: 2,
+        member_id: id_of(2),
+    });
+    let p = plan(&d, &o);
+    assert!(!matches!(p.next, Some(Step::Snapshot { .. })), "{p:?}");
+    // Scaling up comes first.
+    let (mut d, o) = scheduled(None);
+    d.replicas = 5;
+    assert!(matches!(plan(&d, &o).next, Some(Step::AddLearner { .. })));
+    // So does a rolling restart.
+    let (mut d, o) = scheduled(None);
+    d.config_hash = "other".to_owned();
+    let p = plan(&d, &o);
+    assert!(!matches!(p.next, Some(Step::Snapshot { .. })), "{p:?}");
+    // No leader known: no snapshot.
+    let (d, mut o) = scheduled(None);
+    o.etcd.as_mut().expect("etcd").leader = None;
+    assert!(!matches!(plan(&d, &o).next, Some(Step::Snapshot { .. })));
+}
+
+#[test]
+fn snapshot_dated_in_the_future_is_retaken() {
+    let (d, o) = scheduled(Some(5000));
+    assert!(matches!(plan(&d, &o).next, Some(Step::Snapshot { .. })));
+}
+
+#[test]
+fn restore_bootstraps_every_member_only_from_nothing() {
+    let mut d = desired(3, "3.5.16");
+    d.bootstrap = Bootstrap::Restore {
+        path: "/backups/demo.db".into(),
+    };
+    let p = plan(&d, &Observed::default());
+    assert_eq!(
+        p.next,
+        Some(Step::RestoreCluster {
+            members: 3,
+            version: v("3.5.16"),
+            path: "/backups/demo.db".into()
+        })
+    );
+    assert_eq!(p.status.phase, Phase::Bootstrapping);
+    // Once members exist the restore is never planned again.
+    let o = cluster(&d, &[0, 1, 2], "3.5.16", 0);
+    assert_eq!(plan(&d, &o).next, None);
+    let o = Observed {
+        runtime: vec![runtime(0, v("3.5.16"))],
+        ..Observed::default()
+    };
+    assert!(!matches!(
+        plan(&d, &o).next,
+        Some(Step::RestoreCluster { .. })
+    ));
+    // A runtime that cannot restore creates nothing and says why.
+    d.bootstrap = Bootstrap::Unsupported("not here".to_owned());
+    let p = plan(&d, &Observed::default());
+    assert_eq!((p.next, p.status.phase), (None, Phase::Degraded));
+    assert_eq!(p.status.message, "not here");
 }

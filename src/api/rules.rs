@@ -64,6 +64,37 @@ pub const EXTRA_FLAG_PATTERN: &str = r"^--[a-z0-9][a-z0-9-]*(=.*)?$";
 pub const MAX_EXTRA_FLAGS: usize = 64;
 /// The longest extra flag.
 pub const EXTRA_FLAG_MAX_LEN: usize = 1024;
+/// `spec.backup.every`: hours, minutes and seconds (`6h`, `30m`, `1h30m`, `45s`), each at most
+/// six digits.
+pub const BACKUP_EVERY_PATTERN: &str = "^([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$";
+/// The longest `spec.backup.every`.
+pub const BACKUP_EVERY_MAX_LEN: usize = 24;
+/// The shortest interval between scheduled snapshots, in seconds.
+pub const BACKUP_EVERY_MIN_SECS: u64 = 10;
+/// The range of `spec.backup.keep`.
+pub const BACKUP_KEEP: (i32, i32) = (1, 1000);
+/// The longest file path in the spec (`spec.backup.directory`, `spec.bootstrap.restore.path`).
+pub const PATH_MAX_LEN: usize = 4096;
+
+/// `spec.backup.every` is at least [`BACKUP_EVERY_MIN_SECS`] (a malformed value is reported by
+/// the pattern).
+pub fn backup_every_rule() -> String {
+    format!(
+        "!self.matches('{BACKUP_EVERY_PATTERN}') || self.size() < 2 \
+         || duration(self) >= duration('{BACKUP_EVERY_MIN_SECS}s')"
+    )
+}
+/// Message of [`backup_every_rule`].
+pub fn backup_every_message() -> String {
+    format!("backup.every must be at least {BACKUP_EVERY_MIN_SECS}s")
+}
+
+/// `spec.bootstrap` is fixed (transition rule): it is read only when the cluster is created.
+pub const BOOTSTRAP_IMMUTABLE_RULE: &str = "self == oldSelf";
+/// Message of [`BOOTSTRAP_IMMUTABLE_RULE`].
+pub const BOOTSTRAP_IMMUTABLE_MESSAGE: &str =
+    "bootstrap cannot change after creation: it is read only when the cluster is created";
+
 /// The longest image reference.
 pub const IMAGE_MAX_LEN: usize = 512;
 

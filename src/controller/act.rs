@@ -99,6 +99,17 @@ pub trait MemberRuntime {
         version: Version,
         before_start: fn(),
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Creates members `0..members` of a new cluster from the snapshot at `path`: every
+    /// member's data is restored from it with the full initial cluster, then every member is
+    /// started. Refused when any member exists; a snapshot that cannot be restored starts
+    /// nothing.
+    fn restore_cluster(
+        &mut self,
+        members: u32,
+        version: Version,
+        path: &std::path::Path,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// Errors of the act layer.
@@ -136,6 +147,18 @@ pub enum ActError {
     /// The step names a member the observation has no client URL for.
     #[error("{0}: the member has no client URL to reach it at")]
     NoEndpoint(String),
+    /// A snapshot step without a backup schedule (never planned so).
+    #[error("{0}: no backup is configured")]
+    NoBackup(String),
+    /// Writing the snapshot or applying the retention failed.
+    #[error("{step}: {source}")]
+    Backup {
+        /// The step.
+        step: String,
+        /// What failed.
+        #[source]
+        source: super::backup::BackupError,
+    },
 }
 
 /// What running a step did.
@@ -176,6 +199,21 @@ pub enum Maintained {
         /// The alarm.
         alarm: Alarm,
     },
+    /// A snapshot was written (and the retention applied).
+    Snapshotted {
+        /// The member it was taken from.
+        member: String,
+        /// The file.
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The member's revision when it started.
+        revision: i64,
+        /// The SHA-256 of the database bytes, hex.
+        sha256: String,
+        /// How many older files retention deleted.
+        deleted: usize,
+    },
 }
 
 impl Maintained {
@@ -185,6 +223,7 @@ impl Maintained {
             Maintained::Compacted { .. } => "Compacted",
             Maintained::Defragmented { .. } => "Defragmented",
             Maintained::Disarmed { .. } => "AlarmDisarmed",
+            Maintained::Snapshotted { .. } => "SnapshotTaken",
         }
     }
 }
@@ -217,6 +256,19 @@ impl std::fmt::Display for Maintained {
             Maintained::Disarmed { member, alarm } => {
                 write!(f, "Disarmed the {alarm} alarm of member {member}")
             }
+            Maintained::Snapshotted {
+                member,
+                file,
+                size,
+                revision,
+                deleted,
+                ..
+            } => write!(
+                f,
+                "Snapshot of member {member} at revision {revision} written to {file} ({}); \
+                 {deleted} older file(s) deleted by retention",
+                mib(*size)
+            ),
         }
     }
 }
@@ -534,6 +586,58 @@ pub async fn act<R: MemberRuntime>(
                 member,
                 alarm: *alarm,
             }));
+        }
+        Step::Snapshot { member_id, .. } => {
+            let client = need_client()?;
+            let backup = desired
+                .backup
+                .as_ref()
+                .ok_or_else(|| ActError::NoBackup(step.to_string()))?;
+            let member = view.and_then(|v| v.member(*member_id));
+            let endpoint = member
+                .and_then(|m| m.endpoint.clone())
+                .ok_or_else(|| ActError::NoEndpoint(step.to_string()))?;
+            let revision = member
+                .and_then(|m| m.status.as_ref())
+                .map_or(0, |s| s.revision);
+            let taken = tokio::time::timeout(
+                MAINTENANCE_CALL_TIMEOUT,
+                super::backup::take(
+                    client,
+                    &endpoint,
+                    &backup.directory,
+                    &desired.cluster,
+                    revision,
+                    backup.keep,
+                ),
+            )
+            .await
+            .map_err(|_| ActError::Timeout {
+                step: step.to_string(),
+                timeout: MAINTENANCE_CALL_TIMEOUT,
+            })?
+            .map_err(|source| ActError::Backup {
+                step: step.to_string(),
+                source,
+            })?;
+            return Ok(Outcome::Maintained(Maintained::Snapshotted {
+                member: member.map_or_else(|| format!("{member_id:x}"), |m| m.member.name.clone()),
+                file: taken.file.display().to_string(),
+                size: taken.size,
+                revision: taken.revision,
+                sha256: taken.sha256,
+                deleted: taken.deleted.len(),
+            }));
+        }
+        Step::RestoreCluster {
+            members,
+            version,
+            path,
+        } => {
+            runtime
+                .restore_cluster(*members, *version, path)
+                .await
+                .map_err(rt_err(step))?;
         }
     }
     Ok(Outcome::Done)

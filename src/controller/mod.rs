@@ -10,9 +10,11 @@
 //! - [`flags`]: the etcd flags a member gets from the spec's etcd options (both runtimes).
 //! - [`intent`]: how a step in flight is stored (both runtimes).
 //! - [`status`]: the status to report, with its conditions.
+//! - [`backup`]: snapshot files: names, retention, streaming one to disk.
 //! - [`policy`]: the maintenance policy (defragmentation, NOSPACE) from the spec (both runtimes).
 
 pub mod act;
+pub mod backup;
 pub mod flags;
 pub mod intent;
 pub mod observe;

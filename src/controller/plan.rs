@@ -58,6 +58,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::{Duration, SystemTime};
 
 /// The largest replica count a cluster may ask for.
 pub const MAX_REPLICAS: u32 = 9;
@@ -126,6 +127,34 @@ impl Maintenance {
         let limit = u128::from(self.quota_backend_bytes) * u128::from(DISARM_BELOW_PERCENT) / 100;
         u64::try_from(limit).unwrap_or(u64::MAX)
     }
+}
+
+/// Scheduled snapshots (`spec.backup`) the planner may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSchedule {
+    /// A snapshot is due once the last successful one is at least this old.
+    pub every: Duration,
+    /// How many snapshot files the act layer keeps (retention runs after each snapshot).
+    pub keep: u32,
+    /// The folder the snapshot files go to.
+    pub directory: std::path::PathBuf,
+}
+
+/// How a new cluster is created when nothing of it exists yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Bootstrap {
+    /// Empty: a seed member is started and the others join as learners.
+    #[default]
+    Empty,
+    /// From a snapshot: every member's data is restored from it before any member starts
+    /// ([`Step::RestoreCluster`]).
+    Restore {
+        /// The snapshot file.
+        path: std::path::PathBuf,
+    },
+    /// A restore was asked for that this runtime cannot run; nothing is created, the text says
+    /// why.
+    Unsupported(String),
 }
 
 /// An etcd release version, `major.minor.patch` (a leading `v` is accepted when parsing).
@@ -240,6 +269,10 @@ pub struct Desired {
     pub replace_after_failures: u32,
     /// What maintenance may run.
     pub maintenance: Maintenance,
+    /// Scheduled snapshots, if asked for.
+    pub backup: Option<BackupSchedule>,
+    /// How the cluster is created when nothing of it exists.
+    pub bootstrap: Bootstrap,
 }
 
 impl Desired {
@@ -260,6 +293,8 @@ impl Desired {
             peer_url_template: peer_url_template.into(),
             replace_after_failures: DEFAULT_REPLACE_AFTER_FAILURES,
             maintenance: Maintenance::default(),
+            backup: None,
+            bootstrap: Bootstrap::Empty,
         }
     }
 
@@ -446,6 +481,10 @@ pub struct Observed {
     pub runtime: Vec<RuntimeMember>,
     /// The recorded intent, if a step is in flight.
     pub intent: Option<Intent>,
+    /// When this observation was made; `None` takes no time-based step (snapshots).
+    pub now: Option<SystemTime>,
+    /// When the last successful snapshot finished (from the recorded status), if any.
+    pub last_snapshot: Option<SystemTime>,
 }
 
 /// The phase to report.
@@ -582,6 +621,25 @@ pub enum Step {
         /// The alarm.
         alarm: Alarm,
     },
+    /// Stream a snapshot of the keyspace from one member into the backup folder, then apply
+    /// the retention ([`BackupSchedule`]). Reads only; a follower when there is one.
+    Snapshot {
+        /// The member's ID.
+        member_id: u64,
+        /// The member's ordinal.
+        ordinal: u32,
+    },
+    /// Create a new cluster from a snapshot: the data of members `0..members` is restored from
+    /// it (all with the full initial cluster), then every member starts. Only when nothing of
+    /// the cluster exists.
+    RestoreCluster {
+        /// How many members to restore.
+        members: u32,
+        /// The version to run.
+        version: Version,
+        /// The snapshot file.
+        path: std::path::PathBuf,
+    },
 }
 
 impl Step {
@@ -646,6 +704,18 @@ impl fmt::Display for Step {
             Step::DisarmAlarm { member_id, alarm } => {
                 write!(f, "disarm the {alarm} alarm of member {member_id:x}")
             }
+            Step::Snapshot { member_id, ordinal } => {
+                write!(f, "take a snapshot from member {ordinal} ({member_id:x})")
+            }
+            Step::RestoreCluster {
+                members,
+                version,
+                path,
+            } => write!(
+                f,
+                "restore {members} members on {version} from snapshot {}",
+                path.display()
+            ),
         }
     }
 }
@@ -757,13 +827,24 @@ impl Counts {
 fn plan_unreachable(desired: &Desired, observed: &Observed, counts: &Counts) -> Plan {
     let intent = observed.intent.as_ref();
     if intent.is_none() && observed.runtime.is_empty() {
-        return counts.step(
-            Phase::Bootstrapping,
-            Step::StartSeed {
-                ordinal: 0,
-                version: desired.version,
-            },
-        );
+        return match &desired.bootstrap {
+            Bootstrap::Empty => counts.step(
+                Phase::Bootstrapping,
+                Step::StartSeed {
+                    ordinal: 0,
+                    version: desired.version,
+                },
+            ),
+            Bootstrap::Restore { path } => counts.step(
+                Phase::Bootstrapping,
+                Step::RestoreCluster {
+                    members: desired.replicas,
+                    version: desired.version,
+                    path: path.clone(),
+                },
+            ),
+            Bootstrap::Unsupported(why) => counts.wait(Phase::Degraded, why.clone()),
+        };
     }
     let seed = match observed.runtime.as_slice() {
         [only] if only.ordinal == 0 => Some(only),
@@ -1101,13 +1182,63 @@ impl<'a> Cluster<'a> {
             return plan;
         }
         let plan = self.roll();
-        if plan.next.is_none()
-            && plan.status.phase == Phase::Healthy
-            && let Some(defrag) = self.defragment_fragmented()
-        {
-            return defrag;
+        if plan.next.is_none() && plan.status.phase == Phase::Healthy {
+            if let Some(defrag) = self.defragment_fragmented() {
+                return defrag;
+            }
+            if let Some(snapshot) = self.snapshot_due() {
+                return snapshot;
+            }
         }
         plan
+    }
+
+    /// Once nothing else is to do: a snapshot when the last one is at least
+    /// [`BackupSchedule::every`] old (or there is none), from the lowest-ordinal healthy
+    /// follower (the leader only when it is the only voter).
+    fn snapshot_due(&self) -> Option<Plan> {
+        let every = self.desired.backup.as_ref()?.every;
+        let now = self.observed.now?;
+        if self.maintenance_blocked().is_some() {
+            return None;
+        }
+        let age = match self.observed.last_snapshot {
+            // A last snapshot in the future means the clock went back: take one.
+            Some(last) => match now.duration_since(last) {
+                Ok(age) if age < every => return None,
+                Ok(age) => Some(age),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let slot = self.defrag_candidate(is_healthy)?;
+        let mut plan = self.step(
+            Phase::Healthy,
+            Step::Snapshot {
+                member_id: slot.member.id,
+                ordinal: slot.ordinal,
+            },
+        );
+        plan.status.message = format!(
+            "{} ({}{}): {}",
+            plan.status.message,
+            self.name(slot.ordinal),
+            if self.is_leader(slot) {
+                ", the leader: no follower"
+            } else {
+                ", a follower"
+            },
+            match (self.observed.last_snapshot, age) {
+                (None, _) => "no snapshot yet".to_owned(),
+                (Some(_), Some(age)) => format!(
+                    "the last is {}s old (every {}s)",
+                    age.as_secs(),
+                    every.as_secs()
+                ),
+                (Some(_), None) => "the last is dated in the future".to_owned(),
+            }
+        );
+        Some(plan)
     }
 
     /// Why no maintenance step may run now, if one may not: every voter must be healthy and

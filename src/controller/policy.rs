@@ -2,7 +2,31 @@
 
 use crate::api::EtcdClusterSpec;
 
-use super::plan::{DEFAULT_QUOTA_BACKEND_BYTES, Maintenance};
+use super::plan::{BackupSchedule, DEFAULT_QUOTA_BACKEND_BYTES, Maintenance};
+
+/// The snapshot file `spec.bootstrap.restore.path` names, if any.
+pub fn restore_path(spec: &EtcdClusterSpec) -> Option<&str> {
+    spec.bootstrap
+        .as_ref()?
+        .restore
+        .as_ref()
+        .map(|r| r.path.as_str())
+}
+
+/// The backup schedule for `spec.backup`, with `directory` the folder the runtime chose (the
+/// spec's, resolved, or its default). `None` when no backup is asked for or `every` does not
+/// parse (the admission rules refuse that).
+pub fn backup(spec: &EtcdClusterSpec, directory: std::path::PathBuf) -> Option<BackupSchedule> {
+    let b = spec.backup.as_ref()?;
+    let every = crate::api::validation::parse_every(&b.every)?;
+    Some(BackupSchedule {
+        every: every.max(std::time::Duration::from_secs(
+            crate::api::rules::BACKUP_EVERY_MIN_SECS,
+        )),
+        keep: u32::try_from(b.keep).unwrap_or(1).clamp(1, 1000),
+        directory,
+    })
+}
 
 /// The maintenance the planner may run for `spec`: `spec.maintenance`, with the quota from
 /// `spec.etcd.quotaBackendBytes` (etcd's default 2 GiB when unset). Out-of-range numbers (the

@@ -4,8 +4,8 @@
 //! `lastTransitionTime` changes only when its status does).
 
 use crate::api::{
-    AlarmRecord, CompactionRecord, Condition, DefragmentationRecord, EtcdClusterStatus,
-    MaintenanceStatus, MemberStatus,
+    AlarmRecord, BackupStatus, CompactionRecord, Condition, DefragmentationRecord,
+    EtcdClusterStatus, MaintenanceStatus, MemberStatus, SnapshotRecord,
 };
 
 use super::act::Maintained;
@@ -205,6 +205,39 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         current_version,
         members,
         maintenance: previous.and_then(|p| p.maintenance.clone()),
+        backup: previous.and_then(|p| p.backup.clone()),
+    }
+}
+
+/// When the last snapshot recorded in `status` finished, if one is recorded with a readable
+/// time: the planner's memory of the backup schedule.
+pub fn last_snapshot_time(status: Option<&EtcdClusterStatus>) -> Option<std::time::SystemTime> {
+    let time = &status?.backup.as_ref()?.last_snapshot.as_ref()?.time;
+    let ts: k8s_openapi::jiff::Timestamp = time.parse().ok()?;
+    Some(std::time::SystemTime::from(ts))
+}
+
+/// Records in `status` that the last snapshot attempt failed, and why.
+pub fn record_backup_error(status: &mut EtcdClusterStatus, error: &str) {
+    status
+        .backup
+        .get_or_insert_with(BackupStatus::default)
+        .last_error = Some(error.to_owned());
+}
+
+/// Marks `status` Degraded (phase and condition, reason `reason`) with `message`: a step that
+/// cannot succeed until a person acts, such as a restore from a missing snapshot.
+pub fn mark_failed(status: &mut EtcdClusterStatus, reason: &str, message: &str, now: &str) {
+    status.phase = Some(phase_name(Phase::Degraded).to_owned());
+    for c in &mut status.conditions {
+        if c.type_ == "Degraded" {
+            if c.status != "True" {
+                c.last_transition_time = Some(now.to_owned());
+            }
+            c.status = "True".to_owned();
+            c.reason = reason.to_owned();
+            c.message = message.to_owned();
+        }
     }
 }
 
@@ -253,6 +286,26 @@ pub fn record_maintenance(status: &mut EtcdClusterStatus, done: &Maintained, now
                     revision: *revision,
                 });
             }
+        }
+        Maintained::Snapshotted {
+            member,
+            file,
+            size,
+            revision,
+            sha256,
+            ..
+        } => {
+            status.backup = Some(BackupStatus {
+                last_snapshot: Some(SnapshotRecord {
+                    time: now.to_owned(),
+                    file: file.clone(),
+                    size: i64::try_from(*size).unwrap_or(i64::MAX),
+                    revision: *revision,
+                    sha256: sha256.clone(),
+                    member: member.clone(),
+                }),
+                last_error: None,
+            });
         }
         Maintained::Disarmed { member, alarm } => {
             status

@@ -267,6 +267,18 @@ impl KubeRuntime {
 impl MemberRuntime for KubeRuntime {
     type Error = KubeError;
 
+    async fn restore_cluster(
+        &mut self,
+        _members: u32,
+        _version: Version,
+        _path: &std::path::Path,
+    ) -> Result<(), KubeError> {
+        // Never planned here (the desired state marks a restore as unsupported).
+        Err(KubeError::Invalid(
+            "restoring from a snapshot is supported by the local runtime only".to_owned(),
+        ))
+    }
+
     async fn record_intent(&mut self, intent: Option<&Intent>) -> Result<(), KubeError> {
         let value = match intent {
             Some(i) => serde_json::Value::String(encode_intent(i).map_err(KubeError::Json)?),

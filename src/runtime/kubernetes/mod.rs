@@ -152,6 +152,7 @@ impl KubeError {
             KubeError::Json(_) => "intent",
             KubeError::Act(ActError::Etcd { .. } | ActError::Timeout { .. }) => "etcd",
             KubeError::Act(ActError::Unreachable(_) | ActError::NoEndpoint(_)) => "unreachable",
+            KubeError::Act(ActError::NoBackup(_) | ActError::Backup { .. }) => "backup",
             KubeError::Act(ActError::Runtime { .. }) => "runtime",
             KubeError::Timeout(_) => "timeout",
             KubeError::Invalid(_) => "invalid",

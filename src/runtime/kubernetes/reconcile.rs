@@ -99,6 +99,8 @@ pub fn step_kind(step: &Step) -> &'static str {
         Step::Compact { .. } => "Compact",
         Step::Defragment { .. } => "Defragment",
         Step::DisarmAlarm { .. } => "DisarmAlarm",
+        Step::Snapshot { .. } => "Snapshot",
+        Step::RestoreCluster { .. } => "RestoreCluster",
     }
 }
 
@@ -117,7 +119,11 @@ pub fn event_reason(step: &Step) -> Option<&'static str> {
         Step::RestartMember { .. } => "MemberRestarted",
         Step::ClearIntent => return None,
         // Maintenance steps publish their own Event, with what they did.
-        Step::Compact { .. } | Step::Defragment { .. } | Step::DisarmAlarm { .. } => return None,
+        Step::Compact { .. }
+        | Step::Defragment { .. }
+        | Step::DisarmAlarm { .. }
+        | Step::Snapshot { .. } => return None,
+        Step::RestoreCluster { .. } => "ClusterRestored",
     })
 }
 
@@ -143,6 +149,16 @@ pub fn desired_state(
     desired.paused = info.spec.paused;
     desired.replace_after_failures = replace_after_failures;
     desired.maintenance = crate::controller::policy::maintenance(&info.spec);
+    // Scheduled snapshots and restores run in the local runtime only for now: no Snapshot step
+    // is planned here (spec.backup is ignored), and a cluster asking for a restore is not
+    // created empty behind the user's back.
+    if crate::controller::policy::restore_path(&info.spec).is_some() {
+        desired.bootstrap = crate::controller::plan::Bootstrap::Unsupported(
+            "spec.bootstrap.restore is supported by the local runtime only for now; nothing is \
+             created"
+                .to_owned(),
+        );
+    }
     Ok(desired)
 }
 
@@ -385,6 +401,7 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         etcd: etcd_view,
         runtime,
         intent,
+        ..Observed::default()
     };
     let the_plan = plan(&desired, &observed);
 

@@ -48,6 +48,69 @@ pub fn etcd_binary(bin_dir: Option<&Path>, version: Version) -> Result<PathBuf, 
         })
 }
 
+/// Finds etcd's companion tool `tool` (`etcdutl`) for a version: next to that version's `etcd`
+/// binary ([`etcd_binary`]), or on PATH without a folder.
+pub fn tool_binary(
+    bin_dir: Option<&Path>,
+    version: Version,
+    tool: &str,
+) -> Result<PathBuf, LocalError> {
+    if bin_dir.is_none() {
+        return Ok(PathBuf::from(tool));
+    }
+    let etcd = etcd_binary(bin_dir, version)?;
+    let path = etcd.with_file_name(tool);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(LocalError::Restore(format!(
+            "no {tool} next to {} (etcd {version}): it is needed to restore a snapshot",
+            etcd.display()
+        )))
+    }
+}
+
+/// Runs `etcdutl snapshot restore` for one member into `data_dir` (which must not exist).
+async fn etcdutl_restore(
+    etcdutl: &Path,
+    snapshot: &Path,
+    name: &str,
+    peer_url: &str,
+    initial_cluster: &str,
+    token: &str,
+    data_dir: &Path,
+) -> Result<(), LocalError> {
+    let out = tokio::process::Command::new(etcdutl)
+        .arg("snapshot")
+        .arg("restore")
+        .arg(snapshot)
+        .arg(format!("--name={name}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
+        .arg(format!("--initial-cluster-token={token}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| LocalError::io(format!("running {}", etcdutl.display()), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // etcdutl logs JSON lines; the last line says what failed.
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    Err(LocalError::Restore(format!(
+        "etcdutl snapshot restore {} for {name} failed ({}): {}",
+        snapshot.display(),
+        out.status,
+        last.trim()
+    )))
+}
+
 /// The members of one cluster.
 #[derive(Debug)]
 pub struct LocalMembers {
@@ -293,6 +356,86 @@ impl LocalMembers {
 
 impl MemberRuntime for LocalMembers {
     type Error = LocalError;
+
+    async fn restore_cluster(
+        &mut self,
+        members: u32,
+        version: Version,
+        path: &Path,
+    ) -> Result<(), LocalError> {
+        if !self.dir.member_ordinals()?.is_empty() || !self.running.is_empty() {
+            return Err(LocalError::Refused(format!(
+                "{}: members exist already; a cluster is restored from a snapshot only when \
+                 nothing of it exists",
+                self.key
+            )));
+        }
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(LocalError::Restore(format!(
+                    "snapshot {} is not a file",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(LocalError::Restore(format!(
+                    "snapshot {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        let etcdutl = tool_binary(self.bin_dir.as_deref(), version, "etcdutl")?;
+        let initial_cluster = (0..members)
+            .map(|o| format!("{}={}", self.name(o), self.record.peer_url(o)))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Every member is restored into a staging folder first; nothing is moved into place
+        // (and nothing starts) unless all of them were restored.
+        let staging = self.dir.root().join("restore");
+        match std::fs::remove_dir_all(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LocalError::io(format!("clearing {}", staging.display()), e)),
+        }
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| LocalError::io(format!("creating {}", staging.display()), e))?;
+        for o in 0..members {
+            etcdutl_restore(
+                &etcdutl,
+                path,
+                &self.name(o),
+                &self.record.peer_url(o),
+                &initial_cluster,
+                &self.record.token,
+                &staging.join(o.to_string()),
+            )
+            .await?;
+        }
+        let mut records = Vec::new();
+        for o in 0..members {
+            let rec = self.new_record(version, "new", initial_cluster.clone());
+            let member_dir = self.dir.member_dir(o);
+            std::fs::create_dir_all(&member_dir)
+                .map_err(|e| LocalError::io(format!("creating {}", member_dir.display()), e))?;
+            let data = self.dir.data_dir(o);
+            std::fs::rename(staging.join(o.to_string()), &data).map_err(|e| {
+                LocalError::io(format!("moving restored data to {}", data.display()), e)
+            })?;
+            self.dir.write_member(o, &rec)?;
+            records.push((o, rec));
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+        tracing::info!(
+            "{}: restored {members} members from {}; starting them",
+            self.key,
+            path.display()
+        );
+        for (o, rec) in records {
+            self.launch(o, &rec)?;
+        }
+        Ok(())
+    }
 
     async fn record_intent(&mut self, intent: Option<&Intent>) -> Result<(), LocalError> {
         self.dir.write_intent(intent)

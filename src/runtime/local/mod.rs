@@ -66,6 +66,10 @@ pub enum LocalError {
         /// The folder searched.
         dir: PathBuf,
     },
+    /// A restore from a snapshot failed (missing or unreadable file, `etcdutl` failed or is
+    /// missing); nothing was started.
+    #[error("restore: {0}")]
+    Restore(String),
     /// The runtime refused an operation that would lose data.
     #[error("{0}")]
     Refused(String),

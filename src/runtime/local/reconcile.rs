@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::api::EtcdClusterStatus;
 use crate::controller::act::{Outcome, act};
 use crate::controller::observe::{EtcdView, observe_etcd, same_url};
-use crate::controller::plan::{Desired, Observed, Step, Version, plan};
+use crate::controller::plan::{Bootstrap, Desired, Observed, Step, Version, plan};
 use crate::controller::status::{StatusInput, build_status, same_status};
 use crate::etcd::{Client, ConnectOptions};
 
@@ -29,6 +29,19 @@ pub struct ClusterLoop {
     last_status: Option<EtcdClusterStatus>,
     last_message: String,
     last_step: Option<Step>,
+    state_dir: std::path::PathBuf,
+    /// Why the last restore attempt failed (kept in the status while the restore is retried).
+    restore_error: Option<String>,
+}
+
+/// `path` as given, or taken from `base` when relative.
+fn resolve(base: &std::path::Path, path: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 impl ClusterLoop {
@@ -44,14 +57,30 @@ impl ClusterLoop {
             LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
         members.set_flags(option_flags(&manifest.cluster.spec.etcd));
         members.resume()?;
+        // The status written before: what the operator did (last snapshot, defragmentations)
+        // is remembered across restarts.
+        let status_path = members.dir().status_path();
+        let last_status = if status_path.exists() {
+            match super::store::read_yaml::<EtcdClusterStatus>(&status_path) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!("{}: ignoring the previous status: {e}", manifest.key());
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Self {
             manifest,
             generation: 1,
             members,
             client: None,
-            last_status: None,
+            last_status,
             last_message: String::new(),
             last_step: None,
+            state_dir: state_dir.to_path_buf(),
+            restore_error: None,
         })
     }
 
@@ -111,6 +140,19 @@ impl ClusterLoop {
         );
         d.paused = spec.paused;
         d.maintenance = crate::controller::policy::maintenance(spec);
+        let backups = spec.backup.as_ref().map_or_else(
+            || self.members.dir().root().join("backups"),
+            |b| match &b.directory {
+                Some(dir) => resolve(&self.state_dir, dir),
+                None => self.members.dir().root().join("backups"),
+            },
+        );
+        d.backup = crate::controller::policy::backup(spec, backups);
+        if let Some(path) = crate::controller::policy::restore_path(spec) {
+            d.bootstrap = Bootstrap::Restore {
+                path: resolve(&self.state_dir, path),
+            };
+        }
         Ok(d)
     }
 
@@ -151,10 +193,16 @@ impl ClusterLoop {
             etcd,
             runtime: self.members.observe()?,
             intent: self.members.dir().read_intent()?,
+            now: Some(std::time::SystemTime::now()),
+            last_snapshot: crate::controller::status::last_snapshot_time(self.last_status.as_ref()),
         };
         let plan = plan(&desired, &observed);
         let now = crate::controller::status::now_rfc3339();
-        let status = build_status(StatusInput {
+        let restoring = matches!(plan.next, Some(Step::RestoreCluster { .. }));
+        if !restoring {
+            self.restore_error = None;
+        }
+        let mut status = build_status(StatusInput {
             desired: &desired,
             plan: &plan,
             view: view.as_ref(),
@@ -162,6 +210,9 @@ impl ClusterLoop {
             generation: Some(self.generation),
             now: &now,
         });
+        if let Some(why) = self.restore_error.as_deref().filter(|_| restoring) {
+            crate::controller::status::mark_failed(&mut status, "RestoreFailed", why, &now);
+        }
         if self
             .last_status
             .as_ref()
@@ -230,6 +281,28 @@ impl ClusterLoop {
                 Ok(false)
             }
             Err(e) => {
+                match step {
+                    Step::Snapshot { .. } => {
+                        if let Some(status) = self.last_status.as_mut() {
+                            crate::controller::status::record_backup_error(status, &e.to_string());
+                            write_yaml(&self.members.dir().status_path(), status)?;
+                        }
+                    }
+                    Step::RestoreCluster { .. } => {
+                        let why = format!("{e}; nothing was started");
+                        if let Some(status) = self.last_status.as_mut() {
+                            crate::controller::status::mark_failed(
+                                status,
+                                "RestoreFailed",
+                                &why,
+                                &now,
+                            );
+                            write_yaml(&self.members.dir().status_path(), status)?;
+                        }
+                        self.restore_error = Some(why);
+                    }
+                    _ => {}
+                }
                 let line = format!("not yet: {e}");
                 if line != self.last_message {
                     tracing::warn!("{}: {e}; retrying on the next pass", self.key());
