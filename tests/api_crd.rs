@@ -326,6 +326,36 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             json!({"maintenance": {"alarms": {"handleNoSpace": "yes"}}}),
             "spec.maintenance.alarms.handleNoSpace: Invalid value: \"string\"",
         ),
+        (
+            "backup-every-short",
+            json!({"backup": {"every": "9s"}}),
+            "backup.every must be at least 10s",
+        ),
+        (
+            "backup-every-days",
+            json!({"backup": {"every": "1d"}}),
+            "spec.backup.every in body should match",
+        ),
+        (
+            "backup-every-missing",
+            json!({"backup": {"keep": 3}}),
+            "spec.backup.every: Required value",
+        ),
+        (
+            "backup-keep-zero",
+            json!({"backup": {"every": "1h", "keep": 0}}),
+            "spec.backup.keep in body should be greater than or equal to 1",
+        ),
+        (
+            "backup-keep-high",
+            json!({"backup": {"every": "1h", "keep": 1001}}),
+            "spec.backup.keep in body should be less than or equal to 1000",
+        ),
+        (
+            "restore-path-empty",
+            json!({"bootstrap": {"restore": {"path": ""}}}),
+            "spec.bootstrap.restore.path in body should be at least 1 chars long",
+        ),
     ]
 }
 
@@ -434,6 +464,12 @@ fn invalid_updates() -> Vec<(&'static str, Value, Value, &'static str)> {
             json!({"storage": {"ephemeral": true}}),
             "storage.ephemeral cannot change after creation",
         ),
+        (
+            "restore-path",
+            json!({"bootstrap": {"restore": {"path": "/backups/a.db"}}}),
+            json!({"bootstrap": {"restore": {"path": "/backups/b.db"}}}),
+            "bootstrap cannot change after creation",
+        ),
     ]
 }
 
@@ -469,6 +505,8 @@ async fn valid_updates_pass_the_transition_rules() {
         json!({"replicas": 9, "paused": true}),
         json!({"etcd": {"extraFlags": ["--log-level=debug"]}}),
         json!({"podTemplate": {"labels": {"tier": "storage"}}}),
+        json!({"backup": {"every": "6h", "keep": 7}}),
+        json!({"backup": {"every": "10s", "keep": 1, "directory": "/var/backups"}}),
     ];
     let mut obj = api
         .create(
@@ -558,6 +596,18 @@ fn valid_specs() -> Vec<(&'static str, Value)> {
                 "maxFragmentationPercent": 99}}}),
         ),
         ("maintenance-empty", json!({"maintenance": {}})),
+        ("backup-min", json!({"backup": {"every": "10s", "keep": 1}})),
+        (
+            "backup-max",
+            json!({"backup": {"every": "999999h59m59s", "keep": 1000,
+                "directory": "/var/backups/etcd"}}),
+        ),
+        ("backup-defaults", json!({"backup": {"every": "1h30m"}})),
+        (
+            "restore",
+            json!({"bootstrap": {"restore": {"path": "backups/demo.db"}}}),
+        ),
+        ("bootstrap-empty", json!({"bootstrap": {}})),
     ]
 }
 
@@ -654,12 +704,50 @@ fn more_invalid_specs() -> Vec<(&'static str, Value)> {
             "min-db-size-high",
             json!({"maintenance": {"defragmentation": {"minDbSizeBytes": 68719476737_i64}}}),
         ),
+        ("backup-every-zero", json!({"backup": {"every": "0s"}})),
+        ("backup-every-empty", json!({"backup": {"every": ""}})),
+        ("backup-every-number", json!({"backup": {"every": "30"}})),
+        ("backup-every-order", json!({"backup": {"every": "30m1h"}})),
+        (
+            "backup-every-digits",
+            json!({"backup": {"every": "1234567s"}}),
+        ),
+        (
+            "backup-directory-empty",
+            json!({"backup": {"every": "1h", "directory": ""}}),
+        ),
     ]);
     owned
 }
 
 /// The apiserver (schema and CEL rules, dry-run creates) and the Rust validation the local
 /// runtime uses agree on which specs and names are valid.
+/// The apiserver fills in `spec.backup.keep` (5) when it is left out, the same as the Rust
+/// types do.
+#[tokio::test]
+async fn backup_keep_default_is_filled_in() {
+    use etcd_operator::api::{DEFAULT_BACKUP_KEEP, EtcdClusterSpec};
+    let k = shared_kube();
+    let ns = k.namespace("backup-defaults").expect("namespace");
+    let api = api(&ns).await;
+    let created = api
+        .create(
+            &PostParams::default(),
+            &manifest("demo", json!({"backup": {"every": "30m"}})),
+        )
+        .await
+        .expect("create");
+    assert_eq!(
+        created.data["spec"]["backup"]["keep"],
+        json!(DEFAULT_BACKUP_KEEP)
+    );
+    let spec: EtcdClusterSpec =
+        serde_json::from_value(created.data["spec"].clone()).expect("a spec");
+    let from_rust: EtcdClusterSpec =
+        serde_json::from_value(json!({"backup": {"every": "30m"}})).expect("a spec");
+    assert_eq!(spec.backup, from_rust.backup);
+}
+
 /// The apiserver fills in the maintenance defaults a spec leaves out, the same as the Rust
 /// types do.
 #[tokio::test]

@@ -80,6 +80,30 @@ fn invalid_manifests_are_refused_with_file_field_and_reason() {
             "from 1 to 99, not 100",
         ),
         (
+            "backup too often",
+            spec("  backup:\n    every: 5s\n"),
+            "spec.backup.every",
+            "at least 10s",
+        ),
+        (
+            "backup in days",
+            spec("  backup:\n    every: 1d\n"),
+            "spec.backup.every",
+            "\"1d\" is not a duration",
+        ),
+        (
+            "backup keeps none",
+            spec("  backup:\n    every: 1h\n    keep: 0\n"),
+            "spec.backup.keep",
+            "from 1 to 1000, not 0",
+        ),
+        (
+            "restore from nowhere",
+            spec("  bootstrap:\n    restore:\n      path: \"\"\n"),
+            "spec.bootstrap.restore.path",
+            "1 to 4096 characters long, not 0",
+        ),
+        (
             "compaction mode",
             spec("  etcd:\n    autoCompactionMode: weekly\n"),
             "spec.etcd.autoCompactionMode",

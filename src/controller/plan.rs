@@ -43,6 +43,14 @@
 //!   is healthy and running, the leader is known, no learner exists and no intent is recorded,
 //!   and a member is defragmented only when the others keep quorum without it.
 //!
+//! - Snapshots (see [`BackupSchedule`]): once nothing else is left to do (and under the same
+//!   conditions as maintenance), a snapshot is due when the last one ([`Observed::last_snapshot`])
+//!   is at least [`BackupSchedule::every`] older than [`Observed::now`]; it is taken from the
+//!   lowest-ordinal healthy follower, the leader only when it is the only voter
+//!   ([`Step::Snapshot`]). Time is an input: the planner stays a pure function.
+//! - Restore (see [`Bootstrap`]): when nothing of the cluster exists and a snapshot is named,
+//!   every member is restored from it and started ([`Step::RestoreCluster`]) instead of a seed.
+//!
 //! # Invariants (property-tested in `tests/planner.rs`)
 //!
 //! 1. No step loses quorum: a voter is removed or restarted only when the remaining healthy voters

@@ -127,6 +127,10 @@ pub fn event_reason(step: &Step) -> Option<&'static str> {
     })
 }
 
+/// What `status.backup.lastError` says when `spec.backup` is set on a Kubernetes cluster.
+pub const BACKUP_UNSUPPORTED: &str =
+    "spec.backup is run by the local runtime only for now; no snapshot is taken";
+
 /// The planner's desired state for a cluster.
 pub fn desired_state(
     info: &ClusterInfo,
@@ -406,7 +410,7 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
     let the_plan = plan(&desired, &observed);
 
     let now = now_rfc3339();
-    let status = build_status(StatusInput {
+    let mut status = build_status(StatusInput {
         desired: &desired,
         plan: &the_plan,
         view: view.as_ref(),
@@ -414,6 +418,9 @@ async fn reconcile_inner(cluster: &EtcdCluster, ctx: &Context) -> Result<Action,
         generation: cluster.metadata.generation,
         now: &now,
     });
+    if info.spec.backup.is_some() {
+        crate::controller::status::record_backup_error(&mut status, BACKUP_UNSUPPORTED);
+    }
     let members: Vec<(&str, bool)> = status
         .members
         .iter()

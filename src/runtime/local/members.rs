@@ -97,11 +97,11 @@ async fn etcdutl_restore(
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // etcdutl logs JSON lines; the last line says what failed.
+    // etcdutl logs JSON lines and ends with an `Error:` line, or panics with a stack trace.
     let last = stderr
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
+        .find(|l| l.starts_with("Error:") || l.starts_with("panic:"))
+        .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
         .unwrap_or_default();
     Err(LocalError::Restore(format!(
         "etcdutl snapshot restore {} for {name} failed ({}): {}",
@@ -401,7 +401,7 @@ impl MemberRuntime for LocalMembers {
         std::fs::create_dir_all(&staging)
             .map_err(|e| LocalError::io(format!("creating {}", staging.display()), e))?;
         for o in 0..members {
-            etcdutl_restore(
+            let restored = etcdutl_restore(
                 &etcdutl,
                 path,
                 &self.name(o),
@@ -410,7 +410,11 @@ impl MemberRuntime for LocalMembers {
                 &self.record.token,
                 &staging.join(o.to_string()),
             )
-            .await?;
+            .await;
+            if let Err(e) = restored {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
         }
         let mut records = Vec::new();
         for o in 0..members {

@@ -290,7 +290,9 @@ impl ClusterLoop {
                     }
                     Step::RestoreCluster { .. } => {
                         let why = format!("{e}; nothing was started");
-                        if let Some(status) = self.last_status.as_mut() {
+                        if self.restore_error.as_deref() != Some(why.as_str())
+                            && let Some(status) = self.last_status.as_mut()
+                        {
                             crate::controller::status::mark_failed(
                                 status,
                                 "RestoreFailed",
