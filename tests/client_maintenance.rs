@@ -615,3 +615,38 @@ async fn snapshot_open_is_retried_but_a_cut_stream_is_not() {
     }
     assert!(cut > 0, "no snapshot went through the proxy");
 }
+
+/// `snapshot_from` streams from the member it names and from no other: a live member's
+/// snapshot checks out, while naming a dead endpoint fails although a live member is in the
+/// client's list, and `snapshot_from_to_file` then leaves neither the file nor its `.part`.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_from_reaches_the_named_member_only() {
+    let cluster = EtcdCluster::single().expect("etcd");
+    let member_url = cluster.member(0).client_url();
+    let mut kv0 = kv(&member_url);
+    put_many(&mut kv0, "named", 100, 128).await;
+    let dead = format!("http://127.0.0.1:{}", free_port().expect("port"));
+    let c = Client::connect(
+        [member_url.clone(), dead.clone()],
+        ConnectOptions::new().with_request_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .expect("connect");
+    let mut buf: Vec<u8> = Vec::new();
+    let info = c
+        .snapshot_from(&member_url, &mut buf)
+        .await
+        .expect("snapshot from the live member");
+    assert_eq!(buf.len() as u64, info.size);
+    assert_eq!(
+        Sha256::digest(&buf[..buf.len() - 32]).as_slice(),
+        &buf[buf.len() - 32..],
+        "the trailer is the SHA-256 of the database"
+    );
+    let dir = support::temp_dir("snapshot-from").expect("tempdir");
+    let file = dir.path().join("dead.db");
+    let result = c.snapshot_from_to_file(&dead, &file).await;
+    assert!(result.is_err(), "a dead member's snapshot: {result:?}");
+    assert!(!file.exists());
+    assert!(!dir.path().join("dead.db.part").exists());
+}
