@@ -398,9 +398,15 @@ impl MemberRuntime for LocalMembers {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(LocalError::io(format!("clearing {}", staging.display()), e)),
         }
-        std::fs::create_dir_all(&staging)
-            .map_err(|e| LocalError::io(format!("creating {}", staging.display()), e))?;
+        // The whole `members/` folder (each member's data and record) is built under the
+        // staging folder and moved into place with one rename: a crash leaves either no member
+        // (the restore runs again) or all of them.
+        let staged = staging.join("members");
+        std::fs::create_dir_all(&staged)
+            .map_err(|e| LocalError::io(format!("creating {}", staged.display()), e))?;
+        let mut records = Vec::new();
         for o in 0..members {
+            let member_dir = staged.join(o.to_string());
             let restored = etcdutl_restore(
                 &etcdutl,
                 path,
@@ -408,27 +414,29 @@ impl MemberRuntime for LocalMembers {
                 &self.record.peer_url(o),
                 &initial_cluster,
                 &self.record.token,
-                &staging.join(o.to_string()),
+                &member_dir.join("data"),
             )
             .await;
-            if let Err(e) = restored {
+            let rec = self.new_record(version, "new", initial_cluster.clone());
+            let written = restored
+                .and_then(|()| super::store::write_yaml(&member_dir.join("member.yaml"), &rec));
+            if let Err(e) = written {
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e);
             }
-        }
-        let mut records = Vec::new();
-        for o in 0..members {
-            let rec = self.new_record(version, "new", initial_cluster.clone());
-            let member_dir = self.dir.member_dir(o);
-            std::fs::create_dir_all(&member_dir)
-                .map_err(|e| LocalError::io(format!("creating {}", member_dir.display()), e))?;
-            let data = self.dir.data_dir(o);
-            std::fs::rename(staging.join(o.to_string()), &data).map_err(|e| {
-                LocalError::io(format!("moving restored data to {}", data.display()), e)
-            })?;
-            self.dir.write_member(o, &rec)?;
             records.push((o, rec));
         }
+        let target = self.dir.root().join("members");
+        // An empty `members/` (every member deleted before) is replaced by the rename.
+        std::fs::rename(&staged, &target).map_err(|e| {
+            LocalError::io(
+                format!("moving the restored members to {}", target.display()),
+                e,
+            )
+        })?;
+        std::fs::File::open(self.dir.root())
+            .and_then(|d| d.sync_all())
+            .map_err(|e| LocalError::io(format!("syncing {}", self.dir.root().display()), e))?;
         let _ = std::fs::remove_dir_all(&staging);
         tracing::info!(
             "{}: restored {members} members from {}; starting them",
