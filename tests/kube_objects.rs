@@ -622,6 +622,26 @@ fn desired_state_from_the_spec() {
     assert!(desired_state(&info_with(json!({"replicas": -1})), 5).is_err());
 }
 
+/// Backups and restores run in the local runtime only: the Kubernetes desired state plans no
+/// snapshot, and a restore is reported as unsupported rather than creating an empty cluster.
+#[test]
+fn kubernetes_plans_no_snapshot_and_refuses_a_restore() {
+    use etcd_operator::controller::plan::{Bootstrap, Observed, plan};
+    let d = desired_state(
+        &info_with(json!({"backup": {"every": "10s"},
+            "bootstrap": {"restore": {"path": "/backups/a.db"}}})),
+        5,
+    )
+    .expect("desired");
+    assert_eq!(d.backup, None);
+    assert!(matches!(d.bootstrap, Bootstrap::Unsupported(_)), "{d:?}");
+    let p = plan(&d, &Observed::default());
+    assert_eq!(p.next, None, "{p:?}");
+    assert!(p.status.message.contains("local runtime only"), "{p:?}");
+    let d = desired_state(&info_with(json!({})), 5).expect("desired");
+    assert_eq!(d.bootstrap, Bootstrap::Empty);
+}
+
 #[test]
 fn every_change_step_has_an_event() {
     let steps = [
