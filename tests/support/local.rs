@@ -260,7 +260,11 @@ impl LocalOperator {
         })
     }
 
-    /// Client URLs from the ports the operator chose (`cluster.yaml`), for ordinals 0..16.
+    /// Client URLs of the members that exist now (a folder under `members/`), from the ports the
+    /// operator chose (`cluster.yaml`). Only those: a port of an ordinal the cluster does not use
+    /// may belong to another test's cluster (each operator picks its block of ports at random,
+    /// and two started at once can pick overlapping blocks), and a client that also talked to it
+    /// would spread its writes over two clusters.
     pub fn all_client_urls(&self) -> Vec<String> {
         let text =
             std::fs::read_to_string(self.cluster_dir().join("cluster.yaml")).unwrap_or_default();
@@ -269,9 +273,15 @@ impl LocalOperator {
             .find_map(|l| l.strip_prefix("clientBasePort:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        (0..10u16)
+        let urls: Vec<String> = (0..10u16)
+            .filter(|o| self.member_dir(u32::from(*o)).exists())
             .map(|o| format!("http://127.0.0.1:{}", base + o))
-            .collect()
+            .collect();
+        if urls.is_empty() {
+            vec![format!("http://127.0.0.1:{base}")]
+        } else {
+            urls
+        }
     }
 
     /// A client over every member's client URL.
@@ -342,7 +352,23 @@ pub async fn check_keys(client: &Client, prefix: &str, n: usize) {
     for _ in 0..40 {
         match client.get(prefix, GetOptions::new().with_prefix()).await {
             Ok(resp) => {
-                assert_eq!(resp.kvs.len(), n, "keys under {prefix}");
+                assert_eq!(
+                    resp.kvs.len(),
+                    n,
+                    "keys under {prefix} (answered by member {:x} of cluster {:x} at revision {}, \
+                     term {}; count {}; first {:?}, last {:?})",
+                    resp.header.member_id,
+                    resp.header.cluster_id,
+                    resp.header.revision,
+                    resp.header.raft_term,
+                    resp.count,
+                    resp.kvs
+                        .first()
+                        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned()),
+                    resp.kvs
+                        .last()
+                        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned()),
+                );
                 for (i, kv) in resp.kvs.iter().enumerate() {
                     assert_eq!(&kv.key[..], format!("{prefix}{i:05}").as_bytes());
                     assert_eq!(&kv.value[..], format!("v{i}").as_bytes());
