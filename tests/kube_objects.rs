@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use etcd_operator::api::{EtcdCluster, EtcdClusterSpec, PodTemplateSpec};
+use etcd_operator::controller::events::{event_reason, step_kind};
 use etcd_operator::controller::plan::{DataState, Desired, Intent, Step, Version};
 use etcd_operator::runtime::kubernetes::members::{
     ANNOTATION_INTENT, decode_intent, encode_intent, runtime_members,
@@ -13,7 +14,7 @@ use etcd_operator::runtime::kubernetes::objects::{
     ClusterInfo, InitialState, client_service, disruption_budget, etcd_args, has_readyz,
     member_pod, member_pvc, peer_service, probes,
 };
-use etcd_operator::runtime::kubernetes::reconcile::{desired_state, event_reason, step_kind};
+use etcd_operator::runtime::kubernetes::reconcile::desired_state;
 use etcd_operator::runtime::kubernetes::resolve_member_url;
 use k8s_openapi::api::core::v1::{
     Affinity, ContainerStatus, NodeAffinity, PersistentVolumeClaim, Pod, PodStatus,
@@ -693,7 +694,7 @@ fn template_defaults() {
 #[test]
 fn an_invalid_spec_reports_degraded_and_keeps_members() {
     use etcd_operator::api::{Condition, EtcdClusterStatus, MemberStatus};
-    use etcd_operator::runtime::kubernetes::reconcile::invalid_status;
+    use etcd_operator::controller::status::invalid_status;
     let previous = EtcdClusterStatus {
         phase: Some("Healthy".into()),
         ready_members: 3,

@@ -13,7 +13,7 @@
 //! ([`super::status::record_maintenance`]), an Event and the log.
 //!
 //! Crash injection for tests: with `ETCD_OPERATOR_CRASH_AT=<point>` the process exits at once
-//! (status 99) when it reaches that point; see [`CrashPoint`].
+//! (status 99) when it reaches a [`CrashPoint`] (see [`super::crash`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,41 +21,9 @@ use std::time::Duration;
 use crate::etcd::maintenance::AlarmType;
 use crate::etcd::{self, Client, ServerError};
 
+use super::crash::CrashPoint;
 use super::observe::EtcdView;
 use super::plan::{Alarm, Desired, Intent, Step, Version, mib};
-
-/// A point in the act layer where `ETCD_OPERATOR_CRASH_AT` makes the process exit abruptly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// MemberAdd answered; the intent does not hold the member ID yet and nothing started.
-    AfterMemberAdd,
-    /// The learner's runtime member started; it is not promoted.
-    AfterStartBeforePromote,
-    /// MemberRemove answered; the runtime member is not deleted.
-    AfterMemberRemove,
-    /// A member being upgraded is stopped and not yet started on the new version.
-    MidUpgrade,
-}
-
-impl CrashPoint {
-    /// The name used in `ETCD_OPERATOR_CRASH_AT`.
-    pub fn name(self) -> &'static str {
-        match self {
-            CrashPoint::AfterMemberAdd => "after-member-add",
-            CrashPoint::AfterStartBeforePromote => "after-start-before-promote",
-            CrashPoint::AfterMemberRemove => "after-member-remove",
-            CrashPoint::MidUpgrade => "mid-upgrade",
-        }
-    }
-
-    /// Exits the process with status 99 when `ETCD_OPERATOR_CRASH_AT` names this point.
-    pub fn check(self) {
-        if std::env::var("ETCD_OPERATOR_CRASH_AT").is_ok_and(|v| v == self.name()) {
-            tracing::error!(point = self.name(), "crash injection: exiting abruptly");
-            std::process::exit(99);
-        }
-    }
-}
 
 /// Where members run, as the act layer needs it.
 pub trait MemberRuntime {
@@ -91,13 +59,21 @@ pub trait MemberRuntime {
         ordinal: u32,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// Stops member `ordinal` gracefully and starts it on `version` with the desired
-    /// configuration, keeping its data. `before_start` runs between the two.
-    fn restart_member(
+    /// Stops member `ordinal` gracefully, keeping its data, to start it again on `version` with
+    /// the desired configuration ([`MemberRuntime::start_again`]). Refused before anything is
+    /// stopped when `version` cannot run.
+    fn stop_member(
         &mut self,
         ordinal: u32,
         version: Version,
-        before_start: fn(),
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Starts member `ordinal`, stopped by [`MemberRuntime::stop_member`], on `version` with
+    /// the desired configuration.
+    fn start_again(
+        &mut self,
+        ordinal: u32,
+        version: Version,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Creates members `0..members` of a new cluster from the snapshot at `path`: every
@@ -518,7 +494,12 @@ pub async fn act<R: MemberRuntime>(
         }
         Step::RestartMember { ordinal, version } => {
             runtime
-                .restart_member(*ordinal, *version, || CrashPoint::MidUpgrade.check())
+                .stop_member(*ordinal, *version)
+                .await
+                .map_err(rt_err(step))?;
+            CrashPoint::MidUpgrade.check();
+            runtime
+                .start_again(*ordinal, *version)
                 .await
                 .map_err(rt_err(step))?;
         }

@@ -1,23 +1,30 @@
-//! The control loop: observe → plan → act.
+//! The control loop: validate → observe → plan → status → act → record, written once in
+//! [`pass`] for both runtimes.
 //!
-//! - [`observe`]: gather the runtime's members (Pods or processes) and etcd's view of the cluster
-//!   (MemberList, per-member Status, alarms, health).
+//! - [`pass`]: one reconcile pass, and the [`pass::Runtime`] trait a runtime implements (what
+//!   differs between Kubernetes and local processes).
+//! - [`validate`]: the one place the raw spec is read; the planner's desired state or a typed
+//!   spec error.
+//! - [`observe`]: etcd's view of the cluster (MemberList, per-member Status, alarms, health).
 //! - [`plan`]: a pure function from the desired state and that observation to the status to
-//!   report and at most one next step. It knows nothing of Kubernetes, processes or I/O, so the
-//!   Kubernetes runtime and the local-process runtime share it.
+//!   report and at most one next step. It knows nothing of Kubernetes, processes or I/O.
 //! - [`act`]: run that step, recording the step's intent before any etcd mutation so that a crash
 //!   between the etcd change and the runtime change is resumed on the next pass.
-//! - [`flags`]: the etcd flags a member gets from the spec's etcd options (both runtimes).
-//! - [`intent`]: how a step in flight is stored (both runtimes).
+//! - [`crash`]: crash injection for tests (`ETCD_OPERATOR_CRASH_AT`).
+//! - [`events`]: how steps are named in metrics and Events.
+//! - [`flags`]: the etcd flags a member gets from the spec's etcd options.
+//! - [`intent`]: how a step in flight is stored.
 //! - [`status`]: the status to report, with its conditions.
-//! - [`backup`]: snapshot files: names, retention, streaming one to disk.
-//! - [`policy`]: the maintenance policy (defragmentation, NOSPACE) from the spec (both runtimes).
+//! - [`backup`]: snapshot files: names, retention, streaming one to a [`backup::SnapshotStore`].
 
 pub mod act;
 pub mod backup;
+pub mod crash;
+pub mod events;
 pub mod flags;
 pub mod intent;
 pub mod observe;
+pub mod pass;
 pub mod plan;
-pub mod policy;
 pub mod status;
+pub mod validate;

@@ -142,6 +142,23 @@ fn to_plan_member(v: &MemberView) -> EtcdMember {
     }
 }
 
+/// Why etcd's view could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreachable {
+    /// No member has started: there is nothing to dial.
+    #[error("no member has started")]
+    NoMember,
+    /// The client could not be set up for the members' endpoints.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// No member answered a MemberList (linearizable, then serializable).
+    #[error("no member answered MemberList: {0}")]
+    MemberList(String),
+    /// No member answered a MemberList in time.
+    #[error("no member answered MemberList within {0:?}")]
+    Timeout(Duration),
+}
+
 /// Maps a member's advertised client URL to the URL the operator reaches it at (the identity
 /// when it can use the advertised one; the Kubernetes runtime may point Pod DNS names
 /// elsewhere).
@@ -154,18 +171,19 @@ pub fn same_url(url: &str) -> String {
 
 /// Reads etcd's view through `client`: a linearizable MemberList (a serializable one when no
 /// leader answers), then for every started member, at its client URL mapped through
-/// `resolve`, its `Status` and its health stream's answer, each bounded by `timeout`. `None`
-/// when no member answered.
+/// `resolve`, its `Status` and its health stream's answer, each bounded by `timeout`; why etcd
+/// is [`Unreachable`] when no member answered the MemberList.
 pub async fn observe_etcd(
     client: &Client,
     timeout: Duration,
     resolve: Resolve<'_>,
-) -> Option<EtcdView> {
+) -> Result<EtcdView, Unreachable> {
     let (members, linearizable) = match tokio::time::timeout(timeout, client.member_list()).await {
         Ok(Ok(m)) => (m, true),
         _ => match tokio::time::timeout(timeout, client.member_list_serializable()).await {
             Ok(Ok(m)) => (m, false),
-            _ => return None,
+            Ok(Err(e)) => return Err(Unreachable::MemberList(e.to_string())),
+            Err(_) => return Err(Unreachable::Timeout(timeout)),
         },
     };
     let mut views = Vec::with_capacity(members.len());
@@ -221,7 +239,7 @@ pub async fn observe_etcd(
     } else {
         None
     };
-    Some(EtcdView {
+    Ok(EtcdView {
         members: views,
         leader,
         cluster_id,

@@ -44,6 +44,32 @@ pub struct StatusInput<'a> {
     pub now: &'a str,
 }
 
+/// The condition `type_` (`True` when `on`), keeping the previous transition time while its
+/// status is unchanged (the one builder of conditions).
+pub fn condition(
+    previous: Option<&EtcdClusterStatus>,
+    generation: Option<i64>,
+    now: &str,
+    type_: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+) -> Condition {
+    let value = if on { "True" } else { "False" };
+    let last = match previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == type_)) {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => Some(now.to_owned()),
+    };
+    Condition {
+        type_: type_.to_owned(),
+        status: value.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time: last,
+        observed_generation: generation,
+    }
+}
+
 /// Builds the status of one pass.
 pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
     let StatusInput {
@@ -143,21 +169,8 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         );
     let degraded = matches!(planned.phase, Phase::Degraded | Phase::Unavailable);
     let phase = phase_name(planned.phase);
-    let old = |t: &str| previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t));
     let condition = |type_: &str, on: bool, reason: &str, message: String| {
-        let status = if on { "True" } else { "False" };
-        let last = match old(type_) {
-            Some(c) if c.status == status => c.last_transition_time.clone(),
-            _ => Some(now.to_owned()),
-        };
-        Condition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            last_transition_time: last,
-            observed_generation: generation,
-        }
+        condition(previous, generation, now, type_, on, reason, &message)
     };
     let conditions = vec![
         condition(
@@ -333,7 +346,34 @@ pub fn same_status(a: &EtcdClusterStatus, b: &EtcdClusterStatus) -> bool {
     strip(a) == strip(b)
 }
 
-/// The current time in RFC 3339 (UTC), for condition transition times.
-pub fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
+/// The status of a cluster whose spec the operator cannot act on (possible only when the
+/// admission rules were bypassed): phase Degraded, reason `InvalidSpec`; the observed members
+/// are kept.
+pub fn invalid_status(
+    previous: Option<&EtcdClusterStatus>,
+    generation: Option<i64>,
+    message: &str,
+    now: &str,
+) -> EtcdClusterStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let old = |t: &str| previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t).cloned());
+    let condition = |type_: &str, on: bool, reason: &str, message: &str| {
+        condition(previous, generation, now, type_, on, reason, message)
+    };
+    let available = old("Available").is_some_and(|c| c.status == "True");
+    status.conditions = vec![
+        old("Available").unwrap_or_else(|| {
+            condition(
+                "Available",
+                available,
+                "QuorumLost",
+                "no member answered yet",
+            )
+        }),
+        condition("Progressing", false, "InvalidSpec", message),
+        condition("Degraded", true, "InvalidSpec", message),
+    ];
+    status.phase = Some(phase_name(Phase::Degraded).to_owned());
+    status.observed_generation = generation;
+    status
 }

@@ -274,7 +274,7 @@ impl MemberRuntime for KubeRuntime {
         _path: &std::path::Path,
     ) -> Result<(), KubeError> {
         // Never planned here (the desired state marks a restore as unsupported).
-        Err(KubeError::Invalid(
+        Err(KubeError::Unsupported(
             "restoring from a snapshot is supported by the local runtime only".to_owned(),
         ))
     }
@@ -342,14 +342,11 @@ impl MemberRuntime for KubeRuntime {
         Ok(())
     }
 
-    async fn restart_member(
-        &mut self,
-        ordinal: u32,
-        version: Version,
-        before_start: fn(),
-    ) -> Result<(), KubeError> {
-        self.delete_pod_and_wait(ordinal).await?;
-        before_start();
+    async fn stop_member(&mut self, ordinal: u32, _version: Version) -> Result<(), KubeError> {
+        self.delete_pod_and_wait(ordinal).await
+    }
+
+    async fn start_again(&mut self, ordinal: u32, version: Version) -> Result<(), KubeError> {
         self.ensure_pvc(ordinal).await?;
         // The member has data: etcd ignores the initial cluster, which names only itself.
         let own = vec![(self.info.member_name(ordinal), self.info.peer_url(ordinal))];

@@ -2,17 +2,21 @@
 //!
 //! A kube-runtime `Controller` watches `EtcdCluster`s and the objects they own (Pods, PVCs,
 //! Services, PodDisruptionBudgets, selected by the `app.kubernetes.io/managed-by=etcd-operator`
-//! label) and runs [`reconcile::reconcile`] for each cluster: the shared planner
-//! ([`crate::controller::plan`]) decides, [`members::KubeRuntime`] creates and deletes Pods and
+//! label) and runs [`reconcile::reconcile`] for each cluster: the shared pass
+//! ([`crate::controller::pass`]) decides, [`members::KubeRuntime`] creates and deletes Pods and
 //! PVCs, and [`objects`] builds every object as a pure function.
 //!
 //! - [`objects`]: the desired Pod, PVC, Services and PDB, with owner references.
 //! - [`members`]: Pods and PVCs as the planner's runtime members, the intent store (annotation
 //!   `etcd.operator.dev/intent` on the `EtcdCluster`), and the [`MemberRuntime`] implementation.
-//! - [`reconcile`]: one pass, status, Events, metrics.
+//! - [`cluster`]: one `EtcdCluster` as the pass's [`Runtime`] (observe Pods and PVCs, status,
+//!   Events, the intent annotation).
+//! - [`reconcile`]: the kube-runtime `reconcile` and `error_policy`.
 //!
 //! [`MemberRuntime`]: crate::controller::act::MemberRuntime
+//! [`Runtime`]: crate::controller::pass::Runtime
 
+pub mod cluster;
 pub mod members;
 pub mod objects;
 pub mod reconcile;
@@ -29,7 +33,6 @@ use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
 
 use crate::api::EtcdCluster;
-use crate::controller::act::ActError;
 use crate::leader::{
     LeaderElectionArgs, LeaderElectionConfig, LeaderElector, LeaderError, RunOutcome,
 };
@@ -82,14 +85,14 @@ pub fn resolve_member_url(url: &str, overrides: &BTreeMap<String, String>) -> St
 }
 
 /// A [`Resolver`] from `--resolve` arguments.
-pub fn resolver_from_args(args: &[String]) -> Result<Resolver, KubeError> {
+pub fn resolver_from_args(args: &[String]) -> Result<Resolver, StartError> {
     let mut overrides = BTreeMap::new();
     for a in args {
         let (from, to) = a
             .split_once('=')
             .filter(|(f, t)| !f.is_empty() && !t.is_empty())
             .ok_or_else(|| {
-                KubeError::Invalid(format!("--resolve {a:?}: expected HOST:PORT=ADDR:PORT"))
+                StartError::Resolve(format!("--resolve {a:?}: expected HOST:PORT=ADDR:PORT"))
             })?;
         overrides.insert(from.to_owned(), to.to_owned());
     }
@@ -98,7 +101,7 @@ pub fn resolver_from_args(args: &[String]) -> Result<Resolver, KubeError> {
     }))
 }
 
-/// Errors of the Kubernetes runtime.
+/// Errors of the Kubernetes runtime during a pass.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     /// A Kubernetes API call failed.
@@ -110,21 +113,23 @@ pub enum KubeError {
         #[source]
         source: kube::Error,
     },
-    /// The `EtcdCluster` lacks a namespace or UID.
-    #[error("{0}")]
-    Info(#[from] objects::InfoError),
-    /// An annotation could not be encoded or decoded.
+    /// The intent annotation could not be encoded or decoded.
     #[error("intent annotation: {0}")]
     Json(#[source] serde_json::Error),
-    /// A step of the act layer failed.
-    #[error("{0}")]
-    Act(#[source] ActError),
     /// Something did not happen in time.
     #[error("{0}")]
     Timeout(String),
-    /// The spec or an argument is invalid.
+    /// A step this runtime cannot run (never planned here).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Errors starting `etcd-operator run`.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A `--resolve` argument is malformed.
     #[error("invalid: {0}")]
-    Invalid(String),
+    Resolve(String),
     /// No Kubernetes client could be configured.
     #[error("kubeconfig: {0}")]
     Config(String),
@@ -141,26 +146,6 @@ pub enum KubeError {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl KubeError {
-    /// A short kind for the error metric's label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            KubeError::Kube { .. } => "kubernetes",
-            KubeError::Info(_) => "resource",
-            KubeError::Json(_) => "intent",
-            KubeError::Act(ActError::Etcd { .. } | ActError::Timeout { .. }) => "etcd",
-            KubeError::Act(ActError::Unreachable(_) | ActError::NoEndpoint(_)) => "unreachable",
-            KubeError::Act(ActError::NoBackup(_) | ActError::Backup { .. }) => "backup",
-            KubeError::Act(ActError::Runtime { .. }) => "runtime",
-            KubeError::Timeout(_) => "timeout",
-            KubeError::Invalid(_) => "invalid",
-            KubeError::Config(_) => "config",
-            KubeError::Leader(_) => "leader",
-            KubeError::Metrics { .. } => "metrics",
-        }
-    }
 }
 
 /// How often `/readyz` re-checks the Kubernetes API.
@@ -181,17 +166,17 @@ pub fn process_identity() -> String {
 ///
 /// With `--leader-elect` the controller runs only while this replica holds the Lease: on
 /// SIGINT/SIGTERM the leader stops the controller and then releases the Lease (`Ok`); a leader
-/// that cannot renew stops the controller at once and this returns [`KubeError::Leader`] (the
+/// that cannot renew stops the controller at once and this returns [`StartError::Leader`] (the
 /// process exits non-zero). Without it the controller runs directly.
-pub async fn run(args: RunArgs) -> Result<(), KubeError> {
-    let election = args.leader_election.config().map_err(KubeError::Leader)?;
+pub async fn run(args: RunArgs) -> Result<(), StartError> {
+    let election = args.leader_election.config().map_err(StartError::Leader)?;
     let client = kube::Client::try_default()
         .await
-        .map_err(|e| KubeError::Config(e.to_string()))?;
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let listener = crate::metrics::bind(args.metrics_addr)
         .await
-        .map_err(|source| KubeError::Metrics {
+        .map_err(|source| StartError::Metrics {
             addr: args.metrics_addr,
             source,
         })?;
@@ -227,14 +212,14 @@ async fn run_elected(
     config: LeaderElectionConfig,
     args: RunArgs,
     metrics: Arc<Metrics>,
-) -> Result<(), KubeError> {
+) -> Result<(), StartError> {
     tracing::info!(
         identity = %config.identity,
         lease = %format!("{}/{}", config.namespace, config.lease_name),
         "leader election on: standing by until this replica holds the lease"
     );
     let elector = LeaderElector::new(client.clone(), config)
-        .map_err(KubeError::Leader)?
+        .map_err(StartError::Leader)?
         .with_metrics(metrics.leader().clone());
     // The elector drops the controller future to stop it (in-flight passes are cancelled), before
     // it releases the Lease; so the controller itself never waits for a shutdown signal.
@@ -242,7 +227,7 @@ async fn run_elected(
     match elector.run(work, shutdown_signal()).await {
         Ok(RunOutcome::Shutdown) => Ok(()),
         Ok(RunOutcome::Finished(result)) => result,
-        Err(lost) => Err(KubeError::Leader(lost)),
+        Err(lost) => Err(StartError::Leader(lost)),
     }
 }
 
@@ -285,7 +270,7 @@ pub async fn run_controller(
     args: RunArgs,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> Result<(), KubeError> {
+) -> Result<(), StartError> {
     let resolver = resolver_from_args(&args.resolve)?;
     fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
     where
@@ -333,7 +318,7 @@ pub async fn run_controller(
 async fn reconcile_logged(
     cluster: Arc<EtcdCluster>,
     ctx: Arc<Context>,
-) -> Result<kube::runtime::controller::Action, KubeError> {
+) -> Result<kube::runtime::controller::Action, reconcile::ReconcileError> {
     tracing::debug!(
         cluster = %cluster.metadata.name.as_deref().unwrap_or_default(),
         namespace = %cluster.metadata.namespace.as_deref().unwrap_or_default(),

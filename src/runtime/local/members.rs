@@ -519,12 +519,7 @@ impl MemberRuntime for LocalMembers {
         self.dir.delete_member(ordinal)
     }
 
-    async fn restart_member(
-        &mut self,
-        ordinal: u32,
-        version: Version,
-        before_start: fn(),
-    ) -> Result<(), LocalError> {
+    async fn stop_member(&mut self, ordinal: u32, version: Version) -> Result<(), LocalError> {
         // Refuse before stopping anything when the new version has no binary.
         etcd_binary(self.bin_dir.as_deref(), version)?;
         if let Some(mut s) = self.running.remove(&ordinal) {
@@ -534,8 +529,11 @@ impl MemberRuntime for LocalMembers {
         rec.version = version.to_string();
         rec.config_hash = config_hash(&self.flags);
         rec.flags = self.flags.clone();
-        self.dir.write_member(ordinal, &rec)?;
-        before_start();
+        self.dir.write_member(ordinal, &rec)
+    }
+
+    async fn start_again(&mut self, ordinal: u32, _version: Version) -> Result<(), LocalError> {
+        let rec = self.dir.read_member(ordinal)?;
         self.launch(ordinal, &rec)
     }
 }

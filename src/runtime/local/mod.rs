@@ -7,20 +7,24 @@
 //! writes each cluster's status to `<state-dir>/<namespace>/<name>/status.yaml`, logs one line per
 //! action, and on SIGINT/SIGTERM stops its members gracefully, keeping their data.
 
+pub mod cluster;
 pub mod manifest;
 pub mod members;
 pub mod process;
-pub mod reconcile;
 pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use cluster::LocalCluster;
 use manifest::{Manifest, ManifestErrors};
-use reconcile::ClusterLoop;
+
+use crate::controller::pass::{PassError, Passed, pass};
+use crate::metrics::Metrics;
 
 /// Arguments of `etcd-operator local`.
 #[derive(Debug, Clone, clap::Args)]
@@ -109,11 +113,11 @@ fn init_logging() {
 
 /// The manifests as last read: the text of every file, to notice edits.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Snapshot(Vec<(PathBuf, String)>);
+struct ManifestFingerprint(Vec<(PathBuf, String)>);
 
-fn snapshot(path: &std::path::Path) -> Snapshot {
+fn fingerprint(path: &std::path::Path) -> ManifestFingerprint {
     let files = manifest::manifest_files(path).unwrap_or_default();
-    Snapshot(
+    ManifestFingerprint(
         files
             .into_iter()
             .map(|f| {
@@ -129,21 +133,23 @@ pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
     init_logging();
     let mut sigterm = signal(SignalKind::terminate()).map_err(LocalError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(LocalError::Signals)?;
-    let mut seen = snapshot(&args.manifest);
+    let mut seen = fingerprint(&args.manifest);
     let manifests = manifest::load(&args.manifest)?;
     std::fs::create_dir_all(&args.state_dir)
         .map_err(|e| LocalError::io(format!("creating {}", args.state_dir.display()), e))?;
     let _lock = StateLock::take(&args.state_dir)?;
-    let mut clusters: BTreeMap<String, ClusterLoop> = BTreeMap::new();
+    let mut clusters: BTreeMap<String, LocalCluster> = BTreeMap::new();
+    // Counted as in the Kubernetes runtime; not served yet.
+    let metrics = Arc::new(Metrics::new());
     let result = async {
-        apply(&mut clusters, manifests, &args).await?;
+        apply(&mut clusters, manifests, &args, &metrics).await?;
         loop {
-            let now = snapshot(&args.manifest);
+            let now = fingerprint(&args.manifest);
             if now != seen {
                 seen = now;
                 match manifest::load(&args.manifest) {
                     Ok(ms) => {
-                        if let Err(e) = apply(&mut clusters, ms, &args).await {
+                        if let Err(e) = apply(&mut clusters, ms, &args, &metrics).await {
                             tracing::error!("applying the edited manifests: {e}");
                         }
                     }
@@ -152,8 +158,10 @@ pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
             }
             let mut stepped = false;
             for c in clusters.values_mut() {
-                match c.pass().await {
-                    Ok(s) => stepped |= s,
+                match pass(c).await {
+                    Ok(passed) => stepped |= passed == Passed::Stepped,
+                    // Reported by the pass (log line, Event, status); retried on the next one.
+                    Err(PassError::Act(_)) => {}
                     Err(e) => tracing::warn!("{}: {e}", c.key()),
                 }
             }
@@ -213,9 +221,10 @@ impl Drop for StateLock {
 
 /// Starts loops for new clusters, updates changed ones, stops removed ones (keeping data).
 async fn apply(
-    clusters: &mut BTreeMap<String, ClusterLoop>,
+    clusters: &mut BTreeMap<String, LocalCluster>,
     manifests: Vec<Manifest>,
     args: &LocalArgs,
+    metrics: &Arc<Metrics>,
 ) -> Result<(), LocalError> {
     let keys: Vec<String> = manifests.iter().map(Manifest::key).collect();
     let gone: Vec<String> = clusters
@@ -240,7 +249,12 @@ async fn apply(
                     m.cluster.spec.replicas,
                     m.cluster.spec.version
                 );
-                let c = ClusterLoop::open(m, &args.state_dir, args.etcd_bin_dir.clone())?;
+                let c = LocalCluster::open(
+                    m,
+                    &args.state_dir,
+                    args.etcd_bin_dir.clone(),
+                    metrics.clone(),
+                )?;
                 clusters.insert(key, c);
             }
         }

@@ -1,0 +1,366 @@
+//! pass: one reconcile pass over one cluster, written once for both runtimes.
+//!
+//! validate the spec → observe (the runtime's members, etcd's view, the intent in flight) →
+//! plan → write the status when it changed → run the one step → record what it did (status,
+//! Event, metrics). A [`Runtime`] supplies only what differs between Kubernetes and local
+//! processes: where members are and how they are reached, where the intent and the status are
+//! kept, how Events are published and log lines written, and how a step's runtime half runs
+//! ([`MemberRuntime`]).
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::api::{EtcdClusterSpec, EtcdClusterStatus};
+use crate::etcd::Client;
+use crate::metrics::Metrics;
+
+use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
+use super::events::{ClusterEvent, capitalize, event_reason, step_kind};
+use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
+use super::plan::{Desired, Intent, Observed, Plan, RuntimeMember, Step, plan};
+use super::status::{
+    StatusInput, build_status, invalid_status, last_snapshot_time, mark_defragmented, mark_failed,
+    record_backup_error, record_maintenance, same_status,
+};
+use super::validate::{Placement, SpecError, validate};
+
+/// The condition reason of a restore that failed.
+pub const RESTORE_FAILED: &str = "RestoreFailed";
+
+/// The time of one pass, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Now {
+    /// For the planner's schedules.
+    pub system: SystemTime,
+    /// RFC 3339 (UTC, whole seconds), for the status.
+    pub text: String,
+}
+
+impl Now {
+    /// The current time.
+    pub fn current() -> Self {
+        let ts = k8s_openapi::jiff::Timestamp::now();
+        let text = ts
+            .round(k8s_openapi::jiff::Unit::Second)
+            .map_or_else(|_| ts.to_string(), |t| t.to_string());
+        Now {
+            system: SystemTime::now(),
+            text,
+        }
+    }
+}
+
+/// What a pass tells the runtime to log (each runtime words and de-duplicates its own lines).
+#[derive(Debug)]
+pub enum Report<'a> {
+    /// Nothing to do.
+    Idle {
+        /// The planner's answer.
+        plan: &'a Plan,
+    },
+    /// A step is about to run.
+    Running {
+        /// The planner's answer.
+        plan: &'a Plan,
+        /// The step.
+        step: &'a Step,
+        /// etcd's view, if a member answered.
+        view: Option<&'a EtcdView>,
+    },
+    /// etcd asked to wait.
+    NotYet {
+        /// The step.
+        step: &'a Step,
+        /// Why.
+        why: &'a str,
+    },
+    /// A maintenance step ran.
+    Maintained {
+        /// What it did.
+        done: &'a Maintained,
+    },
+    /// The step failed; the next pass retries.
+    Failed {
+        /// The step.
+        step: &'a Step,
+        /// Why.
+        error: &'a ActError,
+    },
+}
+
+/// Where members run, as one pass needs it: everything that differs between runtimes.
+pub trait Runtime: Send {
+    /// The runtime's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Runs the runtime half of steps.
+    type Members: MemberRuntime + Send;
+
+    /// How long each etcd read of the observation may take.
+    const OBSERVE_TIMEOUT: Duration;
+
+    /// The cluster's namespace and name.
+    fn cluster(&self) -> (&str, &str);
+    /// The spec as the user wrote it.
+    fn spec(&self) -> &EtcdClusterSpec;
+    /// The generation the status describes.
+    fn generation(&self) -> Option<i64>;
+    /// The runtime's part of the desired state.
+    fn placement(&self) -> Placement;
+    /// The status written before, if any.
+    fn previous_status(&self) -> Option<&EtcdClusterStatus>;
+    /// The operator's metrics.
+    fn metrics(&self) -> &Metrics;
+    /// Maps a member's advertised client URL to the URL the operator dials.
+    fn resolve(&self) -> Resolve<'_>;
+
+    /// Reads the runtime's members (and applies what the cluster needs around them, when not
+    /// paused); answers the client URLs of the members that started.
+    fn observe_members(
+        &mut self,
+        desired: &Desired,
+    ) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send;
+    /// A client for `endpoints` (kept between passes where the runtime can).
+    fn connect(
+        &mut self,
+        endpoints: &[String],
+    ) -> impl Future<Output = Result<Client, Unreachable>> + Send;
+    /// The members as the planner sees them; `answered` tells whether the cluster ever answered.
+    fn runtime_members(
+        &self,
+        desired: &Desired,
+        answered: bool,
+    ) -> Result<Vec<RuntimeMember>, Self::Error>;
+    /// The step in flight, as recorded.
+    fn read_intent(&self) -> Result<Option<Intent>, Self::Error>;
+    /// Writes the status.
+    fn write_status(
+        &mut self,
+        status: &EtcdClusterStatus,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Publishes an Event (failures are logged, never fatal).
+    fn publish(&mut self, event: ClusterEvent) -> impl Future<Output = ()> + Send;
+    /// Writes the log lines of a pass.
+    fn report(&mut self, report: Report<'_>);
+    /// The runtime half of steps.
+    fn members(&mut self) -> &mut Self::Members;
+}
+
+/// Why a pass failed, by stage.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError<E: std::error::Error + 'static> {
+    /// The spec cannot be acted on.
+    #[error("invalid spec: {0}")]
+    Spec(#[source] SpecError),
+    /// The runtime's members could not be read.
+    #[error("observing the members: {0}")]
+    Observe(#[source] E),
+    /// The recorded intent could not be read.
+    #[error("reading the intent: {0}")]
+    Intent(#[source] E),
+    /// The status could not be written.
+    #[error("writing the status: {0}")]
+    Status(#[source] E),
+    /// The step failed.
+    #[error("{0}")]
+    Act(#[source] ActError),
+}
+
+impl<E: std::error::Error + 'static> PassError<E> {
+    /// The error metric's label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PassError::Spec(_) => "spec",
+            PassError::Observe(_) => "observe",
+            PassError::Intent(_) => "intent",
+            PassError::Status(_) => "status",
+            PassError::Act(ActError::Etcd { .. } | ActError::Timeout { .. }) => "etcd",
+            PassError::Act(ActError::Unreachable(_) | ActError::NoEndpoint(_)) => "unreachable",
+            PassError::Act(ActError::NoBackup(_) | ActError::Backup { .. }) => "backup",
+            PassError::Act(ActError::Runtime { .. }) => "runtime",
+        }
+    }
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passed {
+    /// Nothing to do.
+    Idle,
+    /// A step ran: come back soon.
+    Stepped,
+    /// etcd asked to wait.
+    NotYet,
+}
+
+/// One pass over the cluster `runtime` holds; counted in the metrics.
+pub async fn pass<R: Runtime>(runtime: &mut R) -> Result<Passed, PassError<R::Error>> {
+    let started = Instant::now();
+    let result = run(runtime).await;
+    let kind = result.as_ref().err().map(PassError::kind);
+    runtime.metrics().reconciled(started.elapsed(), kind);
+    result
+}
+
+async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
+    let now = Now::current();
+    let previous = rt.previous_status().cloned();
+    let previous = previous.as_ref();
+    let validated = match validate(rt.spec(), &rt.placement()) {
+        Ok(v) => v,
+        Err(e) => {
+            let status = invalid_status(previous, rt.generation(), &e.to_string(), &now.text);
+            if previous.is_none_or(|old| !same_status(old, &status)) {
+                rt.write_status(&status).await.map_err(PassError::Status)?;
+            }
+            return Err(PassError::Spec(e));
+        }
+    };
+    let desired = validated.desired;
+
+    let endpoints = rt
+        .observe_members(&desired)
+        .await
+        .map_err(PassError::Observe)?;
+    let intent = rt.read_intent().map_err(PassError::Intent)?;
+    let (client, view) = if endpoints.is_empty() {
+        (None, Err(Unreachable::NoMember))
+    } else {
+        match rt.connect(&endpoints).await {
+            Ok(client) => {
+                let view = observe_etcd(&client, R::OBSERVE_TIMEOUT, rt.resolve()).await;
+                (Some(client), view)
+            }
+            Err(why) => (None, Err(why)),
+        }
+    };
+    if let Err(why) = &view {
+        let (ns, name) = rt.cluster();
+        tracing::debug!(namespace = %ns, cluster = %name, reason = %why, "etcd is unreachable");
+    }
+    let view = view.ok();
+    // Whether the cluster ever answered: until then no member data is known to exist.
+    let answered = view.as_ref().is_some_and(|v| v.cluster_id.is_some())
+        || previous.is_some_and(|s| s.cluster_id.is_some());
+    let mut membership = view.as_ref().map(EtcdView::membership);
+    if let Some(m) = membership.as_mut() {
+        mark_defragmented(m, previous);
+    }
+    let observed = Observed {
+        etcd: membership,
+        runtime: rt
+            .runtime_members(&desired, answered)
+            .map_err(PassError::Observe)?,
+        intent,
+        now: Some(now.system),
+        last_snapshot: last_snapshot_time(previous),
+    };
+    let the_plan = plan(&desired, &observed);
+
+    let mut status = build_status(StatusInput {
+        desired: &desired,
+        plan: &the_plan,
+        view: view.as_ref(),
+        previous,
+        generation: rt.generation(),
+        now: &now.text,
+    });
+    if let Some(why) = validated.backup_unsupported {
+        record_backup_error(&mut status, why);
+    }
+    let restoring = matches!(the_plan.next, Some(Step::RestoreCluster { .. }));
+    let restore_failure = restore_failure(previous).filter(|_| restoring);
+    if let Some(why) = &restore_failure {
+        mark_failed(&mut status, RESTORE_FAILED, why, &now.text);
+    }
+    let roles: Vec<(&str, bool)> = status
+        .members
+        .iter()
+        .map(|m| (m.role.as_deref().unwrap_or("follower"), m.healthy))
+        .collect();
+    let (ns, name) = rt.cluster();
+    rt.metrics().set_members(ns, name, &roles);
+    if previous.is_none_or(|old| !same_status(old, &status)) {
+        rt.write_status(&status).await.map_err(PassError::Status)?;
+    }
+
+    let Some(step) = the_plan.next.as_ref() else {
+        rt.report(Report::Idle { plan: &the_plan });
+        return Ok(Passed::Idle);
+    };
+    rt.report(Report::Running {
+        plan: &the_plan,
+        step,
+        view: view.as_ref(),
+    });
+    let kind = step_kind(step);
+    let client = client.as_ref().filter(|_| view.is_some());
+    let outcome = act(step, &desired, client, view.as_ref(), rt.members()).await;
+    match outcome {
+        Ok(Outcome::Done) => {
+            rt.metrics().step(kind, "done");
+            if let Some(reason) = event_reason(step) {
+                rt.publish(normal(reason, capitalize(&step.to_string()), kind))
+                    .await;
+            }
+            Ok(Passed::Stepped)
+        }
+        Ok(Outcome::Maintained(done)) => {
+            rt.metrics().step(kind, "done");
+            rt.report(Report::Maintained { done: &done });
+            rt.publish(normal(done.reason(), done.to_string(), kind))
+                .await;
+            record_maintenance(&mut status, &done, &Now::current().text);
+            rt.write_status(&status).await.map_err(PassError::Status)?;
+            Ok(Passed::Stepped)
+        }
+        Ok(Outcome::NotYet(why)) => {
+            rt.metrics().step(kind, "not_yet");
+            rt.report(Report::NotYet { step, why: &why });
+            Ok(Passed::NotYet)
+        }
+        Err(e) => {
+            rt.metrics().step(kind, "error");
+            rt.publish(ClusterEvent {
+                warning: true,
+                reason: "StepFailed".to_owned(),
+                note: e.to_string(),
+                action: kind,
+            })
+            .await;
+            match step {
+                Step::Snapshot { .. } => {
+                    record_backup_error(&mut status, &e.to_string());
+                    rt.write_status(&status).await.map_err(PassError::Status)?;
+                }
+                Step::RestoreCluster { .. } => {
+                    let why = format!("{e}; nothing was started");
+                    if restore_failure.as_deref() != Some(why.as_str()) {
+                        mark_failed(&mut status, RESTORE_FAILED, &why, &now.text);
+                        rt.write_status(&status).await.map_err(PassError::Status)?;
+                    }
+                }
+                _ => {}
+            }
+            rt.report(Report::Failed { step, error: &e });
+            Err(PassError::Act(e))
+        }
+    }
+}
+
+fn normal(reason: &str, note: String, action: &'static str) -> ClusterEvent {
+    ClusterEvent {
+        warning: false,
+        reason: reason.to_owned(),
+        note,
+        action,
+    }
+}
+
+/// Why the last restore failed, as the status written before says (its `Degraded` condition).
+fn restore_failure(previous: Option<&EtcdClusterStatus>) -> Option<String> {
+    previous?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == RESTORE_FAILED)
+        .map(|c| c.message.clone())
+}

@@ -1,0 +1,223 @@
+//! validate: the one place the raw `EtcdCluster` spec is read for the planner. It yields the
+//! planner's [`Desired`] state (members, version, maintenance, backups, bootstrap) or a
+//! [`SpecError`] that says which field the operator cannot act on.
+//!
+//! What differs between runtimes is passed in as a [`Placement`]: how members are addressed,
+//! the hash of what a member is started with, where snapshots go and whether restores run.
+
+use std::path::{Path, PathBuf};
+
+use crate::api::EtcdClusterSpec;
+use crate::api::rules;
+
+use super::plan::{
+    BackupSchedule, Bootstrap, DEFAULT_QUOTA_BACKEND_BYTES, Desired, Maintenance, Version,
+};
+
+/// Why a spec cannot be acted on (possible only when the admission rules were bypassed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// `spec.version` is not an etcd version.
+    #[error("spec.version: {0}")]
+    Version(String),
+    /// `spec.replicas` is negative.
+    #[error("replicas {0} is negative")]
+    Replicas(i32),
+}
+
+/// Where snapshot files go in this runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotPlacement {
+    /// A local folder: `spec.backup.directory` resolved against `base` when relative, else
+    /// `default`.
+    Folder {
+        /// What a relative `spec.backup.directory` is relative to.
+        base: PathBuf,
+        /// The folder when `spec.backup.directory` is unset.
+        default: PathBuf,
+    },
+    /// This runtime takes no snapshot yet; `spec.backup` is reported with this text.
+    Unsupported(&'static str),
+}
+
+/// What differs between runtimes in the desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The cluster's name.
+    pub cluster: String,
+    /// A hash of everything a member is started with except its version.
+    pub config_hash: String,
+    /// See [`Desired::peer_url_template`].
+    pub peer_url_template: String,
+    /// See [`Desired::replace_after_failures`].
+    pub replace_after_failures: u32,
+    /// Where snapshots go.
+    pub snapshots: SnapshotPlacement,
+    /// What a relative `spec.bootstrap.restore.path` is relative to; `None` when this runtime
+    /// cannot restore (a cluster asking for it is then not created at all).
+    pub restore_base: Option<PathBuf>,
+}
+
+/// The desired state and what the status reports about the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    /// The planner's desired state.
+    pub desired: Desired,
+    /// Set when `spec.backup` asks for something this runtime does not run.
+    pub backup_unsupported: Option<&'static str>,
+}
+
+/// What `spec.bootstrap.restore` is refused with in a runtime that cannot restore.
+pub const RESTORE_UNSUPPORTED: &str =
+    "spec.bootstrap.restore is supported by the local runtime only for now; nothing is created";
+
+/// Reads `spec` once: the desired state for `placement`, or why the spec cannot be acted on.
+pub fn validate(spec: &EtcdClusterSpec, placement: &Placement) -> Result<Validated, SpecError> {
+    let version: Version = spec
+        .version
+        .parse()
+        .map_err(|e| SpecError::Version(format!("{e}")))?;
+    let replicas = u32::try_from(spec.replicas).map_err(|_| SpecError::Replicas(spec.replicas))?;
+    let mut desired = Desired::new(
+        placement.cluster.clone(),
+        replicas,
+        version,
+        placement.config_hash.clone(),
+        placement.peer_url_template.clone(),
+    );
+    desired.paused = spec.paused;
+    desired.replace_after_failures = placement.replace_after_failures;
+    desired.maintenance = maintenance(spec);
+    let mut backup_unsupported = None;
+    match &placement.snapshots {
+        SnapshotPlacement::Folder { base, default } => {
+            let folder = spec
+                .backup
+                .as_ref()
+                .and_then(|b| b.directory.as_deref())
+                .map_or_else(|| default.clone(), |dir| resolve(base, dir));
+            desired.backup = backup(spec, folder);
+        }
+        SnapshotPlacement::Unsupported(why) => {
+            if spec.backup.is_some() {
+                backup_unsupported = Some(*why);
+            }
+        }
+    }
+    if let Some(path) = restore_path(spec) {
+        desired.bootstrap = match &placement.restore_base {
+            Some(base) => Bootstrap::Restore {
+                path: resolve(base, path),
+            },
+            None => Bootstrap::Unsupported(RESTORE_UNSUPPORTED.to_owned()),
+        };
+    }
+    Ok(Validated {
+        desired,
+        backup_unsupported,
+    })
+}
+
+/// `path` as given, or taken from `base` when relative.
+pub fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// The snapshot file `spec.bootstrap.restore.path` names, if any.
+pub fn restore_path(spec: &EtcdClusterSpec) -> Option<&str> {
+    spec.bootstrap
+        .as_ref()?
+        .restore
+        .as_ref()
+        .map(|r| r.path.as_str())
+}
+
+/// The backup schedule for `spec.backup`, with `directory` the folder the runtime chose (the
+/// spec's, resolved, or its default). `None` when no backup is asked for or `every` does not
+/// parse (the admission rules refuse that).
+pub fn backup(spec: &EtcdClusterSpec, directory: PathBuf) -> Option<BackupSchedule> {
+    let b = spec.backup.as_ref()?;
+    let every = crate::api::validation::parse_every(&b.every)?;
+    Some(BackupSchedule {
+        every: every.max(std::time::Duration::from_secs(rules::BACKUP_EVERY_MIN_SECS)),
+        keep: u32::try_from(b.keep.clamp(rules::BACKUP_KEEP.0, rules::BACKUP_KEEP.1)).unwrap_or(1),
+        directory,
+    })
+}
+
+/// The maintenance the planner may run for `spec`: `spec.maintenance`, with the quota from
+/// `spec.etcd.quotaBackendBytes` (etcd's default 2 GiB when unset). Out-of-range numbers (the
+/// admission rules refuse them) are clamped to what the planner can use.
+pub fn maintenance(spec: &EtcdClusterSpec) -> Maintenance {
+    let defrag = &spec.maintenance.defragmentation;
+    Maintenance {
+        defragment: defrag.enabled,
+        defrag_min_db_size: u64::try_from(defrag.min_db_size_bytes).unwrap_or(0),
+        defrag_max_fragmentation_percent: u64::try_from(defrag.max_fragmentation_percent.clamp(
+            rules::DEFRAG_MAX_FRAGMENTATION_PERCENT.0,
+            rules::DEFRAG_MAX_FRAGMENTATION_PERCENT.1,
+        ))
+        .unwrap_or(1),
+        handle_no_space: spec.maintenance.alarms.handle_no_space,
+        quota_backend_bytes: spec
+            .etcd
+            .quota_backend_bytes
+            .and_then(|q| u64::try_from(q).ok())
+            .filter(|q| *q > 0)
+            .unwrap_or(DEFAULT_QUOTA_BACKEND_BYTES),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_fields() {
+        let spec = EtcdClusterSpec::default();
+        assert_eq!(maintenance(&spec), Maintenance::default());
+        let mut spec = EtcdClusterSpec::default();
+        spec.etcd.quota_backend_bytes = Some(32 << 20);
+        spec.maintenance.defragmentation.enabled = false;
+        spec.maintenance.defragmentation.min_db_size_bytes = 1 << 20;
+        spec.maintenance.defragmentation.max_fragmentation_percent = 30;
+        spec.maintenance.alarms.handle_no_space = false;
+        let m = maintenance(&spec);
+        assert_eq!(
+            m,
+            Maintenance {
+                defragment: false,
+                defrag_min_db_size: 1 << 20,
+                defrag_max_fragmentation_percent: 30,
+                handle_no_space: false,
+                quota_backend_bytes: 32 << 20,
+            }
+        );
+    }
+
+    #[test]
+    fn bad_version_and_replicas_are_typed_errors() {
+        let placement = Placement {
+            cluster: "c".into(),
+            config_hash: "h".into(),
+            peer_url_template: "http://{name}:2380".into(),
+            replace_after_failures: 5,
+            snapshots: SnapshotPlacement::Unsupported("no"),
+            restore_base: None,
+        };
+        let mut spec = EtcdClusterSpec::default();
+        spec.version = "latest".into();
+        assert!(matches!(
+            validate(&spec, &placement),
+            Err(SpecError::Version(_))
+        ));
+        let mut spec = EtcdClusterSpec::default();
+        spec.replicas = -1;
+        assert_eq!(validate(&spec, &placement), Err(SpecError::Replicas(-1)));
+    }
+}

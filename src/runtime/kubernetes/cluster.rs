@@ -1,0 +1,266 @@
+//! One `EtcdCluster` as the pass's [`Runtime`]: members are Pods and PVCs, the intent an
+//! annotation, the status the resource's status subresource, Events `events.k8s.io` Events.
+//! Everything is server-side applied with the field manager `etcd-operator`; a pass with
+//! nothing to change sends apply requests that change nothing, and no status write.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+
+use crate::api::{EtcdCluster, EtcdClusterSpec, EtcdClusterStatus};
+use crate::controller::events::ClusterEvent;
+use crate::controller::observe::{Resolve, Unreachable};
+use crate::controller::pass::{Report, Runtime};
+use crate::controller::plan::{Desired, Intent, RuntimeMember};
+use crate::controller::validate::{Placement, SnapshotPlacement};
+use crate::etcd::{Client, ConnectOptions};
+use crate::metrics::Metrics;
+
+use super::KubeError;
+use super::members::{KubeRuntime, decode_intent, pod_started, runtime_members};
+use super::objects::{ClusterInfo, FIELD_MANAGER, client_service, disruption_budget, peer_service};
+use super::reconcile::Context;
+
+/// What `status.backup.lastError` says when `spec.backup` is set on a Kubernetes cluster.
+pub const BACKUP_UNSUPPORTED: &str =
+    "spec.backup is run by the local runtime only for now; no snapshot is taken";
+
+/// The Kubernetes runtime's part of the desired state.
+pub fn placement(info: &ClusterInfo, replace_after_failures: u32) -> Placement {
+    Placement {
+        cluster: info.name.clone(),
+        config_hash: info.config_hash(),
+        peer_url_template: info.peer_url_template(),
+        replace_after_failures,
+        // Scheduled snapshots and restores run in the local runtime only for now: no Snapshot
+        // step is planned here, and a cluster asking for a restore is not created empty behind
+        // the user's back.
+        snapshots: SnapshotPlacement::Unsupported(BACKUP_UNSUPPORTED),
+        restore_base: None,
+    }
+}
+
+fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+    let what = what.into();
+    move |source| KubeError::Kube { what, source }
+}
+
+/// One `EtcdCluster` during one pass.
+pub struct KubeCluster<'a> {
+    ctx: &'a Context,
+    cluster: &'a EtcdCluster,
+    info: ClusterInfo,
+    members: KubeRuntime,
+    pods: Vec<Pod>,
+    pvcs: Vec<PersistentVolumeClaim>,
+}
+
+impl std::fmt::Debug for KubeCluster<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("cluster", &self.info.name)
+            .field("namespace", &self.info.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> KubeCluster<'a> {
+    /// The cluster `info` read from `cluster`.
+    pub fn new(ctx: &'a Context, cluster: &'a EtcdCluster, info: ClusterInfo) -> Self {
+        KubeCluster {
+            members: KubeRuntime::new(ctx.client.clone(), info.clone()),
+            ctx,
+            cluster,
+            info,
+            pods: Vec::new(),
+            pvcs: Vec::new(),
+        }
+    }
+}
+
+/// Applies the headless Service, the client Service and the PodDisruptionBudget.
+pub async fn apply_cluster_objects(
+    client: &kube::Client,
+    info: &ClusterInfo,
+) -> Result<(), KubeError> {
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let services: Api<Service> = Api::namespaced(client.clone(), &info.namespace);
+    for svc in [peer_service(info), client_service(info)] {
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        services
+            .patch(&name, &pp, &Patch::Apply(&svc))
+            .await
+            .map_err(kube_err(format!("applying Service {name}")))?;
+    }
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &info.namespace);
+    let pdb = disruption_budget(info);
+    pdbs.patch(&info.name, &pp, &Patch::Apply(&pdb))
+        .await
+        .map_err(kube_err(format!(
+            "applying PodDisruptionBudget {}",
+            info.name
+        )))?;
+    Ok(())
+}
+
+impl Runtime for KubeCluster<'_> {
+    type Error = KubeError;
+    type Members = KubeRuntime;
+
+    const OBSERVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+    fn cluster(&self) -> (&str, &str) {
+        (&self.info.namespace, &self.info.name)
+    }
+
+    fn spec(&self) -> &EtcdClusterSpec {
+        &self.info.spec
+    }
+
+    fn generation(&self) -> Option<i64> {
+        self.cluster.metadata.generation
+    }
+
+    fn placement(&self) -> Placement {
+        placement(&self.info, self.ctx.replace_after_failures)
+    }
+
+    fn previous_status(&self) -> Option<&EtcdClusterStatus> {
+        self.cluster.status.as_ref()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
+
+    fn resolve(&self) -> Resolve<'_> {
+        &*self.ctx.resolver
+    }
+
+    async fn observe_members(&mut self, desired: &Desired) -> Result<Vec<String>, KubeError> {
+        if !desired.paused {
+            apply_cluster_objects(&self.ctx.client, &self.info).await?;
+        }
+        let selector = ListParams::default().labels(&self.info.member_selector_string());
+        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.info.namespace);
+        let pvcs: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.ctx.client.clone(), &self.info.namespace);
+        self.pods = pods
+            .list(&selector)
+            .await
+            .map_err(kube_err("listing member Pods"))?
+            .items;
+        self.pvcs = pvcs
+            .list(&selector)
+            .await
+            .map_err(kube_err("listing member PVCs"))?
+            .items;
+        Ok(self
+            .pods
+            .iter()
+            .filter(|p| pod_started(p))
+            .filter_map(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .and_then(|n| desired.ordinal_of(n))
+            })
+            .map(|o| (self.ctx.resolver)(&self.info.client_url(o)))
+            .collect())
+    }
+
+    async fn connect(&mut self, endpoints: &[String]) -> Result<Client, Unreachable> {
+        // Every observation read is bounded where it is made; no client-wide request timeout,
+        // which would cut off a defragmentation of a large member.
+        let opts = ConnectOptions::new()
+            .with_dial_timeout(Duration::from_secs(2))
+            .with_max_retries(1);
+        match tokio::time::timeout(Self::OBSERVE_TIMEOUT, Client::connect(endpoints, opts)).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(Unreachable::Connect(e.to_string())),
+            Err(_) => Err(Unreachable::Connect(format!(
+                "no answer within {:?}",
+                Self::OBSERVE_TIMEOUT
+            ))),
+        }
+    }
+
+    fn runtime_members(
+        &self,
+        desired: &Desired,
+        answered: bool,
+    ) -> Result<Vec<RuntimeMember>, KubeError> {
+        Ok(runtime_members(
+            desired,
+            self.info.spec.storage.ephemeral,
+            answered,
+            &self.pods,
+            &self.pvcs,
+        ))
+    }
+
+    fn read_intent(&self) -> Result<Option<Intent>, KubeError> {
+        decode_intent(self.cluster).map_err(KubeError::Json)
+    }
+
+    async fn write_status(&mut self, status: &EtcdClusterStatus) -> Result<(), KubeError> {
+        let clusters: Api<EtcdCluster> =
+            Api::namespaced(self.ctx.client.clone(), &self.info.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": EtcdCluster::api_version(&()),
+            "kind": EtcdCluster::kind(&()),
+            "status": status,
+        });
+        clusters
+            .patch_status(
+                &self.info.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(kube_err("writing the status"))?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, event: ClusterEvent) {
+        let event = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason,
+            note: Some(event.note),
+            action: event.action.to_owned(),
+            secondary: None,
+        };
+        let reference = self.cluster.object_ref(&());
+        if let Err(e) = self.ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(cluster = %self.cluster.name_any(), error = %e, "cannot publish an Event");
+        }
+    }
+
+    fn report(&mut self, report: Report<'_>) {
+        let (ns, name) = (&self.info.namespace, &self.info.name);
+        match report {
+            Report::Idle { .. } | Report::Failed { .. } => {}
+            Report::Running { step, .. } => {
+                tracing::info!(cluster = %name, namespace = %ns, step = %step, "running step");
+            }
+            Report::NotYet { why, .. } => {
+                tracing::info!(cluster = %name, reason = %why, "step not possible yet");
+            }
+            Report::Maintained { done } => {
+                tracing::info!(cluster = %name, namespace = %ns, "{done}");
+            }
+        }
+    }
+
+    fn members(&mut self) -> &mut KubeRuntime {
+        &mut self.members
+    }
+}

@@ -1,0 +1,291 @@
+//! One cluster of the local runtime as the pass's [`Runtime`]: members are etcd processes
+//! ([`LocalMembers`]), the intent and the status are files in the cluster's state folder, and
+//! Events are lines of its `events.log`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{EtcdClusterSpec, EtcdClusterStatus};
+use crate::controller::events::ClusterEvent;
+use crate::controller::flags::option_flags;
+use crate::controller::observe::{Resolve, Unreachable, same_url};
+use crate::controller::pass::{Now, Report, Runtime};
+use crate::controller::plan::{Desired, Intent, RuntimeMember, Step};
+use crate::controller::status::phase_name;
+use crate::controller::validate::{Placement, SnapshotPlacement};
+use crate::etcd::{Client, ConnectOptions};
+use crate::metrics::Metrics;
+
+use super::LocalError;
+use super::manifest::Manifest;
+use super::members::{LocalMembers, config_hash};
+use super::store::{ClusterDir, read_yaml, write_yaml};
+
+/// One cluster under reconciliation.
+#[derive(Debug)]
+pub struct LocalCluster {
+    manifest: Manifest,
+    generation: i64,
+    members: LocalMembers,
+    client: Option<Client>,
+    last_status: Option<EtcdClusterStatus>,
+    state_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    /// The last progress line, so that a repeated one is written once.
+    last_message: String,
+    last_step: Option<Step>,
+    last_event: Option<ClusterEvent>,
+}
+
+impl LocalCluster {
+    /// Opens (or creates) the cluster's state and starts the members it already has.
+    pub fn open(
+        manifest: Manifest,
+        state_dir: &Path,
+        bin_dir: Option<PathBuf>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, LocalError> {
+        let dir = ClusterDir::new(state_dir, &manifest.namespace, &manifest.name);
+        let record = dir.load_or_create_record(&manifest.namespace, &manifest.name)?;
+        let mut members =
+            LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
+        members.set_flags(option_flags(&manifest.cluster.spec.etcd));
+        members.resume()?;
+        // The status written before: what the operator did (last snapshot, defragmentations)
+        // is remembered across restarts.
+        let status_path = members.dir().status_path();
+        let last_status = if status_path.exists() {
+            match read_yaml::<EtcdClusterStatus>(&status_path) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!("{}: ignoring the previous status: {e}", manifest.key());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Self {
+            manifest,
+            generation: 1,
+            members,
+            client: None,
+            last_status,
+            state_dir: state_dir.to_path_buf(),
+            metrics,
+            last_message: String::new(),
+            last_step: None,
+            last_event: None,
+        })
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        self.manifest.key()
+    }
+
+    /// Takes a new manifest for this cluster; logs what changed.
+    pub fn update(&mut self, manifest: Manifest) {
+        if manifest.cluster.spec == self.manifest.cluster.spec {
+            self.manifest = manifest;
+            return;
+        }
+        let (old, new) = (&self.manifest.cluster.spec, &manifest.cluster.spec);
+        let mut changes = Vec::new();
+        if old.replicas != new.replicas {
+            changes.push(format!("replicas {} → {}", old.replicas, new.replicas));
+        }
+        if old.version != new.version {
+            changes.push(format!("version {} → {}", old.version, new.version));
+        }
+        if old.paused != new.paused {
+            changes.push(format!("paused {} → {}", old.paused, new.paused));
+        }
+        if old.etcd != new.etcd {
+            changes.push("etcd options".to_owned());
+        }
+        tracing::info!(
+            "{}: manifest changed ({})",
+            self.key(),
+            if changes.is_empty() {
+                "other fields".to_owned()
+            } else {
+                changes.join(", ")
+            }
+        );
+        self.generation += 1;
+        self.members
+            .set_flags(option_flags(&manifest.cluster.spec.etcd));
+        self.manifest = manifest;
+    }
+
+    /// Stops the members gracefully, keeping their data.
+    pub async fn shutdown(&mut self) {
+        self.members.stop_all().await;
+    }
+}
+
+impl Runtime for LocalCluster {
+    type Error = LocalError;
+    type Members = LocalMembers;
+
+    const OBSERVE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+    fn cluster(&self) -> (&str, &str) {
+        (&self.manifest.namespace, &self.manifest.name)
+    }
+
+    fn spec(&self) -> &EtcdClusterSpec {
+        &self.manifest.cluster.spec
+    }
+
+    fn generation(&self) -> Option<i64> {
+        Some(self.generation)
+    }
+
+    fn placement(&self) -> Placement {
+        let backups = self.members.dir().root().join("backups");
+        Placement {
+            cluster: self.manifest.name.clone(),
+            config_hash: config_hash(&option_flags(&self.manifest.cluster.spec.etcd)),
+            peer_url_template: self.members.record().peer_url_template(),
+            replace_after_failures: crate::controller::plan::DEFAULT_REPLACE_AFTER_FAILURES,
+            snapshots: SnapshotPlacement::Folder {
+                base: self.state_dir.clone(),
+                default: backups,
+            },
+            restore_base: Some(self.state_dir.clone()),
+        }
+    }
+
+    fn previous_status(&self) -> Option<&EtcdClusterStatus> {
+        self.last_status.as_ref()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn resolve(&self) -> Resolve<'_> {
+        &same_url
+    }
+
+    async fn observe_members(&mut self, _desired: &Desired) -> Result<Vec<String>, LocalError> {
+        self.members.poll()?;
+        self.members.client_urls()
+    }
+
+    async fn connect(&mut self, endpoints: &[String]) -> Result<Client, Unreachable> {
+        // One client per cluster, kept between passes and pointed at the members of the day.
+        if let Some(c) = &self.client {
+            c.set_endpoints(endpoints)
+                .map_err(|e| Unreachable::Connect(e.to_string()))?;
+            return Ok(c.clone());
+        }
+        let opts = ConnectOptions::new()
+            .with_dial_timeout(Duration::from_secs(1))
+            .with_max_retries(u32::try_from(endpoints.len()).unwrap_or(1) * 2);
+        let c = Client::connect(endpoints, opts)
+            .await
+            .map_err(|e| Unreachable::Connect(e.to_string()))?;
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+
+    fn runtime_members(
+        &self,
+        _desired: &Desired,
+        _answered: bool,
+    ) -> Result<Vec<RuntimeMember>, LocalError> {
+        self.members.observe()
+    }
+
+    fn read_intent(&self) -> Result<Option<Intent>, LocalError> {
+        self.members.dir().read_intent()
+    }
+
+    async fn write_status(&mut self, status: &EtcdClusterStatus) -> Result<(), LocalError> {
+        write_yaml(&self.members.dir().status_path(), status)?;
+        self.last_status = Some(status.clone());
+        Ok(())
+    }
+
+    async fn publish(&mut self, event: ClusterEvent) {
+        // A step failing on every pass is one line, as Kubernetes aggregates repeated Events.
+        if self.last_event.as_ref() == Some(&event) {
+            return;
+        }
+        let line = format!(
+            "{} {} {} {}: {}\n",
+            Now::current().text,
+            if event.warning { "Warning" } else { "Normal" },
+            event.reason,
+            event.action,
+            event.note
+        );
+        let path = self.members.dir().root().join("events.log");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!("{}: cannot write {}: {e}", self.key(), path.display());
+        }
+        self.last_event = Some(event);
+    }
+
+    fn report(&mut self, report: Report<'_>) {
+        let key = self.key();
+        match report {
+            Report::Idle { plan } => {
+                if plan.status.message != self.last_message {
+                    let phase = phase_name(plan.status.phase);
+                    tracing::info!("{key}: {phase} — {}", plan.status.message);
+                    self.last_message = plan.status.message.clone();
+                }
+            }
+            Report::Running { plan, step, view } => {
+                let repeat = self.last_message.starts_with("not yet: ")
+                    && self.last_step.as_ref() == Some(step);
+                if !repeat {
+                    self.last_message.clear();
+                    let leader = view
+                        .and_then(|v| v.leader.and_then(|id| v.member(id)))
+                        .map_or_else(|| "none".to_owned(), |m| m.member.name.clone());
+                    let s = &plan.status;
+                    tracing::info!(
+                        "{key}: {} ({}; {} of {} voters ready, {} wanted; leader {leader})",
+                        s.message,
+                        phase_name(s.phase),
+                        s.ready,
+                        s.voters,
+                        s.desired
+                    );
+                }
+                self.last_step = Some(step.clone());
+            }
+            Report::NotYet { why, .. } => {
+                // etcd asks to wait (a member just joined, a learner catching up): say so once.
+                let line = format!("not yet: {why}");
+                if line != self.last_message {
+                    tracing::info!("{key}: {line}; retrying");
+                    self.last_message = line;
+                }
+            }
+            Report::Maintained { done } => tracing::info!("{key}: {done}"),
+            Report::Failed { error, .. } => {
+                let line = format!("not yet: {error}");
+                if line != self.last_message {
+                    tracing::warn!("{key}: {error}; retrying on the next pass");
+                    self.last_message = line;
+                }
+            }
+        }
+    }
+
+    fn members(&mut self) -> &mut LocalMembers {
+        &mut self.members
+    }
+}
