@@ -11,7 +11,7 @@ use etcd_operator::runtime::kubernetes::members::{
     ANNOTATION_INTENT, decode_intent, encode_intent, runtime_members,
 };
 use etcd_operator::runtime::kubernetes::objects::{
-    ClusterInfo, InitialState, client_service, disruption_budget, etcd_args, has_readyz,
+    Blueprint, InitialState, client_service, disruption_budget, etcd_args, has_readyz,
     member_pod, member_pvc, peer_service, probes,
 };
 use etcd_operator::runtime::kubernetes::reconcile::desired_state;
@@ -23,9 +23,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
-fn info_with(spec: serde_json::Value) -> ClusterInfo {
+fn info_with(spec: serde_json::Value) -> Blueprint {
     let spec: EtcdClusterSpec = serde_json::from_value(spec).expect("spec");
-    ClusterInfo {
+    Blueprint {
         name: "demo".into(),
         namespace: "prod".into(),
         uid: "1234-abcd".into(),
@@ -33,7 +33,7 @@ fn info_with(spec: serde_json::Value) -> ClusterInfo {
     }
 }
 
-fn info() -> ClusterInfo {
+fn info() -> Blueprint {
     info_with(json!({}))
 }
 
@@ -54,11 +54,11 @@ fn spec_defaults_fill_an_empty_spec() {
 #[test]
 fn cluster_info_needs_namespace_and_uid() {
     let mut c = EtcdCluster::new("demo", EtcdClusterSpec::default());
-    assert!(ClusterInfo::of(&c).is_err(), "no namespace");
+    assert!(Blueprint::of(&c).is_err(), "no namespace");
     c.metadata.namespace = Some("prod".into());
-    assert!(ClusterInfo::of(&c).is_err(), "no uid");
+    assert!(Blueprint::of(&c).is_err(), "no uid");
     c.metadata.uid = Some("u".into());
-    let i = ClusterInfo::of(&c).expect("info");
+    let i = Blueprint::of(&c).expect("info");
     assert_eq!(i.cluster_token(), "demo-u");
 }
 

@@ -49,7 +49,7 @@ pub fn event_reason(step: &Step) -> Option<&'static str> {
 /// An Event about one cluster, as a runtime publishes it (a Kubernetes Event, a line in the
 /// local cluster's event log).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterEvent {
+pub struct StepEvent {
     /// A warning (a step failed) rather than a normal Event.
     pub warning: bool,
     /// The reason, `UpperCamelCase` (`SeedStarted`, `Defragmented`, `StepFailed`).

@@ -15,7 +15,7 @@ use crate::etcd::Client;
 use crate::metrics::Metrics;
 
 use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
-use super::events::{ClusterEvent, capitalize, event_reason, step_kind};
+use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
 use super::plan::{Desired, Intent, Observed, Plan, RuntimeMember, Step, plan};
 use super::status::{
@@ -88,6 +88,21 @@ pub enum Report<'a> {
     },
 }
 
+/// The `EtcdCluster` a pass is about, as the runtime read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// The spec as the user wrote it.
+    pub spec: &'a EtcdClusterSpec,
+    /// The generation the status describes.
+    pub generation: Option<i64>,
+    /// The status written before, if any.
+    pub status: Option<&'a EtcdClusterStatus>,
+}
+
 /// Where members run, as one pass needs it: everything that differs between runtimes.
 pub trait Runtime: Send {
     /// The runtime's error.
@@ -98,16 +113,10 @@ pub trait Runtime: Send {
     /// How long each etcd read of the observation may take.
     const OBSERVE_TIMEOUT: Duration;
 
-    /// The cluster's namespace and name.
-    fn cluster(&self) -> (&str, &str);
-    /// The spec as the user wrote it.
-    fn spec(&self) -> &EtcdClusterSpec;
-    /// The generation the status describes.
-    fn generation(&self) -> Option<i64>;
+    /// The `EtcdCluster` this pass is about.
+    fn target(&self) -> Target<'_>;
     /// The runtime's part of the desired state.
     fn placement(&self) -> Placement;
-    /// The status written before, if any.
-    fn previous_status(&self) -> Option<&EtcdClusterStatus>;
     /// The operator's metrics.
     fn metrics(&self) -> &Metrics;
     /// Maps a member's advertised client URL to the URL the operator dials.
@@ -138,7 +147,7 @@ pub trait Runtime: Send {
         status: &EtcdClusterStatus,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Publishes an Event (failures are logged, never fatal).
-    fn publish(&mut self, event: ClusterEvent) -> impl Future<Output = ()> + Send;
+    fn publish(&mut self, event: StepEvent) -> impl Future<Output = ()> + Send;
     /// Writes the log lines of a pass.
     fn report(&mut self, report: Report<'_>);
     /// The runtime half of steps.
@@ -203,12 +212,15 @@ pub async fn pass<R: Runtime>(runtime: &mut R) -> Result<Passed, PassError<R::Er
 
 async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     let now = Now::current();
-    let previous = rt.previous_status().cloned();
+    let target = rt.target();
+    let (namespace, name) = (target.namespace.to_owned(), target.name.to_owned());
+    let generation = target.generation;
+    let previous = target.status.cloned();
     let previous = previous.as_ref();
-    let validated = match validate(rt.spec(), &rt.placement()) {
+    let validated = match validate(target.spec, &rt.placement()) {
         Ok(v) => v,
         Err(e) => {
-            let status = invalid_status(previous, rt.generation(), &e.to_string(), &now.text);
+            let status = invalid_status(previous, generation, &e.to_string(), &now.text);
             if previous.is_none_or(|old| !same_status(old, &status)) {
                 rt.write_status(&status).await.map_err(PassError::Status)?;
             }
@@ -234,8 +246,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         }
     };
     if let Err(why) = &view {
-        let (ns, name) = rt.cluster();
-        tracing::debug!(namespace = %ns, cluster = %name, reason = %why, "etcd is unreachable");
+        tracing::debug!(%namespace, cluster = %name, reason = %why, "etcd is unreachable");
     }
     let view = view.ok();
     // Whether the cluster ever answered: until then no member data is known to exist.
@@ -261,7 +272,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         plan: &the_plan,
         view: view.as_ref(),
         previous,
-        generation: rt.generation(),
+        generation,
         now: &now.text,
     });
     if let Some(why) = validated.backup_unsupported {
@@ -277,8 +288,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         .iter()
         .map(|m| (m.role.as_deref().unwrap_or("follower"), m.healthy))
         .collect();
-    let (ns, name) = rt.cluster();
-    rt.metrics().set_members(ns, name, &roles);
+    rt.metrics().set_members(&namespace, &name, &roles);
     if previous.is_none_or(|old| !same_status(old, &status)) {
         rt.write_status(&status).await.map_err(PassError::Status)?;
     }
@@ -320,7 +330,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         }
         Err(e) => {
             rt.metrics().step(kind, "error");
-            rt.publish(ClusterEvent {
+            rt.publish(StepEvent {
                 warning: true,
                 reason: "StepFailed".to_owned(),
                 note: e.to_string(),
@@ -347,8 +357,8 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     }
 }
 
-fn normal(reason: &str, note: String, action: &'static str) -> ClusterEvent {
-    ClusterEvent {
+fn normal(reason: &str, note: String, action: &'static str) -> StepEvent {
+    StepEvent {
         warning: false,
         reason: reason.to_owned(),
         note,

@@ -11,18 +11,18 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
-use crate::api::{EtcdCluster, EtcdClusterSpec, EtcdClusterStatus};
-use crate::controller::events::ClusterEvent;
+use crate::api::{EtcdCluster, EtcdClusterStatus};
+use crate::controller::events::StepEvent;
 use crate::controller::observe::{Resolve, Unreachable};
-use crate::controller::pass::{Report, Runtime};
+use crate::controller::pass::{Report, Runtime, Target};
 use crate::controller::plan::{Desired, Intent, RuntimeMember};
 use crate::controller::validate::{Placement, SnapshotPlacement};
 use crate::etcd::{Client, ConnectOptions};
 use crate::metrics::Metrics;
 
 use super::KubeError;
-use super::members::{KubeRuntime, decode_intent, pod_started, runtime_members};
-use super::objects::{ClusterInfo, FIELD_MANAGER, client_service, disruption_budget, peer_service};
+use super::members::{KubeMembers, decode_intent, pod_started, runtime_members};
+use super::objects::{Blueprint, FIELD_MANAGER, client_service, disruption_budget, peer_service};
 use super::reconcile::Context;
 
 /// What `status.backup.lastError` says when `spec.backup` is set on a Kubernetes cluster.
@@ -30,7 +30,7 @@ pub const BACKUP_UNSUPPORTED: &str =
     "spec.backup is run by the local runtime only for now; no snapshot is taken";
 
 /// The Kubernetes runtime's part of the desired state.
-pub fn placement(info: &ClusterInfo, replace_after_failures: u32) -> Placement {
+pub fn placement(info: &Blueprint, replace_after_failures: u32) -> Placement {
     Placement {
         cluster: info.name.clone(),
         config_hash: info.config_hash(),
@@ -53,8 +53,8 @@ fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
 pub struct KubeCluster<'a> {
     ctx: &'a Context,
     cluster: &'a EtcdCluster,
-    info: ClusterInfo,
-    members: KubeRuntime,
+    info: Blueprint,
+    members: KubeMembers,
     pods: Vec<Pod>,
     pvcs: Vec<PersistentVolumeClaim>,
 }
@@ -70,9 +70,9 @@ impl std::fmt::Debug for KubeCluster<'_> {
 
 impl<'a> KubeCluster<'a> {
     /// The cluster `info` read from `cluster`.
-    pub fn new(ctx: &'a Context, cluster: &'a EtcdCluster, info: ClusterInfo) -> Self {
+    pub fn new(ctx: &'a Context, cluster: &'a EtcdCluster, info: Blueprint) -> Self {
         KubeCluster {
-            members: KubeRuntime::new(ctx.client.clone(), info.clone()),
+            members: KubeMembers::new(ctx.client.clone(), info.clone()),
             ctx,
             cluster,
             info,
@@ -85,7 +85,7 @@ impl<'a> KubeCluster<'a> {
 /// Applies the headless Service, the client Service and the PodDisruptionBudget.
 pub async fn apply_cluster_objects(
     client: &kube::Client,
-    info: &ClusterInfo,
+    info: &Blueprint,
 ) -> Result<(), KubeError> {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let services: Api<Service> = Api::namespaced(client.clone(), &info.namespace);
@@ -109,28 +109,22 @@ pub async fn apply_cluster_objects(
 
 impl Runtime for KubeCluster<'_> {
     type Error = KubeError;
-    type Members = KubeRuntime;
+    type Members = KubeMembers;
 
     const OBSERVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-    fn cluster(&self) -> (&str, &str) {
-        (&self.info.namespace, &self.info.name)
-    }
-
-    fn spec(&self) -> &EtcdClusterSpec {
-        &self.info.spec
-    }
-
-    fn generation(&self) -> Option<i64> {
-        self.cluster.metadata.generation
+    fn target(&self) -> Target<'_> {
+        Target {
+            namespace: &self.info.namespace,
+            name: &self.info.name,
+            spec: &self.info.spec,
+            generation: self.cluster.metadata.generation,
+            status: self.cluster.status.as_ref(),
+        }
     }
 
     fn placement(&self) -> Placement {
         placement(&self.info, self.ctx.replace_after_failures)
-    }
-
-    fn previous_status(&self) -> Option<&EtcdClusterStatus> {
-        self.cluster.status.as_ref()
     }
 
     fn metrics(&self) -> &Metrics {
@@ -226,7 +220,7 @@ impl Runtime for KubeCluster<'_> {
         Ok(())
     }
 
-    async fn publish(&mut self, event: ClusterEvent) {
+    async fn publish(&mut self, event: StepEvent) {
         let event = Event {
             type_: if event.warning {
                 EventType::Warning
@@ -260,7 +254,7 @@ impl Runtime for KubeCluster<'_> {
         }
     }
 
-    fn members(&mut self) -> &mut KubeRuntime {
+    fn members(&mut self) -> &mut KubeMembers {
         &mut self.members
     }
 }

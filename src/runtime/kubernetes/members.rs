@@ -1,5 +1,5 @@
 //! Members as Pods and PersistentVolumeClaims: what the runtime observes ([`runtime_members`],
-//! pure), the intent store (an annotation on the `EtcdCluster`), and [`KubeRuntime`], the
+//! pure), the intent store (an annotation on the `EtcdCluster`), and [`KubeMembers`], the
 //! [`MemberRuntime`] that creates and deletes Pods and PVCs by server-side apply.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use crate::controller::plan::{DataState, Desired, Intent, RuntimeMember, Version
 
 use super::KubeError;
 use super::objects::{
-    ANNOTATION_CONFIG_HASH, ANNOTATION_VERSION, ClusterInfo, FIELD_MANAGER, InitialState,
+    ANNOTATION_CONFIG_HASH, ANNOTATION_VERSION, Blueprint, FIELD_MANAGER, InitialState,
     LABEL_ORDINAL, member_pod, member_pvc,
 };
 
@@ -157,16 +157,16 @@ pub fn runtime_members(
 
 /// Members as Pods and PVCs of one cluster.
 #[derive(Clone)]
-pub struct KubeRuntime {
-    info: ClusterInfo,
+pub struct KubeMembers {
+    info: Blueprint,
     pods: Api<Pod>,
     pvcs: Api<PersistentVolumeClaim>,
     clusters: Api<EtcdCluster>,
 }
 
-impl std::fmt::Debug for KubeRuntime {
+impl std::fmt::Debug for KubeMembers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeRuntime")
+        f.debug_struct("KubeMembers")
             .field("cluster", &self.info.name)
             .field("namespace", &self.info.namespace)
             .finish()
@@ -182,11 +182,11 @@ fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-impl KubeRuntime {
+impl KubeMembers {
     /// The runtime of the cluster `info` describes.
-    pub fn new(client: kube::Client, info: ClusterInfo) -> Self {
+    pub fn new(client: kube::Client, info: Blueprint) -> Self {
         let ns = info.namespace.as_str();
-        KubeRuntime {
+        KubeMembers {
             pods: Api::namespaced(client.clone(), ns),
             pvcs: Api::namespaced(client.clone(), ns),
             clusters: Api::namespaced(client, ns),
@@ -264,7 +264,7 @@ impl KubeRuntime {
     }
 }
 
-impl MemberRuntime for KubeRuntime {
+impl MemberRuntime for KubeMembers {
     type Error = KubeError;
 
     async fn restore_cluster(

@@ -3,7 +3,7 @@
 //! A kube-runtime `Controller` watches `EtcdCluster`s and the objects they own (Pods, PVCs,
 //! Services, PodDisruptionBudgets, selected by the `app.kubernetes.io/managed-by=etcd-operator`
 //! label) and runs [`reconcile::reconcile`] for each cluster: the shared pass
-//! ([`crate::controller::pass`]) decides, [`members::KubeRuntime`] creates and deletes Pods and
+//! ([`crate::controller::pass`]) decides, [`members::KubeMembers`] creates and deletes Pods and
 //! PVCs, and [`objects`] builds every object as a pure function.
 //!
 //! - [`objects`]: the desired Pod, PVC, Services and PDB, with owner references.

@@ -57,9 +57,9 @@ pub const DATA_DIR: &str = "/var/lib/etcd/data";
 /// The user and group etcd runs as.
 pub const RUN_AS: i64 = 65532;
 
-/// Everything about one cluster the builders need, read once from the `EtcdCluster`.
+/// What every Kubernetes object of one cluster is built from, read once from the `EtcdCluster`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClusterInfo {
+pub struct Blueprint {
     /// The cluster's name.
     pub name: String,
     /// Its namespace.
@@ -70,9 +70,9 @@ pub struct ClusterInfo {
     pub spec: crate::api::EtcdClusterSpec,
 }
 
-/// Why [`ClusterInfo::of`] refused a resource.
+/// Why [`Blueprint::of`] refused a resource.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InfoError {
+pub enum BlueprintError {
     /// The resource has no namespace (it is namespaced).
     #[error("the EtcdCluster has no namespace")]
     NoNamespace,
@@ -81,21 +81,21 @@ pub enum InfoError {
     NoUid(String),
 }
 
-impl ClusterInfo {
+impl Blueprint {
     /// Reads the facts from a resource the apiserver returned.
-    pub fn of(cluster: &EtcdCluster) -> Result<Self, InfoError> {
+    pub fn of(cluster: &EtcdCluster) -> Result<Self, BlueprintError> {
         let name = cluster.metadata.name.clone().unwrap_or_default();
         let namespace = cluster
             .metadata
             .namespace
             .clone()
-            .ok_or(InfoError::NoNamespace)?;
+            .ok_or(BlueprintError::NoNamespace)?;
         let uid = cluster
             .metadata
             .uid
             .clone()
-            .ok_or_else(|| InfoError::NoUid(name.clone()))?;
-        Ok(ClusterInfo {
+            .ok_or_else(|| BlueprintError::NoUid(name.clone()))?;
+        Ok(Blueprint {
             name,
             namespace,
             uid,
@@ -138,7 +138,7 @@ impl ClusterInfo {
         format!("http://{}:{CLIENT_PORT}", self.member_host(ordinal))
     }
 
-    /// The planner's peer URL template, matching [`ClusterInfo::peer_url`].
+    /// The planner's peer URL template, matching [`Blueprint::peer_url`].
     pub fn peer_url_template(&self) -> String {
         format!(
             "http://{{name}}.{}.{}.svc:{PEER_PORT}",
@@ -238,7 +238,7 @@ pub enum InitialState {
 }
 
 /// The etcd command line of a member.
-pub fn etcd_args(info: &ClusterInfo, ordinal: u32, initial: &InitialState) -> Vec<String> {
+pub fn etcd_args(info: &Blueprint, ordinal: u32, initial: &InitialState) -> Vec<String> {
     let name = info.member_name(ordinal);
     let (state, pairs) = match initial {
         InitialState::New => ("new", vec![(name.clone(), info.peer_url(ordinal))]),
@@ -330,7 +330,7 @@ pub fn probes(version: Version) -> (Probe, Probe, Probe) {
     (readiness, liveness, startup)
 }
 
-fn default_affinity(info: &ClusterInfo) -> Affinity {
+fn default_affinity(info: &Blueprint) -> Affinity {
     Affinity {
         pod_anti_affinity: Some(PodAntiAffinity {
             preferred_during_scheduling_ignored_during_execution: Some(vec![
@@ -363,7 +363,7 @@ fn port(name: &str, port: i32) -> ContainerPort {
 
 /// The Pod of member `ordinal` running `version`.
 pub fn member_pod(
-    info: &ClusterInfo,
+    info: &Blueprint,
     ordinal: u32,
     version: Version,
     initial: &InitialState,
@@ -469,7 +469,7 @@ pub fn member_pod(
 }
 
 /// The PersistentVolumeClaim of member `ordinal` (none for ephemeral storage).
-pub fn member_pvc(info: &ClusterInfo, ordinal: u32) -> Option<PersistentVolumeClaim> {
+pub fn member_pvc(info: &Blueprint, ordinal: u32) -> Option<PersistentVolumeClaim> {
     if info.spec.storage.ephemeral {
         return None;
     }
@@ -509,7 +509,7 @@ fn service_port(name: &str, port: i32) -> ServicePort {
 
 /// The headless Service giving members their DNS names; it publishes members before they are
 /// ready, since members must reach each other to become ready.
-pub fn peer_service(info: &ClusterInfo) -> Service {
+pub fn peer_service(info: &Blueprint) -> Service {
     Service {
         metadata: info.meta(info.peer_service(), "peers"),
         spec: Some(ServiceSpec {
@@ -527,7 +527,7 @@ pub fn peer_service(info: &ClusterInfo) -> Service {
 }
 
 /// The client Service: ready members only.
-pub fn client_service(info: &ClusterInfo) -> Service {
+pub fn client_service(info: &Blueprint) -> Service {
     Service {
         metadata: info.meta(info.client_service(), "client"),
         spec: Some(ServiceSpec {
@@ -541,7 +541,7 @@ pub fn client_service(info: &ClusterInfo) -> Service {
 }
 
 /// The PodDisruptionBudget: voluntary evictions may never take the cluster below quorum.
-pub fn disruption_budget(info: &ClusterInfo) -> PodDisruptionBudget {
+pub fn disruption_budget(info: &Blueprint) -> PodDisruptionBudget {
     let replicas = usize::try_from(info.spec.replicas.max(1)).unwrap_or(1);
     let min = i32::try_from(quorum(replicas)).unwrap_or(i32::MAX);
     PodDisruptionBudget {

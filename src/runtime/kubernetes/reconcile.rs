@@ -15,7 +15,7 @@ use crate::controller::validate::{SpecError, validate};
 use crate::metrics::Metrics;
 
 use super::cluster::{KubeCluster, placement};
-use super::objects::{ClusterInfo, InfoError, MANAGER};
+use super::objects::{Blueprint, BlueprintError, MANAGER};
 use super::{KubeError, Resolver, process_identity};
 
 /// The pause before the next pass after a step ran.
@@ -75,7 +75,7 @@ impl std::fmt::Debug for Context {
 pub enum ReconcileError {
     /// The `EtcdCluster` lacks a namespace or UID.
     #[error("{0}")]
-    Resource(#[from] InfoError),
+    Resource(#[from] BlueprintError),
     /// A stage of the pass failed.
     #[error("{0}")]
     Pass(#[from] PassError<KubeError>),
@@ -83,7 +83,7 @@ pub enum ReconcileError {
 
 /// The planner's desired state for a cluster.
 pub fn desired_state(
-    info: &ClusterInfo,
+    info: &Blueprint,
     replace_after_failures: u32,
 ) -> Result<Desired, SpecError> {
     validate(&info.spec, &placement(info, replace_after_failures)).map(|v| v.desired)
@@ -98,7 +98,7 @@ pub async fn reconcile(
         // Owner references let the garbage collector delete the members.
         return Ok(Action::await_change());
     }
-    let info = ClusterInfo::of(&cluster).inspect_err(|_| {
+    let info = Blueprint::of(&cluster).inspect_err(|_| {
         ctx.metrics.reconciled(Duration::ZERO, Some("resource"));
     })?;
     let mut runtime = KubeCluster::new(&ctx, &cluster, info);

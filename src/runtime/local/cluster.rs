@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{EtcdClusterSpec, EtcdClusterStatus};
-use crate::controller::events::ClusterEvent;
+use crate::api::EtcdClusterStatus;
+use crate::controller::events::StepEvent;
 use crate::controller::flags::option_flags;
 use crate::controller::observe::{Resolve, Unreachable, same_url};
-use crate::controller::pass::{Now, Report, Runtime};
+use crate::controller::pass::{Now, Report, Runtime, Target};
 use crate::controller::plan::{Desired, Intent, RuntimeMember, Step};
 use crate::controller::status::phase_name;
 use crate::controller::validate::{Placement, SnapshotPlacement};
@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use super::LocalError;
 use super::manifest::Manifest;
 use super::members::{LocalMembers, config_hash};
-use super::store::{ClusterDir, read_yaml, write_yaml};
+use super::store::{StateFolder, read_yaml, write_yaml};
 
 /// One cluster under reconciliation.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub struct LocalCluster {
     /// The last progress line, so that a repeated one is written once.
     last_message: String,
     last_step: Option<Step>,
-    last_event: Option<ClusterEvent>,
+    last_event: Option<StepEvent>,
 }
 
 impl LocalCluster {
@@ -46,7 +46,7 @@ impl LocalCluster {
         bin_dir: Option<PathBuf>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, LocalError> {
-        let dir = ClusterDir::new(state_dir, &manifest.namespace, &manifest.name);
+        let dir = StateFolder::new(state_dir, &manifest.namespace, &manifest.name);
         let record = dir.load_or_create_record(&manifest.namespace, &manifest.name)?;
         let mut members =
             LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
@@ -132,16 +132,14 @@ impl Runtime for LocalCluster {
 
     const OBSERVE_TIMEOUT: Duration = Duration::from_millis(1500);
 
-    fn cluster(&self) -> (&str, &str) {
-        (&self.manifest.namespace, &self.manifest.name)
-    }
-
-    fn spec(&self) -> &EtcdClusterSpec {
-        &self.manifest.cluster.spec
-    }
-
-    fn generation(&self) -> Option<i64> {
-        Some(self.generation)
+    fn target(&self) -> Target<'_> {
+        Target {
+            namespace: &self.manifest.namespace,
+            name: &self.manifest.name,
+            spec: &self.manifest.cluster.spec,
+            generation: Some(self.generation),
+            status: self.last_status.as_ref(),
+        }
     }
 
     fn placement(&self) -> Placement {
@@ -157,10 +155,6 @@ impl Runtime for LocalCluster {
             },
             restore_base: Some(self.state_dir.clone()),
         }
-    }
-
-    fn previous_status(&self) -> Option<&EtcdClusterStatus> {
-        self.last_status.as_ref()
     }
 
     fn metrics(&self) -> &Metrics {
@@ -211,7 +205,7 @@ impl Runtime for LocalCluster {
         Ok(())
     }
 
-    async fn publish(&mut self, event: ClusterEvent) {
+    async fn publish(&mut self, event: StepEvent) {
         // A step failing on every pass is one line, as Kubernetes aggregates repeated Events.
         if self.last_event.as_ref() == Some(&event) {
             return;

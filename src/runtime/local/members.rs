@@ -10,7 +10,7 @@ use crate::controller::plan::{DataState, Intent, RuntimeMember, Version};
 
 use super::LocalError;
 use super::process::{Event, Launch, STOP_GRACE, Supervised};
-use super::store::{ClusterDir, ClusterRecord, MemberRecord};
+use super::store::{StateFolder, PortBlock, MemberRecord};
 
 /// The configuration hash of a set of flags: a member started with other flags is restarted.
 pub fn config_hash(flags: &[String]) -> String {
@@ -117,8 +117,8 @@ pub struct LocalMembers {
     /// `namespace/name`, for log lines.
     key: String,
     cluster: String,
-    dir: ClusterDir,
-    record: ClusterRecord,
+    dir: StateFolder,
+    record: PortBlock,
     bin_dir: Option<PathBuf>,
     /// The flags the spec asks for now.
     flags: Vec<String>,
@@ -130,8 +130,8 @@ impl LocalMembers {
     pub fn new(
         key: String,
         cluster: String,
-        dir: ClusterDir,
-        record: ClusterRecord,
+        dir: StateFolder,
+        record: PortBlock,
         bin_dir: Option<PathBuf>,
     ) -> Self {
         Self {
@@ -151,12 +151,12 @@ impl LocalMembers {
     }
 
     /// The ports and token.
-    pub fn record(&self) -> &ClusterRecord {
+    pub fn record(&self) -> &PortBlock {
         &self.record
     }
 
     /// The cluster's files.
-    pub fn dir(&self) -> &ClusterDir {
+    pub fn dir(&self) -> &StateFolder {
         &self.dir
     }
 

@@ -32,10 +32,11 @@ pub const PORTS_PER_CLUSTER: u16 = 2 * (MAX_REPLICAS as u16 + 1);
 /// range, so clients' outgoing ports never take them).
 const PORT_RANGE: (u16, u16) = (12000, 32000);
 
-/// The per-cluster record written once, when the cluster is first seen.
+/// A cluster's block of loopback ports and its `--initial-cluster-token`, written once, when the
+/// cluster is first seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ClusterRecord {
+pub struct PortBlock {
     /// Member `o` listens for clients on `clientBasePort + o`.
     pub client_base_port: u16,
     /// Member `o` listens for peers on `peerBasePort + o`.
@@ -44,7 +45,7 @@ pub struct ClusterRecord {
     pub token: String,
 }
 
-impl ClusterRecord {
+impl PortBlock {
     /// The client URL of an ordinal.
     pub fn client_url(&self, ordinal: u32) -> String {
         format!("http://127.0.0.1:{}", port(self.client_base_port, ordinal))
@@ -89,11 +90,11 @@ pub struct MemberRecord {
 
 /// The files of one cluster.
 #[derive(Debug, Clone)]
-pub struct ClusterDir {
+pub struct StateFolder {
     root: PathBuf,
 }
 
-impl ClusterDir {
+impl StateFolder {
     /// The folder of `namespace/name` under `state_dir`.
     pub fn new(state_dir: &Path, namespace: &str, name: &str) -> Self {
         Self {
@@ -131,14 +132,14 @@ impl ClusterDir {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<ClusterRecord, LocalError> {
+    ) -> Result<PortBlock, LocalError> {
         let path = self.root.join("cluster.yaml");
         if path.exists() {
             return read_yaml(&path);
         }
         let base = allocate_ports()?;
         let suffix: u32 = rand::rng().random();
-        let record = ClusterRecord {
+        let record = PortBlock {
             client_base_port: base,
             peer_base_port: base + PORTS_PER_CLUSTER / 2,
             token: format!("{namespace}-{name}-{suffix:08x}"),
