@@ -11,8 +11,8 @@ use etcd_operator::runtime::kubernetes::members::{
     ANNOTATION_INTENT, decode_intent, encode_intent, runtime_members,
 };
 use etcd_operator::runtime::kubernetes::objects::{
-    Blueprint, InitialState, client_service, disruption_budget, etcd_args, has_readyz,
-    member_pod, member_pvc, peer_service, probes,
+    Blueprint, InitialState, client_service, disruption_budget, etcd_args, has_readyz, member_pod,
+    member_pvc, peer_service, probes,
 };
 use etcd_operator::runtime::kubernetes::reconcile::desired_state;
 use etcd_operator::runtime::kubernetes::resolve_member_url;

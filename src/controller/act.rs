@@ -584,9 +584,9 @@ pub async fn act<R: MemberRuntime>(
             let taken = tokio::time::timeout(
                 MAINTENANCE_CALL_TIMEOUT,
                 super::backup::take(
+                    &super::backup::LocalFolder::new(&backup.directory),
                     client,
                     &endpoint,
-                    &backup.directory,
                     &desired.cluster,
                     revision,
                     backup.keep,
@@ -603,7 +603,7 @@ pub async fn act<R: MemberRuntime>(
             })?;
             return Ok(Outcome::Maintained(Maintained::Snapshotted {
                 member: member.map_or_else(|| format!("{member_id:x}"), |m| m.member.name.clone()),
-                file: taken.file.display().to_string(),
+                file: taken.file,
                 size: taken.size,
                 revision: taken.revision,
                 sha256: taken.sha256,

@@ -1,4 +1,5 @@
-//! Scheduled snapshots: where the files go, what they are called, which are deleted.
+//! Scheduled snapshots: where the files go (a [`SnapshotStore`]; [`LocalFolder`] for now), what
+//! they are called, which are deleted.
 //!
 //! A snapshot of cluster `demo` taken at 2026-11-22 07:30:05 UTC from a member at revision 812
 //! is `demo-20261122T073005Z-r812.db`. It is streamed to `<file>.part`, synced, and renamed to
@@ -6,7 +7,7 @@
 //! so a `.db` file is always complete. Retention ([`retention_victims`], a pure function of the
 //! file names) keeps the newest `keep` files of the cluster and never deletes the newest.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::etcd::{self, Client};
 
@@ -41,16 +42,16 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError 
 /// A snapshot file that was written completely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
-    /// The file.
-    pub file: PathBuf,
+    /// Where it is ([`SnapshotStore::location`]).
+    pub file: String,
     /// Its size in bytes (the trailer included).
     pub size: u64,
     /// The SHA-256 of the database bytes, hex.
     pub sha256: String,
     /// The member's revision when the snapshot started.
     pub revision: i64,
-    /// The files retention deleted.
-    pub deleted: Vec<PathBuf>,
+    /// The snapshots retention deleted (their locations).
+    pub deleted: Vec<String>,
 }
 
 /// The file name of a snapshot of `cluster` finished at `time` from a member at `revision`.
@@ -95,81 +96,137 @@ pub fn retention_victims(cluster: &str, names: &[String], keep: u32) -> Vec<Stri
     ours.into_iter().take(extra).cloned().collect()
 }
 
-/// The snapshot files of `cluster` in `dir`, oldest first.
-pub fn list(dir: &Path, cluster: &str) -> Result<Vec<PathBuf>, BackupError> {
-    let mut names: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| is_snapshot_of(cluster, n))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io(format!("listing {}", dir.display()))(e)),
-    };
-    names.sort();
-    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+/// Where snapshot files go: a local folder now, an object store later. A store holds complete
+/// snapshots only (a snapshot is written under a temporary name and takes its name once
+/// complete and checked), named by [`file_name`].
+pub trait SnapshotStore {
+    /// Where the snapshot `name` is, for the status and messages (a path, a URL).
+    fn location(&self, name: &str) -> String;
+
+    /// Streams a snapshot from the member at `endpoint` through `client` into the store as
+    /// `name`, dropping what an earlier interrupted write of `cluster`'s snapshots left.
+    fn write(
+        &self,
+        client: &Client,
+        endpoint: &str,
+        cluster: &str,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<etcd::maintenance::SnapshotInfo, BackupError>> + Send;
+
+    /// The names of `cluster`'s snapshots in the store, oldest first.
+    fn list(&self, cluster: &str) -> Result<Vec<String>, BackupError>;
+
+    /// Deletes the snapshot `name`.
+    fn delete(&self, name: &str) -> Result<(), BackupError>;
 }
 
-/// Deletes the snapshot files of `cluster` in `dir` beyond the newest `keep`, oldest first.
-pub fn apply_retention(dir: &Path, cluster: &str, keep: u32) -> Result<Vec<PathBuf>, BackupError> {
-    let names: Vec<String> = list(dir, cluster)?
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-        .collect();
+/// A [`SnapshotStore`] in a local folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFolder {
+    dir: PathBuf,
+}
+
+impl LocalFolder {
+    /// The store in `dir` (created on the first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LocalFolder { dir: dir.into() }
+    }
+}
+
+impl SnapshotStore for LocalFolder {
+    fn location(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    async fn write(
+        &self,
+        client: &Client,
+        endpoint: &str,
+        cluster: &str,
+        name: &str,
+    ) -> Result<etcd::maintenance::SnapshotInfo, BackupError> {
+        let dir = &self.dir;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(io(format!("creating {}", dir.display())))?;
+        // A `.part` left by an operator that died mid-stream is never completed: drop it.
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.filter_map(Result::ok) {
+                let part = e.file_name();
+                let part = part.to_string_lossy();
+                if let Some(db) = part.strip_suffix(".part")
+                    && is_snapshot_of(cluster, db)
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let info = client
+            .snapshot_from_to_file(endpoint, &dir.join(name))
+            .await
+            .map_err(|source| BackupError::Etcd {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?;
+        // The rename is durable once the folder is synced.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("syncing {}", dir.display())))?;
+        Ok(info)
+    }
+
+    fn list(&self, cluster: &str) -> Result<Vec<String>, BackupError> {
+        let dir = &self.dir;
+        let mut names: Vec<String> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| is_snapshot_of(cluster, n))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(format!("listing {}", dir.display()))(e)),
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), BackupError> {
+        let path = self.dir.join(name);
+        std::fs::remove_file(&path).map_err(io(format!("deleting {}", path.display())))
+    }
+}
+
+/// Applies the retention to `cluster`'s snapshots in `store`: keeps the newest `keep`; answers
+/// the locations of the deleted ones.
+pub fn apply_retention(
+    store: &impl SnapshotStore,
+    cluster: &str,
+    keep: u32,
+) -> Result<Vec<String>, BackupError> {
+    let names = store.list(cluster)?;
     let mut deleted = Vec::new();
     for victim in retention_victims(cluster, &names, keep) {
-        let path = dir.join(&victim);
-        std::fs::remove_file(&path).map_err(io(format!("deleting {}", path.display())))?;
-        deleted.push(path);
+        store.delete(&victim)?;
+        deleted.push(store.location(&victim));
     }
     Ok(deleted)
 }
 
-/// Streams a snapshot of `cluster` from the member at `endpoint` into `dir` (created when
-/// missing), then applies the retention. `revision` is the member's revision just before (it
-/// names the file). A failure leaves no file named `.db` behind.
+/// Takes a snapshot of `cluster` from the member at `endpoint` (observed at `revision`) into
+/// `store`, then applies the retention.
 pub async fn take(
+    store: &(impl SnapshotStore + Sync),
     client: &Client,
     endpoint: &str,
-    dir: &Path,
     cluster: &str,
     revision: i64,
     keep: u32,
 ) -> Result<Taken, BackupError> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(io(format!("creating {}", dir.display())))?;
-    // A `.part` left by an operator that died mid-stream is never completed: drop it.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.filter_map(Result::ok) {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if let Some(db) = name.strip_suffix(".part")
-                && is_snapshot_of(cluster, db)
-            {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    let file = dir.join(file_name(
-        cluster,
-        k8s_openapi::jiff::Timestamp::now(),
-        revision,
-    ));
-    let info = client
-        .snapshot_from_to_file(endpoint, &file)
-        .await
-        .map_err(|source| BackupError::Etcd {
-            endpoint: endpoint.to_owned(),
-            source,
-        })?;
-    // The rename is durable once the folder is synced.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(format!("syncing {}", dir.display())))?;
-    let deleted = apply_retention(dir, cluster, keep)?;
+    let name = file_name(cluster, k8s_openapi::jiff::Timestamp::now(), revision);
+    let info = store.write(client, endpoint, cluster, &name).await?;
+    let deleted = apply_retention(store, cluster, keep)?;
     Ok(Taken {
-        file,
+        file: store.location(&name),
         size: info.size,
         sha256: info.sha256.iter().map(|b| format!("{b:02x}")).collect(),
         revision: info.revision.unwrap_or(revision),

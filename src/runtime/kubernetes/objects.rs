@@ -362,12 +362,7 @@ fn port(name: &str, port: i32) -> ContainerPort {
 }
 
 /// The Pod of member `ordinal` running `version`.
-pub fn member_pod(
-    info: &Blueprint,
-    ordinal: u32,
-    version: Version,
-    initial: &InitialState,
-) -> Pod {
+pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &InitialState) -> Pod {
     let name = info.member_name(ordinal);
     let template = info.spec.pod_template.clone().unwrap_or_default();
     let mut meta = info.meta(name.clone(), "member");

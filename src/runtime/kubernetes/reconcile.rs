@@ -82,10 +82,7 @@ pub enum ReconcileError {
 }
 
 /// The planner's desired state for a cluster.
-pub fn desired_state(
-    info: &Blueprint,
-    replace_after_failures: u32,
-) -> Result<Desired, SpecError> {
+pub fn desired_state(info: &Blueprint, replace_after_failures: u32) -> Result<Desired, SpecError> {
     validate(&info.spec, &placement(info, replace_after_failures)).map(|v| v.desired)
 }
 

@@ -10,7 +10,7 @@ use crate::controller::plan::{DataState, Intent, RuntimeMember, Version};
 
 use super::LocalError;
 use super::process::{Event, Launch, STOP_GRACE, Supervised};
-use super::store::{StateFolder, PortBlock, MemberRecord};
+use super::store::{MemberRecord, PortBlock, StateFolder};
 
 /// The configuration hash of a set of flags: a member started with other flags is restarted.
 pub fn config_hash(flags: &[String]) -> String {
