@@ -15,13 +15,13 @@
 //! Crash injection for tests: with `ETCD_OPERATOR_CRASH_AT=<point>` the process exits at once
 //! (status 99) when it reaches a [`CrashPoint`] (see [`super::crash`]).
 
+mod steps;
+
 use std::future::Future;
 use std::time::Duration;
 
-use crate::etcd::maintenance::AlarmType;
-use crate::etcd::{self, Client, ServerError};
+use crate::etcd::{self, Client};
 
-use super::crash::CrashPoint;
 use super::observe::EtcdView;
 use super::plan::{Alarm, Desired, Intent, Step, Version, mib};
 
@@ -359,267 +359,47 @@ pub async fn act<R: MemberRuntime>(
     let need_client = || client.ok_or_else(|| ActError::Unreachable(step.to_string()));
     match step {
         Step::StartSeed { ordinal, version } => {
-            runtime
-                .start_seed(*ordinal, *version)
-                .await
-                .map_err(rt_err(step))?;
+            steps::start_seed(step, runtime, *ordinal, *version).await
         }
         Step::AddLearner { ordinal, peer_url } => {
-            let client = need_client()?;
-            let mut intent = step.intent();
-            runtime
-                .record_intent(intent.as_ref())
-                .await
-                .map_err(rt_err(step))?;
-            let added = match call(step, client.member_add([peer_url.as_str()], true)).await? {
-                Ok(added) => added.member.id,
-                Err(e) => {
-                    // The answer was lost: the member list tells whether the learner was added.
-                    let found = if e.is_outcome_unknown() {
-                        added_id(client, peer_url).await
-                    } else {
-                        None
-                    };
-                    match found {
-                        Some(id) => id,
-                        None => {
-                            let server = e.server_error();
-                            if !e.is_outcome_unknown() {
-                                // Certainly not applied: the intent is obsolete.
-                                runtime.record_intent(None).await.map_err(rt_err(step))?;
-                            }
-                            return match server {
-                                Some(
-                                    ServerError::TooManyLearners
-                                    | ServerError::Unhealthy
-                                    | ServerError::MemberNotEnoughStarted,
-                                ) => Ok(Outcome::NotYet(format!("adding member {ordinal}: {e}"))),
-                                _ => Err(etcd_err(step)(e)),
-                            };
-                        }
-                    }
-                }
-            };
-            CrashPoint::AfterMemberAdd.check();
-            if let Some(Intent::AddLearner { member_id, .. }) = intent.as_mut() {
-                *member_id = Some(added);
-            }
-            runtime
-                .record_intent(intent.as_ref())
-                .await
-                .map_err(rt_err(step))?;
+            steps::add_learner(step, runtime, need_client()?, *ordinal, peer_url).await
         }
         Step::StartMember {
             ordinal,
             member_id,
             version,
         } => {
-            let pairs = view
-                .map(|v| initial_cluster(desired, v, *member_id))
-                .unwrap_or_default();
-            let joining = view
-                .and_then(|v| v.member(*member_id))
-                .is_some_and(|m| m.member.is_learner);
-            runtime
-                .start_member(*ordinal, *version, &pairs)
-                .await
-                .map_err(rt_err(step))?;
-            if joining {
-                CrashPoint::AfterStartBeforePromote.check();
-            }
+            steps::start_member(step, runtime, desired, view, *ordinal, *member_id, *version).await
         }
         Step::PromoteLearner { member_id } => {
-            let client = need_client()?;
-            match call(step, client.member_promote(*member_id)).await? {
-                Ok(_) => {}
-                Err(e) => {
-                    return match e.server_error() {
-                        Some(
-                            ServerError::LearnerNotReady
-                            | ServerError::Unhealthy
-                            | ServerError::MemberNotEnoughStarted,
-                        ) => Ok(Outcome::NotYet(format!("promoting {member_id:x}: {e}"))),
-                        // Promoted by a call whose answer was lost.
-                        Some(ServerError::MemberNotLearner) => Ok(Outcome::Done),
-                        _ => Err(etcd_err(step)(e)),
-                    };
-                }
-            }
+            steps::promote_learner(step, need_client()?, *member_id).await
         }
-        Step::MoveLeader { to, .. } => {
-            let client = need_client()?;
-            call(step, client.move_leader(*to))
-                .await?
-                .map_err(etcd_err(step))?;
-        }
+        Step::MoveLeader { to, .. } => steps::move_leader(step, need_client()?, *to).await,
         Step::RemoveMember { member_id, .. } => {
-            let client = need_client()?;
-            runtime
-                .record_intent(step.intent().as_ref())
-                .await
-                .map_err(rt_err(step))?;
-            match call(step, client.member_remove(*member_id)).await? {
-                Ok(_) => {}
-                Err(e) if e.server_error() == Some(ServerError::MemberNotFound) => {}
-                // The answer was lost (often because the member that served the call was the
-                // one removed, and stopped): the member list tells whether it was applied.
-                Err(e)
-                    if e.is_outcome_unknown()
-                        && listed(client, |m| m.id == *member_id).await == Some(false) => {}
-                Err(e) => {
-                    return match e.server_error() {
-                        Some(ServerError::Unhealthy | ServerError::MemberNotEnoughStarted) => {
-                            runtime.record_intent(None).await.map_err(rt_err(step))?;
-                            Ok(Outcome::NotYet(format!("removing {member_id:x}: {e}")))
-                        }
-                        _ => Err(etcd_err(step)(e)),
-                    };
-                }
-            }
-            CrashPoint::AfterMemberRemove.check();
+            steps::remove_member(step, runtime, need_client()?, *member_id).await
         }
-        Step::DeleteMember { ordinal } => {
-            runtime
-                .delete_member(*ordinal)
-                .await
-                .map_err(rt_err(step))?;
-        }
+        Step::DeleteMember { ordinal } => steps::delete_member(step, runtime, *ordinal).await,
         Step::StartStopped { ordinal, version } => {
-            // The member has data: etcd ignores the initial cluster, which names only itself.
-            let own = [(desired.member_name(*ordinal), desired.peer_url(*ordinal))];
-            runtime
-                .start_member(*ordinal, *version, &own)
-                .await
-                .map_err(rt_err(step))?;
+            steps::start_stopped(step, runtime, desired, *ordinal, *version).await
         }
         Step::RestartMember { ordinal, version } => {
-            runtime
-                .stop_member(*ordinal, *version)
-                .await
-                .map_err(rt_err(step))?;
-            CrashPoint::MidUpgrade.check();
-            runtime
-                .start_again(*ordinal, *version)
-                .await
-                .map_err(rt_err(step))?;
+            steps::restart_member(step, runtime, *ordinal, *version).await
         }
-        Step::ClearIntent => {
-            runtime.record_intent(None).await.map_err(rt_err(step))?;
-        }
-        Step::Compact { revision } => {
-            let client = need_client()?;
-            return match long_call(step, client.compact(*revision, true)).await? {
-                // Already compacted to it (or beyond): nothing to do.
-                Ok(_) => Ok(Outcome::Maintained(Maintained::Compacted {
-                    revision: *revision,
-                })),
-                Err(e) if e.server_error() == Some(ServerError::Compacted) => {
-                    Ok(Outcome::Maintained(Maintained::Compacted {
-                        revision: *revision,
-                    }))
-                }
-                Err(e) if e.server_error() == Some(ServerError::FutureRev) => Ok(Outcome::NotYet(
-                    format!("compacting to revision {revision}: {e}"),
-                )),
-                Err(e) => Err(etcd_err(step)(e)),
-            };
-        }
+        Step::ClearIntent => steps::clear_intent(step, runtime).await,
+        Step::Compact { revision } => steps::compact(step, need_client()?, *revision).await,
         Step::Defragment { member_id, .. } => {
-            let client = need_client()?;
-            let member = view.and_then(|v| v.member(*member_id));
-            let endpoint = member
-                .and_then(|m| m.endpoint.clone())
-                .ok_or_else(|| ActError::NoEndpoint(step.to_string()))?;
-            let name = member.map_or_else(String::new, |m| m.member.name.clone());
-            let before = member
-                .and_then(|m| m.status.as_ref())
-                .map_or(0, |s| s.db_size);
-            long_call(step, client.defragment(&endpoint))
-                .await?
-                .map_err(etcd_err(step))?;
-            let after = tokio::time::timeout(ETCD_CALL_TIMEOUT, client.status(&endpoint))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .filter(|s| s.member_id == *member_id);
-            let observed_revision = view.map_or(0, |v| v.revision);
-            return Ok(Outcome::Maintained(Maintained::Defragmented {
-                member: name,
-                db_size_before: before,
-                db_size_after: after.as_ref().map(|s| s.db_size),
-                revision: after.map_or(observed_revision, |s| s.revision.max(observed_revision)),
-            }));
+            steps::defragment(step, need_client()?, view, *member_id).await
         }
         Step::DisarmAlarm { member_id, alarm } => {
-            let client = need_client()?;
-            let wire = match alarm {
-                Alarm::NoSpace => AlarmType::NoSpace,
-                Alarm::Corrupt => AlarmType::Corrupt,
-            };
-            // Disarming an alarm that is no longer raised answers with nothing disarmed.
-            call(step, client.alarm_disarm(*member_id, wire))
-                .await?
-                .map_err(etcd_err(step))?;
-            let member = view
-                .and_then(|v| v.member(*member_id))
-                .map_or_else(|| format!("{member_id:x}"), |m| m.member.name.clone());
-            return Ok(Outcome::Maintained(Maintained::Disarmed {
-                member,
-                alarm: *alarm,
-            }));
+            steps::disarm_alarm(step, need_client()?, view, *member_id, *alarm).await
         }
         Step::Snapshot { member_id, .. } => {
-            let client = need_client()?;
-            let backup = desired
-                .backup
-                .as_ref()
-                .ok_or_else(|| ActError::NoBackup(step.to_string()))?;
-            let member = view.and_then(|v| v.member(*member_id));
-            let endpoint = member
-                .and_then(|m| m.endpoint.clone())
-                .ok_or_else(|| ActError::NoEndpoint(step.to_string()))?;
-            let revision = member
-                .and_then(|m| m.status.as_ref())
-                .map_or(0, |s| s.revision);
-            let taken = tokio::time::timeout(
-                MAINTENANCE_CALL_TIMEOUT,
-                super::backup::take(
-                    &super::backup::LocalFolder::new(&backup.directory),
-                    client,
-                    &endpoint,
-                    &desired.cluster,
-                    revision,
-                    backup.keep,
-                ),
-            )
-            .await
-            .map_err(|_| ActError::Timeout {
-                step: step.to_string(),
-                timeout: MAINTENANCE_CALL_TIMEOUT,
-            })?
-            .map_err(|source| ActError::Backup {
-                step: step.to_string(),
-                source,
-            })?;
-            return Ok(Outcome::Maintained(Maintained::Snapshotted {
-                member: member.map_or_else(|| format!("{member_id:x}"), |m| m.member.name.clone()),
-                file: taken.file,
-                size: taken.size,
-                revision: taken.revision,
-                sha256: taken.sha256,
-                deleted: taken.deleted.len(),
-            }));
+            steps::snapshot(step, need_client()?, desired, view, *member_id).await
         }
         Step::RestoreCluster {
             members,
             version,
             path,
-        } => {
-            runtime
-                .restore_cluster(*members, *version, path)
-                .await
-                .map_err(rt_err(step))?;
-        }
+        } => steps::restore_cluster(step, runtime, *members, *version, path).await,
     }
-    Ok(Outcome::Done)
 }
