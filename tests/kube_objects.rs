@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use etcd_operator::api::{EtcdCluster, EtcdClusterSpec, PodTemplateSpec};
 use etcd_operator::controller::events::{event_reason, step_kind};
 use etcd_operator::controller::plan::{DataState, Desired, Intent, Step, Version};
+use etcd_operator::controller::validate::{SpecError, member_template};
 use etcd_operator::runtime::kubernetes::members::{
     ANNOTATION_INTENT, decode_intent, encode_intent, runtime_members,
 };
@@ -23,14 +24,29 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
+fn spec_of(spec: serde_json::Value) -> EtcdClusterSpec {
+    serde_json::from_value(spec).expect("spec")
+}
+
 fn info_with(spec: serde_json::Value) -> Blueprint {
-    let spec: EtcdClusterSpec = serde_json::from_value(spec).expect("spec");
     Blueprint {
         name: "demo".into(),
         namespace: "prod".into(),
         uid: "1234-abcd".into(),
-        spec,
+        template: member_template(&spec_of(spec)),
     }
+}
+
+/// The desired state of the cluster `info_with(spec)` describes.
+fn desired_with(
+    spec: serde_json::Value,
+    replace_after_failures: u32,
+) -> Result<Desired, SpecError> {
+    desired_state(
+        &spec_of(spec.clone()),
+        &info_with(spec),
+        replace_after_failures,
+    )
 }
 
 fn info() -> Blueprint {
@@ -86,7 +102,7 @@ fn names_and_urls() {
     }
     assert_eq!(i.client_service(), "demo-client");
     // The planner's template gives the same peer URLs, and finds ordinals from them.
-    let d = desired_state(&i, 5).expect("desired");
+    let d = desired_state(&c.spec, &i, 5).expect("desired");
     for o in 0..9 {
         assert_eq!(d.peer_url(o), i.peer_url(o));
         assert_eq!(d.ordinal_of_peer_url(&i.peer_url(o)), Some(o));
@@ -445,7 +461,7 @@ fn pvc(name: &str) -> PersistentVolumeClaim {
 }
 
 fn desired() -> Desired {
-    desired_state(&info(), 5).expect("desired")
+    desired_with(json!({}), 5).expect("desired")
 }
 
 #[test]
@@ -610,8 +626,8 @@ fn member_urls_resolve_through_overrides() {
 
 #[test]
 fn desired_state_from_the_spec() {
-    let d = desired_state(
-        &info_with(json!({"replicas": 5, "version": "3.4.23", "paused": true})),
+    let d = desired_with(
+        json!({"replicas": 5, "version": "3.4.23", "paused": true}),
         7,
     )
     .expect("desired");
@@ -619,8 +635,8 @@ fn desired_state_from_the_spec() {
         (d.replicas, d.version, d.paused, d.replace_after_failures),
         (5, v("3.4.23"), true, 7)
     );
-    assert!(desired_state(&info_with(json!({"version": "latest"})), 5).is_err());
-    assert!(desired_state(&info_with(json!({"replicas": -1})), 5).is_err());
+    assert!(desired_with(json!({"version": "latest"}), 5).is_err());
+    assert!(desired_with(json!({"replicas": -1}), 5).is_err());
 }
 
 /// Backups and restores run in the local runtime only: the Kubernetes desired state plans no
@@ -628,9 +644,9 @@ fn desired_state_from_the_spec() {
 #[test]
 fn kubernetes_plans_no_snapshot_and_refuses_a_restore() {
     use etcd_operator::controller::plan::{Bootstrap, Observed, plan};
-    let d = desired_state(
-        &info_with(json!({"backup": {"every": "10s"},
-            "bootstrap": {"restore": {"path": "/backups/a.db"}}})),
+    let d = desired_with(
+        json!({"backup": {"every": "10s"},
+            "bootstrap": {"restore": {"path": "/backups/a.db"}}}),
         5,
     )
     .expect("desired");
@@ -639,7 +655,7 @@ fn kubernetes_plans_no_snapshot_and_refuses_a_restore() {
     let p = plan(&d, &Observed::default());
     assert_eq!(p.next, None, "{p:?}");
     assert!(p.status.message.contains("local runtime only"), "{p:?}");
-    let d = desired_state(&info_with(json!({})), 5).expect("desired");
+    let d = desired_with(json!({}), 5).expect("desired");
     assert_eq!(d.bootstrap, Bootstrap::Empty);
 }
 

@@ -7,8 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::api::EtcdClusterSpec;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use sha2::{Digest, Sha256};
+
 use crate::api::rules;
+use crate::api::{EtcdClusterSpec, PodTemplateSpec};
+
+use super::flags::option_flags;
 
 use super::plan::{
     BackupSchedule, Bootstrap, DEFAULT_QUOTA_BACKEND_BYTES, Desired, Maintenance, Version,
@@ -58,13 +64,65 @@ pub struct Placement {
     pub restore_base: Option<PathBuf>,
 }
 
+/// What every member is started from, read from the spec once: the parts of a member that do
+/// not depend on its ordinal or version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberTemplate {
+    /// How many members the spec asks for (as written; the planner's count is
+    /// [`Desired::replicas`]).
+    pub replicas: i32,
+    /// The container image, when the spec names one.
+    pub image: Option<String>,
+    /// The etcd container's resources.
+    pub resources: Option<ResourceRequirements>,
+    /// What the member Pods are built from besides the operator's own fields.
+    pub pod_template: PodTemplateSpec,
+    /// Data lives and dies with the member (no PVC).
+    pub ephemeral: bool,
+    /// The PVC's size.
+    pub storage_size: Quantity,
+    /// The PVC's storage class.
+    pub storage_class_name: Option<String>,
+    /// The etcd flags from `spec.etcd` ([`option_flags`]).
+    pub flags: Vec<String>,
+    /// A hash of everything a member Pod is built from except the version and the per-member
+    /// facts (image, resources, pod template, etcd options, storage kind): a Pod with another
+    /// hash is restarted.
+    pub pod_hash: String,
+}
+
+/// The member template of `spec`.
+pub fn member_template(spec: &EtcdClusterSpec) -> MemberTemplate {
+    let input = serde_json::json!({
+        "image": spec.image,
+        "resources": spec.resources,
+        "podTemplate": spec.pod_template,
+        "etcd": spec.etcd,
+        "ephemeral": spec.storage.ephemeral,
+    });
+    let digest = Sha256::digest(input.to_string().as_bytes());
+    MemberTemplate {
+        replicas: spec.replicas,
+        image: spec.image.clone(),
+        resources: spec.resources.clone(),
+        pod_template: spec.pod_template.clone().unwrap_or_default(),
+        ephemeral: spec.storage.ephemeral,
+        storage_size: spec.storage.size.clone(),
+        storage_class_name: spec.storage.storage_class_name.clone(),
+        flags: option_flags(&spec.etcd),
+        pod_hash: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
 /// The desired state and what the status reports about the spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Validated {
     /// The planner's desired state.
     pub desired: Desired,
     /// Set when `spec.backup` asks for something this runtime does not run.
     pub backup_unsupported: Option<&'static str>,
+    /// What every member is started from.
+    pub template: MemberTemplate,
 }
 
 /// What `spec.bootstrap.restore` is refused with in a runtime that cannot restore.
@@ -115,6 +173,7 @@ pub fn validate(spec: &EtcdClusterSpec, placement: &Placement) -> Result<Validat
     Ok(Validated {
         desired,
         backup_unsupported,
+        template: member_template(spec),
     })
 }
 

@@ -117,7 +117,7 @@ impl Runtime for KubeCluster<'_> {
         Target {
             namespace: &self.info.namespace,
             name: &self.info.name,
-            spec: &self.info.spec,
+            spec: &self.cluster.spec,
             generation: self.cluster.metadata.generation,
             status: self.cluster.status.as_ref(),
         }
@@ -190,7 +190,7 @@ impl Runtime for KubeCluster<'_> {
     ) -> Result<Vec<RuntimeMember>, KubeError> {
         Ok(runtime_members(
             desired,
-            self.info.spec.storage.ephemeral,
+            self.info.template.ephemeral,
             answered,
             &self.pods,
             &self.pvcs,

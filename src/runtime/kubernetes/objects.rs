@@ -17,11 +17,10 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
-use sha2::{Digest, Sha256};
 
 use crate::api::EtcdCluster;
-use crate::controller::flags::option_flags;
 use crate::controller::plan::{Version, quorum};
+use crate::controller::validate::{MemberTemplate, member_template};
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "etcd-operator";
@@ -66,8 +65,8 @@ pub struct Blueprint {
     pub namespace: String,
     /// Its UID (owner references, the per-incarnation cluster token).
     pub uid: String,
-    /// The cluster's spec.
-    pub spec: crate::api::EtcdClusterSpec,
+    /// What every member is started from.
+    pub template: MemberTemplate,
 }
 
 /// Why [`Blueprint::of`] refused a resource.
@@ -99,7 +98,7 @@ impl Blueprint {
             name,
             namespace,
             uid,
-            spec: cluster.spec.clone(),
+            template: member_template(&cluster.spec),
         })
     }
 
@@ -149,7 +148,7 @@ impl Blueprint {
 
     /// The container image: the spec's, or the official one for the version.
     pub fn image(&self, version: Version) -> String {
-        match &self.spec.image {
+        match &self.template.image {
             Some(image) if !image.is_empty() => image.clone(),
             _ => format!("gcr.io/etcd-development/etcd:v{version}"),
         }
@@ -214,16 +213,7 @@ impl Blueprint {
     /// A hash of everything a member Pod is built from except the version and the
     /// per-member facts: a Pod with another hash is restarted.
     pub fn config_hash(&self) -> String {
-        let s = &self.spec;
-        let input = serde_json::json!({
-            "image": s.image,
-            "resources": s.resources,
-            "podTemplate": s.pod_template,
-            "etcd": s.etcd,
-            "ephemeral": s.storage.ephemeral,
-        });
-        let digest = Sha256::digest(input.to_string().as_bytes());
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        self.template.pod_hash.clone()
     }
 }
 
@@ -266,7 +256,7 @@ pub fn etcd_args(info: &Blueprint, ordinal: u32, initial: &InitialState) -> Vec<
         format!("--initial-cluster-state={state}"),
         format!("--initial-cluster-token={}", info.cluster_token()),
     ];
-    args.extend(option_flags(&info.spec.etcd));
+    args.extend(info.template.flags.iter().cloned());
     args
 }
 
@@ -364,7 +354,7 @@ fn port(name: &str, port: i32) -> ContainerPort {
 /// The Pod of member `ordinal` running `version`.
 pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &InitialState) -> Pod {
     let name = info.member_name(ordinal);
-    let template = info.spec.pod_template.clone().unwrap_or_default();
+    let template = &info.template.pod_template;
     let mut meta = info.meta(name.clone(), "member");
     let mut labels = template.labels.clone();
     labels.extend(info.labels("member"));
@@ -377,7 +367,7 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
     meta.annotations = Some(annotations);
 
     let (readiness, liveness, startup) = probes(version);
-    let data_volume = if info.spec.storage.ephemeral {
+    let data_volume = if info.template.ephemeral {
         Volume {
             name: "data".to_owned(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -412,7 +402,7 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
         readiness_probe: Some(readiness),
         liveness_probe: Some(liveness),
         startup_probe: Some(startup),
-        resources: info.spec.resources.clone(),
+        resources: info.template.resources.clone(),
         volume_mounts: Some(vec![VolumeMount {
             name: "data".to_owned(),
             mount_path: DATA_MOUNT.to_owned(),
@@ -437,7 +427,12 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
             subdomain: Some(info.peer_service()),
             containers: vec![container],
             volumes: Some(vec![data_volume]),
-            affinity: Some(template.affinity.unwrap_or_else(|| default_affinity(info))),
+            affinity: Some(
+                template
+                    .affinity
+                    .clone()
+                    .unwrap_or_else(|| default_affinity(info)),
+            ),
             tolerations: Some(template.tolerations.clone()).filter(|v| !v.is_empty()),
             node_selector: Some(template.node_selector.clone()).filter(|m| !m.is_empty()),
             priority_class_name: template.priority_class_name.clone(),
@@ -465,7 +460,7 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
 
 /// The PersistentVolumeClaim of member `ordinal` (none for ephemeral storage).
 pub fn member_pvc(info: &Blueprint, ordinal: u32) -> Option<PersistentVolumeClaim> {
-    if info.spec.storage.ephemeral {
+    if info.template.ephemeral {
         return None;
     }
     let name = info.member_name(ordinal);
@@ -478,11 +473,11 @@ pub fn member_pvc(info: &Blueprint, ordinal: u32) -> Option<PersistentVolumeClai
         metadata: meta,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
-            storage_class_name: info.spec.storage.storage_class_name.clone(),
+            storage_class_name: info.template.storage_class_name.clone(),
             resources: Some(VolumeResourceRequirements {
                 requests: Some(BTreeMap::from([(
                     "storage".to_owned(),
-                    info.spec.storage.size.clone(),
+                    info.template.storage_size.clone(),
                 )])),
                 ..VolumeResourceRequirements::default()
             }),
@@ -537,7 +532,7 @@ pub fn client_service(info: &Blueprint) -> Service {
 
 /// The PodDisruptionBudget: voluntary evictions may never take the cluster below quorum.
 pub fn disruption_budget(info: &Blueprint) -> PodDisruptionBudget {
-    let replicas = usize::try_from(info.spec.replicas.max(1)).unwrap_or(1);
+    let replicas = usize::try_from(info.template.replicas.max(1)).unwrap_or(1);
     let min = i32::try_from(quorum(replicas)).unwrap_or(i32::MAX);
     PodDisruptionBudget {
         metadata: info.meta(info.name.clone(), "member"),

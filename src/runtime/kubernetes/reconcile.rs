@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::api::EtcdCluster;
+use crate::api::{EtcdCluster, EtcdClusterSpec};
 use crate::controller::pass::{PassError, Passed, pass};
 use crate::controller::plan::Desired;
 use crate::controller::validate::{SpecError, validate};
@@ -81,9 +81,13 @@ pub enum ReconcileError {
     Pass(#[from] PassError<KubeError>),
 }
 
-/// The planner's desired state for a cluster.
-pub fn desired_state(info: &Blueprint, replace_after_failures: u32) -> Result<Desired, SpecError> {
-    validate(&info.spec, &placement(info, replace_after_failures)).map(|v| v.desired)
+/// The planner's desired state for the cluster `info` describes, from its `spec`.
+pub fn desired_state(
+    spec: &EtcdClusterSpec,
+    info: &Blueprint,
+    replace_after_failures: u32,
+) -> Result<Desired, SpecError> {
+    validate(spec, &placement(info, replace_after_failures)).map(|v| v.desired)
 }
 
 /// One pass over one cluster.

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use crate::api::EtcdClusterStatus;
 use crate::controller::events::StepEvent;
-use crate::controller::flags::option_flags;
 use crate::controller::observe::{Resolve, Unreachable, same_url};
 use crate::controller::pass::{Now, Report, Runtime, Target};
 use crate::controller::plan::{Desired, Intent, RuntimeMember, Step};
 use crate::controller::status::phase_name;
+use crate::controller::validate::member_template;
 use crate::controller::validate::{Placement, SnapshotPlacement};
 use crate::etcd::{Client, ConnectOptions};
 use crate::metrics::Metrics;
@@ -50,7 +50,7 @@ impl LocalCluster {
         let record = dir.load_or_create_record(&manifest.namespace, &manifest.name)?;
         let mut members =
             LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
-        members.set_flags(option_flags(&manifest.cluster.spec.etcd));
+        members.set_flags(member_template(&manifest.cluster.spec).flags);
         members.resume()?;
         // The status written before: what the operator did (last snapshot, defragmentations)
         // is remembered across restarts.
@@ -116,7 +116,7 @@ impl LocalCluster {
         );
         self.generation += 1;
         self.members
-            .set_flags(option_flags(&manifest.cluster.spec.etcd));
+            .set_flags(member_template(&manifest.cluster.spec).flags);
         self.manifest = manifest;
     }
 
@@ -146,7 +146,7 @@ impl Runtime for LocalCluster {
         let backups = self.members.dir().root().join("backups");
         Placement {
             cluster: self.manifest.name.clone(),
-            config_hash: config_hash(&option_flags(&self.manifest.cluster.spec.etcd)),
+            config_hash: config_hash(&member_template(&self.manifest.cluster.spec).flags),
             peer_url_template: self.members.record().peer_url_template(),
             replace_after_failures: crate::controller::plan::DEFAULT_REPLACE_AFTER_FAILURES,
             snapshots: SnapshotPlacement::Folder {
