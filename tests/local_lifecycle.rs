@@ -26,6 +26,15 @@ async fn one_member_bootstraps_stops_gracefully_and_resumes_the_same_cluster() {
     assert_eq!(status.leader.as_deref(), Some("solo-0"));
     write_keys(&client, "solo/", 100).await;
     drop(client);
+    // The pass publishes the same Events in both runtimes; the local one writes them to the
+    // cluster's events.log.
+    let events = std::fs::read_to_string(op.cluster_dir().join("events.log")).expect("events.log");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains(" Normal SeedStarted StartSeed: ")),
+        "{events}"
+    );
 
     let exit = op.stop_gracefully().expect("graceful stop");
     assert!(exit.contains("exit status: 0"), "{exit}\n{}", op.log_tail());

@@ -86,7 +86,7 @@ pub use types::*;
 pub use version::*;
 
 /// The largest replica count a cluster may ask for.
-pub const MAX_REPLICAS: u32 = 9;
+pub const MAX_REPLICAS: u32 = crate::api::rules::REPLICAS.1 as u32;
 
 /// The largest ordinal the planner recognises in a member name or peer URL.
 pub const MAX_ORDINAL: u32 = 63;

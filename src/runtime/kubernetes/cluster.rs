@@ -21,7 +21,7 @@ use crate::etcd::{Client, ConnectOptions};
 use crate::metrics::Metrics;
 
 use super::KubeError;
-use super::members::{KubeMembers, decode_intent, pod_started, runtime_members};
+use super::members::{KubeMembers, decode_intent, member_ordinal, pod_started, runtime_members};
 use super::objects::{Blueprint, FIELD_MANAGER, client_service, disruption_budget, peer_service};
 use super::reconcile::Context;
 
@@ -157,12 +157,7 @@ impl Runtime for KubeCluster<'_> {
             .pods
             .iter()
             .filter(|p| pod_started(p))
-            .filter_map(|p| {
-                p.metadata
-                    .name
-                    .as_deref()
-                    .and_then(|n| desired.ordinal_of(n))
-            })
+            .filter_map(|p| member_ordinal(desired, &p.metadata))
             .map(|o| (self.ctx.resolver)(&self.info.client_url(o)))
             .collect())
     }

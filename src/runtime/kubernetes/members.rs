@@ -46,7 +46,9 @@ pub fn decode_intent(cluster: &EtcdCluster) -> Result<Option<Intent>, serde_json
     })
 }
 
-fn ordinal_of(
+/// The ordinal of a member Pod or PVC: its name's, which its ordinal label (when set) agrees
+/// with. The one place an object's ordinal is worked out.
+pub fn member_ordinal(
     desired: &Desired,
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> Option<u32> {
@@ -107,13 +109,13 @@ pub fn runtime_members(
     let mut by_ordinal: BTreeMap<u32, (Option<&Pod>, Option<&PersistentVolumeClaim>)> =
         BTreeMap::new();
     for pod in pods {
-        if let Some(o) = ordinal_of(desired, &pod.metadata) {
+        if let Some(o) = member_ordinal(desired, &pod.metadata) {
             by_ordinal.entry(o).or_default().0 = Some(pod);
         }
     }
     if !ephemeral {
         for pvc in pvcs {
-            if let Some(o) = ordinal_of(desired, &pvc.metadata) {
+            if let Some(o) = member_ordinal(desired, &pvc.metadata) {
                 by_ordinal.entry(o).or_default().1 = Some(pvc);
             }
         }
