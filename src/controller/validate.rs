@@ -269,14 +269,18 @@ mod tests {
             snapshots: SnapshotPlacement::Unsupported("no"),
             restore_base: None,
         };
-        let mut spec = EtcdClusterSpec::default();
-        spec.version = "latest".into();
+        let spec = EtcdClusterSpec {
+            version: "latest".into(),
+            ..EtcdClusterSpec::default()
+        };
         assert!(matches!(
             validate(&spec, &placement),
             Err(SpecError::Version(_))
         ));
-        let mut spec = EtcdClusterSpec::default();
-        spec.replicas = -1;
+        let spec = EtcdClusterSpec {
+            replicas: -1,
+            ..EtcdClusterSpec::default()
+        };
         assert_eq!(validate(&spec, &placement), Err(SpecError::Replicas(-1)));
     }
 }
