@@ -13,7 +13,7 @@
 //! ([`super::status::record_maintenance`]), an Event and the log.
 //!
 //! Crash injection for tests: with `ETCD_OPERATOR_CRASH_AT=<point>` the process exits at once
-//! (status 99) when it reaches a [`CrashPoint`] (see [`super::crash`]).
+//! (status 99) when it reaches a [`CrashPoint`](super::crash::CrashPoint).
 
 mod steps;
 
