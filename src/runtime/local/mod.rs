@@ -44,9 +44,6 @@ pub struct LocalArgs {
 /// Errors of the local runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
-    /// The manifests are invalid.
-    #[error("{0}")]
-    Manifest(#[from] ManifestErrors),
     /// A file operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -77,9 +74,17 @@ pub enum LocalError {
     /// The runtime refused an operation that would lose data.
     #[error("{0}")]
     Refused(String),
-    /// Setting up the etcd client failed.
-    #[error("etcd client: {0}")]
-    Etcd(crate::etcd::Error),
+}
+
+/// Errors starting `etcd-operator local`.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The manifests are invalid.
+    #[error("{0}")]
+    Manifest(#[from] ManifestErrors),
+    /// The state directory could not be created, locked or read.
+    #[error("{0}")]
+    State(#[from] LocalError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
@@ -129,10 +134,10 @@ fn fingerprint(path: &std::path::Path) -> ManifestFingerprint {
 }
 
 /// Runs the local operator until SIGINT/SIGTERM.
-pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
+pub async fn run(args: LocalArgs) -> Result<(), StartError> {
     init_logging();
-    let mut sigterm = signal(SignalKind::terminate()).map_err(LocalError::Signals)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(LocalError::Signals)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
     let mut seen = fingerprint(&args.manifest);
     let manifests = manifest::load(&args.manifest)?;
     std::fs::create_dir_all(&args.state_dir)
@@ -156,16 +161,11 @@ pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
                     Err(e) => tracing::error!("{e}; running clusters are left as they are"),
                 }
             }
-            let mut stepped = false;
-            for c in clusters.values_mut() {
-                match pass(c).await {
-                    Ok(passed) => stepped |= passed == Passed::Stepped,
-                    // Reported by the pass (log line, Event, status); retried on the next one.
-                    Err(PassError::Act(_)) => {}
-                    Err(e) => tracing::warn!("{}: {e}", c.key()),
-                }
-            }
-            let pause = if stepped { AFTER_STEP } else { RESYNC };
+            let pause = if pass_all(&mut clusters).await {
+                AFTER_STEP
+            } else {
+                RESYNC
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping members gracefully"); break; }
@@ -178,7 +178,21 @@ pub async fn run(args: LocalArgs) -> Result<(), LocalError> {
     for c in clusters.values_mut() {
         c.shutdown().await;
     }
-    result
+    Ok(result?)
+}
+
+/// One pass over every cluster; `true` when a step ran (the next pass comes sooner).
+async fn pass_all(clusters: &mut BTreeMap<String, LocalCluster>) -> bool {
+    let mut stepped = false;
+    for c in clusters.values_mut() {
+        match pass(c).await {
+            Ok(passed) => stepped |= passed == Passed::Stepped,
+            // Reported by the pass (log line, Event, status); retried on the next one.
+            Err(PassError::Act(_)) => {}
+            Err(e) => tracing::warn!("{}: {e}", c.key()),
+        }
+    }
+    stepped
 }
 
 /// `<state-dir>/operator.pid`: one operator per state directory. Two would start the same
