@@ -1,8 +1,8 @@
 //! Key-value calls: get, put, delete, txn, compact, and a single-op [`Client::op`].
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
-//! use etcd_operator::etcd::kv::{Compare, CompareOp, GetOptions, Op, PutOptions, Txn};
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
+//! use etcd_v3::kv::{Compare, CompareOp, GetOptions, Op, PutOptions, Txn};
 //! client.put("config/a", "1", PutOptions::new()).await?;
 //! let all = client.get("config/", GetOptions::new().with_prefix()).await?;
 //! let swapped = client

@@ -7,7 +7,7 @@
 //! member, except [`Client::move_leader`], which must reach the current leader and finds it first.
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
 //! for ep in client.endpoints() {
 //!     let st = client.status(&ep).await?;
 //!     println!("{ep}: member {:x}, leader {:x}, db {} bytes", st.member_id, st.leader, st.db_size);

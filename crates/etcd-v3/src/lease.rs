@@ -22,7 +22,7 @@
 //! last is dropped the lease is no longer renewed (and not revoked: it expires after its TTL).
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
 //! let lease = client.lease_grant(10, None).await?;
 //! let keeper = client.lease_keep_alive(lease.id).await?;
 //! tokio::select! {

@@ -1,7 +1,7 @@
 //! Cluster membership: list, add (as a voter or a learner), remove, update and promote members.
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
 //! let added = client.member_add(["http://10.0.0.4:2380"], true).await?;
 //! println!("new learner {}", added.member.id_hex());
 //! client.member_promote(added.member.id).await?; // once it has caught up

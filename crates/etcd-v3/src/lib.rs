@@ -1,8 +1,8 @@
 //! An etcd v3 client on tonic's codec, prost and its own HTTP/2 transport (h2).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), etcd_operator::etcd::Error> {
-//! use etcd_operator::etcd::{Client, ConnectOptions};
+//! # async fn demo() -> Result<(), etcd_v3::Error> {
+//! use etcd_v3::{Client, ConnectOptions};
 //! let client = Client::connect(["127.0.0.1:2379"], ConnectOptions::new()).await?;
 //! # Ok(()) }
 //! ```

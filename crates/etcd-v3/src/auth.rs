@@ -6,8 +6,8 @@
 //! auth change.
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
-//! use etcd_operator::etcd::auth::{Permission, PermissionKind};
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
+//! use etcd_v3::auth::{Permission, PermissionKind};
 //! client.user_add("root", "secret").await?;
 //! client.user_grant_role("root", "root").await?;
 //! client.role_add("reader").await?;
