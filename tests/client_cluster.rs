@@ -238,9 +238,7 @@ async fn learner_not_supported_is_retried_on_another_endpoint() {
     let learner_id = alone.status(&learner_url).await.expect("status").member_id;
 
     assert_server_error(
-        alone
-            .put("l/k", "v", etcd_v3::kv::PutOptions::new())
-            .await,
+        alone.put("l/k", "v", etcd_v3::kv::PutOptions::new()).await,
         ServerError::NotSupportedForLearner,
     );
     let both = Client::connect(
@@ -264,10 +262,7 @@ async fn learner_not_supported_is_retried_on_another_endpoint() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = alone
-            .get(
-                "l/9",
-                etcd_v3::kv::GetOptions::new().with_serializable(),
-            )
+            .get("l/9", etcd_v3::kv::GetOptions::new().with_serializable())
             .await
             .expect("serializable get on the learner");
         if got.count == 1 {

@@ -7,9 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use etcd_v3::kv::{
-    Compare, CompareOp, DeleteOptions, GetOptions, OpResponse, PutOptions, Txn,
-};
+use etcd_v3::kv::{Compare, CompareOp, DeleteOptions, GetOptions, OpResponse, PutOptions, Txn};
 use etcd_v3::maintenance::AlarmType;
 use etcd_v3::watch::WatchOptions;
 use etcd_v3::{Client, ConnectOptions, ServerError};
@@ -55,11 +53,7 @@ async fn etcd34_kv_txn_delete_compact() {
     let txn = Txn::new()
         .when([Compare::value("s/a", CompareOp::Equal, "2")])
         .and_then([etcd_v3::kv::Op::get("s/b", GetOptions::new())])
-        .or_else([etcd_v3::kv::Op::put(
-            "s/c",
-            "x",
-            PutOptions::new(),
-        )]);
+        .or_else([etcd_v3::kv::Op::put("s/c", "x", PutOptions::new())]);
     let r = c.txn(txn).await.expect("txn");
     assert!(r.succeeded);
     match &r.responses[0] {

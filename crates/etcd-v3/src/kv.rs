@@ -16,9 +16,10 @@
 
 use bytes::Bytes;
 
-use super::client::{Client, Retry, Route};
+use super::client::Client;
 use super::error::Result;
 use super::proto::{etcdserverpb as pb, mvccpb};
+use super::rpc::Retry;
 
 /// The header every response carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -694,13 +695,7 @@ impl Client {
     /// Reads a key, a prefix or a range. Repeatable: retried on another member when one is down.
     pub async fn get(&self, key: impl AsRef<[u8]>, opts: GetOptions) -> Result<GetResponse> {
         let req = opts.to_request(key.as_ref());
-        let resp = self
-            .unary("KV/Range", Retry::Repeatable, Route::Any, |ch, meta| {
-                let req = req.clone();
-                async move { self.kv_client(ch).range(meta.request(req)).await }
-            })
-            .await?;
-        Ok(resp.into())
+        Ok(self.call(req).await?.into())
     }
 
     /// Writes a key. Not retried once sent; a failure after sending is
@@ -712,14 +707,7 @@ impl Client {
         opts: PutOptions,
     ) -> Result<PutResponse> {
         let req = put_request(Bytes::copy_from_slice(key.as_ref()), value.into(), &opts);
-        self.check_send_size("KV/Put", &req)?;
-        let resp = self
-            .unary("KV/Put", Retry::NonRepeatable, Route::Any, |ch, meta| {
-                let req = req.clone();
-                async move { self.kv_client(ch).put(meta.request(req)).await }
-            })
-            .await?;
-        Ok(resp.into())
+        Ok(self.call(req).await?.into())
     }
 
     /// Deletes a key, a prefix or a range. Not retried once sent.
@@ -729,24 +717,13 @@ impl Client {
         opts: DeleteOptions,
     ) -> Result<DeleteResponse> {
         let req = delete_request(&Bytes::copy_from_slice(key.as_ref()), &opts);
-        let resp = self
-            .unary(
-                "KV/DeleteRange",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move { self.kv_client(ch).delete_range(meta.request(req)).await }
-                },
-            )
-            .await?;
-        Ok(resp.into())
+        Ok(self.call(req).await?.into())
     }
 
     /// Runs a transaction. Not retried once sent (like etcd's client, even when read-only; use
     /// [`Client::txn_read_only`] to opt into retries for a txn of gets only).
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        self.txn_with(txn, Retry::NonRepeatable).await
+        Ok(self.call(txn.to_proto()).await?.into())
     }
 
     /// Runs a transaction made only of gets, retrying it like a get. Fails with
@@ -757,19 +734,10 @@ impl Client {
                 "txn_read_only given a txn that writes".into(),
             ));
         }
-        self.txn_with(txn, Retry::Repeatable).await
-    }
-
-    async fn txn_with(&self, txn: Txn, retry: Retry) -> Result<TxnResponse> {
-        let req = txn.to_proto();
-        self.check_send_size("KV/Txn", &req)?;
-        let resp = self
-            .unary("KV/Txn", retry, Route::Any, |ch, meta| {
-                let req = req.clone();
-                async move { self.kv_client(ch).txn(meta.request(req)).await }
-            })
-            .await?;
-        Ok(resp.into())
+        Ok(self
+            .call_as(Retry::Repeatable, txn.to_proto())
+            .await?
+            .into())
     }
 
     /// Runs one operation on its own.
@@ -785,14 +753,8 @@ impl Client {
     /// Compacts the history up to `revision`. With `physical`, waits until the compaction is
     /// applied to the backend.
     pub async fn compact(&self, revision: i64, physical: bool) -> Result<Header> {
-        let req = pb::CompactionRequest { revision, physical };
         let resp = self
-            .unary(
-                "KV/Compact",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| async move { self.kv_client(ch).compact(meta.request(req)).await },
-            )
+            .call(pb::CompactionRequest { revision, physical })
             .await?;
         Ok(resp.header.into())
     }

@@ -18,7 +18,7 @@ pub mod maintenance;
 pub mod options;
 pub mod pool;
 pub mod proto;
-mod shared;
+mod rpc;
 mod transport;
 pub mod version;
 pub mod watch;

@@ -39,6 +39,7 @@ use super::kv::prefix_end;
 use super::pool::Member;
 use super::proto::etcdserverpb as pb;
 use super::proto::mvccpb;
+use super::rpc::stub;
 
 /// The gRPC method name used in errors of the watch stream.
 const METHOD: &str = "Watch/Watch";
@@ -351,7 +352,7 @@ impl Client {
     /// the client's request timeout when one is set.
     pub async fn watch(&self, key: impl Into<Bytes>, opts: WatchOptions) -> Result<Watcher> {
         let req = opts.create_request(key.into())?;
-        let handle = self.inner.shared.watch.handle(&self.inner);
+        let handle = self.shared::<WatchShared>().handle(&self.inner);
         let id = handle.ctl.next_id();
         let (tx, rx) = mpsc::channel(opts.buffer.max(1));
         let (created_tx, created_rx) = oneshot::channel();
@@ -838,7 +839,7 @@ impl Task {
             }
             let (member, meta) = client.pick();
             let generation = meta.token_generation();
-            let mut wc = client.watch_client(member.channel.clone());
+            let mut wc = stub::watch(&client.inner.opts, member.channel.clone());
             let call = wc.watch(meta.request(tokio_stream::wrappers::ReceiverStream::new(req_rx)));
             match tokio::time::timeout(OPEN_TIMEOUT, call).await {
                 Ok(Ok(resp)) => Opened::Stream {

@@ -122,11 +122,9 @@ impl Election {
     pub fn is_leader_guard(&self) -> crate::kv::Compare {
         match &self.held {
             Some(h) => queue::fence(&h.key, h.rev),
-            None => crate::kv::Compare::create_revision(
-                &self.prefix,
-                crate::kv::CompareOp::Equal,
-                -1,
-            ),
+            None => {
+                crate::kv::Compare::create_revision(&self.prefix, crate::kv::CompareOp::Equal, -1)
+            }
         }
     }
 

@@ -374,9 +374,7 @@ mod tests {
 
     #[test]
     fn fence_compares_the_exact_create_revision() {
-        use crate::proto::etcdserverpb::compare::{
-            CompareResult, CompareTarget, TargetUnion,
-        };
+        use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
         let c = fence(b"/l/k", 42).to_proto();
         assert_eq!(c.target, CompareTarget::Create as i32);
         assert_eq!(c.result, CompareResult::Equal as i32);
