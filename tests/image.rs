@@ -112,7 +112,8 @@ fn dockerfile_ships_the_make_static_binary_as_uid_65532_on_distroless_static() {
             continue;
         }
         assert!(
-            text.lines().any(|l| l.trim() == format!("COPY {top} {top}")),
+            text.lines()
+                .any(|l| l.trim() == format!("COPY {top} {top}")),
             "the Dockerfile does not copy the workspace member folder {top}/"
         );
     }
