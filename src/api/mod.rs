@@ -4,6 +4,7 @@
 
 mod cluster;
 pub mod validation;
+pub mod versions;
 
 pub use cluster::*;
 

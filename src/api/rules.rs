@@ -250,3 +250,26 @@ pub fn typed_flags_rule() -> String {
 pub const TYPED_FLAGS_MESSAGE: &str = "etcd.extraFlags cannot set a flag that has a field in spec.etcd \
 (quotaBackendBytes, snapshotCount, heartbeatIntervalMs, electionTimeoutMs, autoCompactionMode, \
 autoCompactionRetention): use the field";
+
+/// A quantity field (`x-kubernetes-int-or-string`) holds a number or a Kubernetes quantity
+/// (`8Gi`, `500m`, `1.5`), not any string.
+pub const QUANTITY_RULE: &str = "type(self) != string || isQuantity(self)";
+/// Message expression of [`QUANTITY_RULE`] on `spec.storage.size`.
+pub const STORAGE_SIZE_QUANTITY_MESSAGE: &str = "'storage.size must be a Kubernetes quantity \
+such as 8Gi or 500Mi, not ' + string(self)";
+
+/// The quantities of `resources.<field>` (`limits` or `requests`) are Kubernetes quantities.
+pub fn quantities_rule(field: &str) -> String {
+    format!(
+        "!has(self.{field}) || self.{field}.all(k, type(self.{field}[k]) != string \
+         || isQuantity(self.{field}[k]))"
+    )
+}
+/// Message expression of [`quantities_rule`]: names the offending keys.
+pub fn quantities_message(field: &str) -> String {
+    format!(
+        "'resources.{field}.' + self.{field}.filter(k, type(self.{field}[k]) == string \
+         && !isQuantity(self.{field}[k])).join(', resources.{field}.') + ' must be a Kubernetes \
+         quantity such as 500m, 2Gi or 1.5'"
+    )
+}

@@ -16,7 +16,7 @@ use super::rules::{
     IMAGE_MAX_LEN, MAX_EXTRA_FLAGS, OWNED_FLAGS, QUOTA_BACKEND_BYTES, REPLICAS, RESERVED_LABELS,
     RETENTION_MAX_LEN, SNAPSHOT_COUNT, TYPED_FLAGS, VERSION_MAX_LEN,
 };
-use super::{EtcdCluster, EtcdClusterSpec};
+use super::{EtcdCluster, EtcdClusterSpec, versions};
 
 /// The largest replica count a cluster may ask for.
 pub const MAX_REPLICAS: i32 = REPLICAS.1;
@@ -115,6 +115,37 @@ fn is_flag(flag: &str) -> bool {
         && !value.contains('\n')
 }
 
+/// Whether `s` is a Kubernetes quantity (what CEL's `isQuantity` accepts): an optionally signed
+/// decimal number (`1`, `1.5`, `.5`, `5.`) followed by nothing, a binary suffix (`Ki` .. `Ei`), a
+/// decimal suffix (`n`, `u`, `m`, `k`, `M`, `G`, `T`, `P`, `E`) or an exponent (`e3`, `E-2`).
+pub fn is_quantity(s: &str) -> bool {
+    let rest = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let int = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let mut rest = &rest[int..];
+    let mut digits = int;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        digits += n;
+        rest = &frac[n..];
+    }
+    if digits == 0 {
+        return false;
+    }
+    const SUFFIXES: [&str; 15] = [
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P",
+    ];
+    if SUFFIXES.contains(&rest) || rest == "E" {
+        return true;
+    }
+    match rest.strip_prefix(['e', 'E']) {
+        Some(exp) => {
+            let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            !exp.is_empty() && exp.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
 /// Whether `s` matches [`rules::NAME_PATTERN`] (with `first_digit`, any DNS-1123 label).
 fn is_label(s: &str, first_digit: bool) -> bool {
     let inner = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
@@ -197,11 +228,19 @@ pub fn validate_spec(spec: &EtcdClusterSpec) -> Vec<FieldError> {
             "spec.version",
             format!(
                 "{:?} is not an etcd version; expected major.minor.patch of plain numbers, e.g. \
-                 3.5.16",
-                spec.version
+                 {}",
+                spec.version,
+                super::DEFAULT_VERSION
             ),
         ));
     }
+    for problem in versions::check_extra_flags(&spec.version, &spec.etcd.extra_flags) {
+        out.push(err(
+            &format!("spec.etcd.extraFlags[{}]", problem.index),
+            problem.message,
+        ));
+    }
+    validate_quantities(spec, &mut out);
     check_len(
         &mut out,
         "spec.image",
@@ -286,6 +325,39 @@ fn validate_backup(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
             1,
             rules::PATH_MAX_LEN,
         );
+    }
+}
+
+fn quantity_error(path: &str, value: &str) -> FieldError {
+    err(
+        path,
+        format!(
+            "{value:?} is not a Kubernetes quantity; use a number with an optional suffix such as \
+             8Gi, 500Mi, 500m or 1.5"
+        ),
+    )
+}
+
+/// `spec.storage.size` and the quantities of `spec.resources` ([`rules::QUANTITY_RULE`]).
+fn validate_quantities(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
+    if !is_quantity(&spec.storage.size.0) {
+        out.push(quantity_error("spec.storage.size", &spec.storage.size.0));
+    }
+    let Some(resources) = &spec.resources else {
+        return;
+    };
+    for (field, map) in [
+        ("limits", &resources.limits),
+        ("requests", &resources.requests),
+    ] {
+        for (key, q) in map.iter().flatten() {
+            if !is_quantity(&q.0) {
+                out.push(quantity_error(
+                    &format!("spec.resources.{field}.{key}"),
+                    &q.0,
+                ));
+            }
+        }
     }
 }
 
@@ -576,6 +648,45 @@ mod tests {
             }),
         });
         assert_eq!(paths(&s), ["spec.bootstrap.restore.path"]);
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in [
+            "1", "8Gi", "500m", "1.5", ".5", "5.", "+1Ki", "-1Gi", "1e3", "1E-2", "2E", "100M",
+        ] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in [
+            "", "lots", "1GB", "1ki", "Gi", ".", "1e", "1 Gi", "0x10", "1.2.3", "--1",
+        ] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+        let mut s = spec();
+        s.storage.size = k8s_openapi::apimachinery::pkg::api::resource::Quantity("lots".into());
+        assert_eq!(paths(&s), ["spec.storage.size"]);
+        let mut s = spec();
+        s.resources = serde_json::from_value(
+            serde_json::json!({"limits": {"memory": "lots", "cpu": "1"}, "requests": {"cpu": "x"}}),
+        )
+        .expect("resources");
+        assert_eq!(
+            paths(&s),
+            [
+                "spec.resources.limits.memory",
+                "spec.resources.requests.cpu"
+            ]
+        );
+    }
+
+    #[test]
+    fn extra_flags_follow_the_version() {
+        let mut s = spec();
+        s.version = "3.7.3".into();
+        s.etcd.extra_flags = vec!["--log-level=warn".into(), "--enable-v2=true".into()];
+        assert_eq!(paths(&s), ["spec.etcd.extraFlags[1]"]);
+        s.version = "3.5.35".into();
+        assert!(paths(&s).is_empty());
     }
 
     #[test]
