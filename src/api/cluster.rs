@@ -151,10 +151,7 @@ pub struct EtcdClusterSpec {
     /// CPU and memory requests and limits of the etcd container; each a Kubernetes quantity
     /// (`500m`, `2Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(
-        validation = Rule::new(super::rules::quantities_rule("limits")).message(Message::Expression(super::rules::quantities_message("limits"))),
-        validation = Rule::new(super::rules::quantities_rule("requests")).message(Message::Expression(super::rules::quantities_message("requests")))
-    )]
+    #[schemars(schema_with = "super::schema::resources")]
     pub resources: Option<ResourceRequirements>,
     /// Settings applied to every member Pod: labels, annotations and scheduling.
     #[serde(default, skip_serializing_if = "Option::is_none")]

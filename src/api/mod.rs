@@ -3,6 +3,7 @@
 //! The doc comments of these types become the CRD's schema descriptions (`kubectl explain`).
 
 mod cluster;
+mod schema;
 pub mod validation;
 pub mod versions;
 

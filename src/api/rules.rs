@@ -258,18 +258,11 @@ pub const QUANTITY_RULE: &str = "type(self) != string || isQuantity(self)";
 pub const STORAGE_SIZE_QUANTITY_MESSAGE: &str = "'storage.size must be a Kubernetes quantity \
 such as 8Gi or 500Mi, not ' + string(self)";
 
-/// The quantities of `resources.<field>` (`limits` or `requests`) are Kubernetes quantities.
-pub fn quantities_rule(field: &str) -> String {
-    format!(
-        "!has(self.{field}) || self.{field}.all(k, type(self.{field}[k]) != string \
-         || isQuantity(self.{field}[k]))"
-    )
-}
-/// Message expression of [`quantities_rule`]: names the offending keys.
-pub fn quantities_message(field: &str) -> String {
-    format!(
-        "'resources.{field}.' + self.{field}.filter(k, type(self.{field}[k]) == string \
-         && !isQuantity(self.{field}[k])).join(', resources.{field}.') + ' must be a Kubernetes \
-         quantity such as 500m, 2Gi or 1.5'"
-    )
-}
+/// Message expression of [`QUANTITY_RULE`] on an entry of `spec.resources.limits` or
+/// `requests` (the apiserver puts the entry's path in front).
+pub const RESOURCE_QUANTITY_MESSAGE: &str =
+    "'must be a Kubernetes quantity such as 500m, 2Gi or 1.5, not ' + string(self)";
+/// The most entries in `spec.resources.limits` or `requests`.
+pub const MAX_RESOURCES: usize = 32;
+/// The longest quantity in `spec.resources`.
+pub const QUANTITY_MAX_LEN: usize = 64;

@@ -115,35 +115,43 @@ fn is_flag(flag: &str) -> bool {
         && !value.contains('\n')
 }
 
-/// Whether `s` is a Kubernetes quantity (what CEL's `isQuantity` accepts): an optionally signed
-/// decimal number (`1`, `1.5`, `.5`, `5.`) followed by nothing, a binary suffix (`Ki` .. `Ei`), a
-/// decimal suffix (`n`, `u`, `m`, `k`, `M`, `G`, `T`, `P`, `E`) or an exponent (`e3`, `E-2`).
+/// Whether `s` is a Kubernetes quantity, by the grammar of apimachinery's `ParseQuantity` (what
+/// CEL's `isQuantity` calls): an optional sign, digits, an optional `.` and digits (an empty
+/// number counts as 0), then nothing, a decimal suffix (`n`, `u`, `m`, `k`, `M`, `G`, `T`, `P`,
+/// `E`), a binary suffix (`Ki` .. `Ei`) or an exponent (`e3`, `E-2`).
 pub fn is_quantity(s: &str) -> bool {
-    let rest = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let int = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let mut rest = &rest[int..];
-    let mut digits = int;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        digits += n;
-        rest = &frac[n..];
-    }
-    if digits == 0 {
+    const DECIMAL: [&str; 10] = ["", "n", "u", "m", "k", "M", "G", "T", "P", "E"];
+    const BINARY: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    if s.is_empty() {
         return false;
     }
-    const SUFFIXES: [&str; 15] = [
-        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P",
-    ];
-    if SUFFIXES.contains(&rest) || rest == "E" {
-        return true;
-    }
-    match rest.strip_prefix(['e', 'E']) {
-        Some(exp) => {
-            let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            !exp.is_empty() && exp.bytes().all(|b| b.is_ascii_digit())
+    let b = s.as_bytes();
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
         }
-        None => false,
+        i
+    };
+    let mut i = digits(usize::from(matches!(b[0], b'+' | b'-')));
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1);
     }
+    let suffix = &s[i..];
+    let mut j = i;
+    while b.get(j).is_some_and(|c| b"eEinumkKMGTP".contains(c)) {
+        j += 1;
+    }
+    if b.get(j).is_some_and(|c| matches!(c, b'+' | b'-')) {
+        j += 1;
+    }
+    if digits(j) != b.len() {
+        return false;
+    }
+    DECIMAL.contains(&suffix)
+        || BINARY.contains(&suffix)
+        || (suffix.len() > 1
+            && suffix.starts_with(['e', 'E'])
+            && suffix[1..].parse::<i64>().is_ok())
 }
 
 /// Whether `s` matches [`rules::NAME_PATTERN`] (with `first_digit`, any DNS-1123 label).
@@ -350,8 +358,22 @@ fn validate_quantities(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
         ("limits", &resources.limits),
         ("requests", &resources.requests),
     ] {
+        if map.as_ref().is_some_and(|m| m.len() > rules::MAX_RESOURCES) {
+            out.push(err(
+                &format!("spec.resources.{field}"),
+                format!("at most {} entries are allowed", rules::MAX_RESOURCES),
+            ));
+        }
         for (key, q) in map.iter().flatten() {
-            if !is_quantity(&q.0) {
+            if q.0.chars().count() > rules::QUANTITY_MAX_LEN {
+                out.push(err(
+                    &format!("spec.resources.{field}.{key}"),
+                    format!(
+                        "must be at most {} characters long",
+                        rules::QUANTITY_MAX_LEN
+                    ),
+                ));
+            } else if !is_quantity(&q.0) {
                 out.push(quantity_error(
                     &format!("spec.resources.{field}.{key}"),
                     &q.0,
@@ -652,13 +674,15 @@ mod tests {
 
     #[test]
     fn quantities() {
+        // As apimachinery parses them, an empty number is 0: "Gi", "." and "-" are quantities.
         for ok in [
             "1", "8Gi", "500m", "1.5", ".5", "5.", "+1Ki", "-1Gi", "1e3", "1E-2", "2E", "100M",
+            "Gi", ".", "-",
         ] {
             assert!(is_quantity(ok), "{ok}");
         }
         for bad in [
-            "", "lots", "1GB", "1ki", "Gi", ".", "1e", "1 Gi", "0x10", "1.2.3", "--1",
+            "", "lots", "1GB", "1ki", "8gi", "1e+", "1e", "1 Gi", "0x10", "1.2.3", "--1",
         ] {
             assert!(!is_quantity(bad), "{bad}");
         }

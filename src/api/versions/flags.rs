@@ -358,11 +358,11 @@ pub fn extra_flags_rule(line: (u64, u64)) -> String {
     )
 }
 
-/// Message expression of [`extra_flags_rule`]: names the flags the line does not know.
+/// Message expression of [`extra_flags_rule`]: names the first flag the line does not know.
 pub fn extra_flags_message(line: (u64, u64)) -> String {
     format!(
-        "'etcd ' + self.version + ' does not know the etcd.extraFlags ' + \
-         self.etcd.extraFlags.map(f, f.split('=')[0]).filter(n, !(n in {})).join(', ') + \
+        "'etcd ' + self.version + ' does not know the etcd.extraFlags entry ' + \
+         self.etcd.extraFlags.filter(f, !(f.split('=')[0] in {}))[0].split('=')[0] + \
          ': 3.6 renamed the --experimental-* flags (some became --feature-gates) and 3.7 removed \
          the old names; the operator writes the name each version knows for you'",
         cel_list(&accepted_flags(line))
