@@ -13,10 +13,10 @@ use super::process::Proc;
 use super::{HarnessError, Result, temp_dir};
 
 /// A manifest for cluster `name` with `replicas` members of `version`, with settings that keep
-/// tests quick on a loaded machine (no fsync on 3.5) and steady (an election timeout long enough
+/// tests quick on a loaded machine (no fsync from 3.5 on) and steady (an election timeout long enough
 /// that a busy machine causes no spurious elections).
 pub fn manifest(name: &str, replicas: u32, version: &str) -> String {
-    let extra = if version.starts_with("3.5") {
+    let extra = if !version.starts_with("3.4") {
         "    extraFlags: [\"--unsafe-no-fsync=true\"]\n"
     } else {
         ""
@@ -42,7 +42,7 @@ impl LocalOperator {
     pub fn start(cluster: &str, manifest: &str) -> Result<Self> {
         let dir = temp_dir("local")?;
         let bin = dir.path().join("bin");
-        for v in [EtcdVersion::V3_5, EtcdVersion::V3_4] {
+        for v in EtcdVersion::ALL {
             let target = bins::etcd_dir(v);
             let link = bin.join(format!("etcd-{}", v.version_string()));
             std::fs::create_dir_all(&link)
