@@ -1,5 +1,6 @@
 //! etcd versions: the release lines the operator supports, the upgrade paths etcd's own upgrade
-//! guides allow (with their patch floors), and the flags each line knows ([`flags`]).
+//! guides allow (with their patch floors), and the flags each line knows ([`render_flags`],
+//! [`check_extra_flags`]).
 //!
 //! One source for admission and the planner: the CEL transition rule on `spec.version`
 //! ([`upgrade_floor_rule`]) and [`Version::check_upgrade`] are built from the same table
