@@ -157,3 +157,51 @@ fn renamed_flags_render_to_what_each_version_parses() {
         wrong.join("\n")
     );
 }
+
+/// The whole command line of a Kubernetes member Pod (the operator's own flags and
+/// `spec.etcd`, experimental names given) parses on each version it is written for, and holds
+/// only names that version knows.
+#[test]
+fn member_pod_command_lines_parse_on_each_version() {
+    use etcd_operator::runtime::kubernetes::objects::{ClusterInfo, InitialState, member_pod};
+    let spec = serde_json::from_value(serde_json::json!({
+        "etcd": {
+            "quotaBackendBytes": 4294967296_i64,
+            "autoCompactionMode": "periodic",
+            "autoCompactionRetention": "1h",
+            "extraFlags": [
+                "--experimental-watch-progress-notify-interval=5s",
+                "--experimental-initial-corrupt-check=true",
+                "--experimental-compaction-batch-limit=1000",
+                "--log-level=warn",
+            ],
+        },
+    }))
+    .expect("spec");
+    let info = ClusterInfo {
+        name: "demo".into(),
+        namespace: "prod".into(),
+        uid: "1234-abcd".into(),
+        spec,
+    };
+    for v in VERSIONS {
+        let pod = member_pod(&info, 1, version(v), &InitialState::New);
+        let args = pod
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.args)
+            .expect("args");
+        for a in &args {
+            let name = a.split('=').next().unwrap_or_default();
+            assert_eq!(
+                flag_known(version(v), name),
+                Some(true),
+                "{}: {a} in {args:?}",
+                v.version_string()
+            );
+        }
+        if let Err(e) = parse(v, &args) {
+            panic!("{}: {args:?}: {e}", v.version_string());
+        }
+    }
+}
