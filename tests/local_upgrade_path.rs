@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use etcd_operator::api::EtcdClusterStatus;
-use etcd_operator::etcd::Client;
-use etcd_operator::etcd::kv::{GetOptions, PutOptions};
-use support::local::{LocalOperator, manifest, member_list};
+use support::local::{
+    LocalOperator, assert_acked_present, assert_rolled_leader_last, manifest, member_list,
+    spawn_writer,
+};
 
 const CONVERGE: Duration = Duration::from_secs(240);
 
@@ -85,53 +86,13 @@ async fn minor_step_below_the_floor_is_refused_and_a_patch_upgrade_is_free() {
     op.wait_converged(3, "3.5.35", CONVERGE);
 }
 
-/// Writes `up/<i>` until stopped; returns the acknowledged indexes and the failures.
-fn writer(client: Client, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(Vec<u32>, u32)> {
-    tokio::spawn(async move {
-        let mut acked = Vec::new();
-        let mut failed = 0u32;
-        let mut i = 0u32;
-        while !stop.load(Ordering::Relaxed) {
-            let put = client.put(format!("up/{i:06}"), format!("v{i}"), PutOptions::new());
-            match tokio::time::timeout(Duration::from_secs(5), put).await {
-                Ok(Ok(_)) => acked.push(i),
-                _ => failed += 1,
-            }
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        (acked, failed)
-    })
-}
-
-/// One rolling upgrade: three restarts, none of a member while it led, the last one with a
-/// leader known; every member ends on `version`.
+/// One rolling upgrade: three restarts, the leader last; every member ends on `version`.
 async fn roll(op: &mut LocalOperator, name: &str, version: &str) -> EtcdClusterStatus {
     let before = op.log().len();
     op.write_manifest(&flagged_manifest(name, version))
         .expect("edit");
     let status = op.wait_converged(3, version, CONVERGE);
-    let log = op.log()[before..].to_owned();
-    let restarts: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(": restart member "))
-        .collect();
-    assert_eq!(restarts.len(), 3, "{log}");
-    for line in &restarts {
-        let ordinal = line
-            .split(": restart member ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .expect("ordinal");
-        assert!(
-            !line.contains(&format!("leader {name}-{ordinal})")),
-            "a member was restarted while it led: {line}"
-        );
-    }
-    assert!(
-        restarts[2].contains(&format!("leader {name}-")) && !restarts[2].contains("leader none"),
-        "{log}"
-    );
+    assert_rolled_leader_last(&op.log()[before..], name, 3);
     status
 }
 
@@ -151,7 +112,7 @@ async fn upgrade_chain_3_5_to_3_7_keeps_every_acknowledged_write() {
     let client = op.client().await;
     let members = member_list(&client).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writes = writer(client.clone(), stop.clone());
+    let writes = spawn_writer(client.clone(), "up/", stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     for version in ["3.6.16", "3.7.3"] {
@@ -187,20 +148,5 @@ async fn upgrade_chain_3_5_to_3_7_keeps_every_acknowledged_write() {
         members,
         "membership changed during the upgrades"
     );
-    let resp = client
-        .get("up/", GetOptions::new().with_prefix())
-        .await
-        .expect("read back");
-    let present: std::collections::HashSet<String> = resp
-        .kvs
-        .iter()
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect();
-    for i in &acked {
-        assert!(
-            present.contains(&format!("up/{i:06}")),
-            "acknowledged write up/{i:06} lost ({} acked, {failed} failed)",
-            acked.len()
-        );
-    }
+    assert_acked_present(&client, "up/", &acked, failed).await;
 }
