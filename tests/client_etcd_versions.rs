@@ -2,7 +2,8 @@
 //! the same calls on each version (KV, txn, compact, watch, lease and keepalive, member list and
 //! learner promotion, move leader, status, hash_kv, alarms, snapshot, downgrade validation),
 //! and the differences between them asserted where they show:
-//! - `Status.storageVersion` and `Status.dbSizeQuota` are set from 3.6 on, absent on 3.5;
+//! - `Status.storageVersion` and `Status.dbSizeQuota` are set from 3.6 on, absent on 3.5 (the
+//!   storage version only once the cluster version is decided, a moment after start);
 //! - `HashKV.hashRevision` is 0 on 3.5 for a hash at the current revision, set from 3.6 on;
 //! - the Downgrade API validates a one-minor downgrade on every version but answers the cluster
 //!   version as `3.5.0` on 3.5 and as `major.minor` (`3.6`) from 3.6 on;
@@ -145,13 +146,21 @@ async fn cluster_and_maintenance(v: EtcdVersion) {
     );
     assert_eq!(st.version, v.version_string());
     let since_36 = (major, minor) >= (3, 6);
-    assert_eq!(st.storage_version.is_some(), since_36, "{st:?}");
     assert_eq!(st.db_size_quota.is_some(), since_36, "{st:?}");
     if since_36 {
-        assert_eq!(
-            st.storage_version.as_deref(),
-            Some(format!("{major}.{minor}.0").as_str())
-        );
+        // The storage version is written once the cluster version is decided, a moment
+        // after the cluster starts: until then Status leaves it empty.
+        let mut storage = st.storage_version.clone();
+        for _ in 0..100 {
+            if storage.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            storage = c.status(&ep).await.expect("status").storage_version;
+        }
+        assert_eq!(storage, Some(format!("{major}.{minor}.0")));
+    } else {
+        assert_eq!(st.storage_version, None, "{st:?}");
     }
 
     // Move the leader to a follower and back.
@@ -162,7 +171,15 @@ async fn cluster_and_maintenance(v: EtcdVersion) {
         .expect("a follower")
         .id;
     c.move_leader(target).await.expect("move leader");
-    let moved = c.status(&ep).await.expect("status").leader;
+    // Every member learns the new leader with its next heartbeat.
+    let mut moved = 0;
+    for _ in 0..50 {
+        moved = c.status(&ep).await.expect("status").leader;
+        if moved == target {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(moved, target);
 
     // A learner joins, is listed as one and is promoted once caught up.
