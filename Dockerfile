@@ -12,7 +12,8 @@ FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 # Dependencies first, so that source edits do not rebuild them (cache mounts keep the registry and
 # the target folder between builds).
-COPY Cargo.toml Cargo.lock build.rs Makefile ./
+COPY Cargo.toml Cargo.lock Makefile ./
+COPY crates crates
 COPY proto proto
 COPY hack hack
 COPY src src

@@ -4,6 +4,9 @@
 #
 #   etcd, etcdctl, etcdutl 3.5.16   Debian trixie packages (etcd-server, etcd-client)
 #   etcd, etcdctl, etcdutl 3.4.23   Debian bookworm packages (the older version for upgrade tests)
+#   etcd, etcdctl, etcdutl 3.5.35, 3.6.16, 3.7.3
+#                                   static builds (CGO_ENABLED=0) from the go.etcd.io/etcd Go modules
+#                                   (pins: hack/tools/etcd-<version>): usable in a scratch image
 #   kube-apiserver, kubectl 1.34.x  built from the k8s.io/kubernetes Go module (pin: hack/tools/k8s)
 #   helm v3                         built from the helm.sh/helm/v3 Go module (pin: hack/tools/helm)
 #
@@ -20,6 +23,8 @@ TESTBIN=${ETCD_OPERATOR_TESTBIN:-$HOME/.cache/etcd-operator/testbin}
 ETCD_NEW=3.5.16
 ETCD_NEW_DEB=3.5.16-4
 ETCD_OLD=3.4.23
+# Static builds of the supported lines' current patches (what images and upgrade tests use).
+ETCD_STATIC=(3.5.35 3.6.16 3.7.3)
 KUBE_VERSION=1.34.10
 HELM_VERSION=3.21.4
 
@@ -126,6 +131,33 @@ provision_helm() {
   touch "$dir/.done"
 }
 
+# provision_etcd_static <version>: etcd, etcdctl and etcdutl built static from the Go modules pinned
+# in hack/tools/etcd-<version> (Debian's etcd is dynamically linked: no good in a scratch image).
+provision_etcd_static() {
+  local v=$1 dir=$TESTBIN/etcd-$1 m out
+  [ -f "$dir/.done" ] && return 0
+  [ -f "$ROOT/hack/tools/etcd-$v/go.mod" ] || die "no pin for etcd $v (hack/tools/etcd-$v/go.mod)"
+  go_env
+  log "etcd $v (static) from the go.etcd.io/etcd Go modules (cold: ~1-2 min each)"
+  rm -rf "$dir"; mkdir -p "$dir/bin"
+  for m in server etcdctl etcdutl; do
+    out=$m; [ "$m" = server ] && out=etcd
+    (cd "$ROOT/hack/tools/etcd-$v" && go build -trimpath \
+        -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$v" \
+        -o "$dir/bin/$out" "go.etcd.io/etcd/$m/v3") >&2 || die "building etcd $v ($m) failed"
+  done
+  "$dir/bin/etcd" --version | grep -q "etcd Version: $v" || die "etcd $v: wrong version: $("$dir/bin/etcd" --version | head -1)"
+  if LC_ALL=C readelf -l "$dir/bin/etcd" 2>/dev/null | grep -q 'Requesting program interpreter'; then
+    die "etcd $v is not static"
+  fi
+  touch "$dir/.done"
+}
+provision_etcd_all() {
+  local v
+  provision_etcd "$ETCD_NEW" "$ETCD_NEW_DEB"; provision_etcd "$ETCD_OLD" "$ETCD_OLD"
+  for v in "${ETCD_STATIC[@]}"; do provision_etcd_static "$v"; done
+}
+
 # --- `make bench-client`: protoc for the etcd-client crate peer, etcd's Go benchmark tool -------
 PROTOC_DEB=3.21.12-3       # Debian bookworm's protobuf 3.21.12 (runs on bookworm and on trixie)
 ETCD_BENCH_VERSION=3.5.16  # go.etcd.io/etcd/v3/tools/benchmark (pin: hack/tools/etcd-bench)
@@ -174,6 +206,10 @@ write_env() {
 export ETCD_OPERATOR_TESTBIN=$TESTBIN
 export ETCD_BIN_DIR=$TESTBIN/etcd-$ETCD_NEW/bin
 export ETCD_OLD_BIN_DIR=$TESTBIN/etcd-$ETCD_OLD/bin
+export ETCD_3_5_BIN_DIR=$TESTBIN/etcd-${ETCD_STATIC[0]}/bin
+export ETCD_3_6_BIN_DIR=$TESTBIN/etcd-${ETCD_STATIC[1]}/bin
+export ETCD_3_7_BIN_DIR=$TESTBIN/etcd-${ETCD_STATIC[2]}/bin
+export ETCD_VERSIONS_DIR=$TESTBIN
 export KUBE_APISERVER=$TESTBIN/kube-$KUBE_VERSION/bin/kube-apiserver
 export KUBECTL=$TESTBIN/kube-$KUBE_VERSION/bin/kubectl
 export HELM=$TESTBIN/helm-$HELM_VERSION/bin/helm
@@ -185,12 +221,11 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case $t in
-    etcd) provision_etcd "$ETCD_NEW" "$ETCD_NEW_DEB"; provision_etcd "$ETCD_OLD" "$ETCD_OLD" ;;
+    etcd) provision_etcd_all ;;
     kube) provision_kube ;;
     helm) provision_helm ;;
     bench) provision_bench ;;
-    all) provision_etcd "$ETCD_NEW" "$ETCD_NEW_DEB"; provision_etcd "$ETCD_OLD" "$ETCD_OLD"
-         provision_helm; provision_kube ;;
+    all) provision_etcd_all; provision_helm; provision_kube ;;
     *) die "unknown target '$t' (expected etcd, kube, helm, bench or all)" ;;
   esac
 done

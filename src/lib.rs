@@ -10,7 +10,7 @@
 
 pub mod api;
 pub mod controller;
-pub mod etcd;
+pub use etcd_v3 as etcd;
 pub mod leader;
 pub mod metrics;
 pub mod runtime;

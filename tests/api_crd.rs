@@ -165,7 +165,7 @@ async fn kubectl_get_shows_the_printer_columns() {
             "jsonpath={.spec.version} {.spec.storage.size}",
         ])
         .expect("get spec");
-    assert_eq!(spec.trim(), "3.5.16 8Gi");
+    assert_eq!(spec.trim(), "3.6.16 8Gi");
     // The scale subresource.
     k.kubectl(&["scale", "-n", &ns, "etcdcluster/demo", "--replicas=5"])
         .expect("scale");
@@ -356,6 +356,41 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             json!({"bootstrap": {"restore": {"path": ""}}}),
             "spec.bootstrap.restore.path in body should be at least 1 chars long",
         ),
+        (
+            "storage-size-lots",
+            json!({"storage": {"size": "lots"}}),
+            "storage.size must be a Kubernetes quantity such as 8Gi or 500Mi, not lots",
+        ),
+        (
+            "limits-memory-lots",
+            json!({"resources": {"limits": {"cpu": "1", "memory": "lots"}}}),
+            "spec.resources.limits[memory]: Invalid value: \"\": must be a Kubernetes quantity such as 500m, 2Gi or 1.5, not lots",
+        ),
+        (
+            "requests-cpu-gb",
+            json!({"resources": {"requests": {"cpu": "1GB"}}}),
+            "must be a Kubernetes quantity such as 500m, 2Gi or 1.5, not 1GB",
+        ),
+        (
+            "flags-37-v2",
+            json!({"version": "3.7.3", "etcd": {"extraFlags": ["--log-level=warn", "--enable-v2=true"]}}),
+            "etcd 3.7.3 does not know the etcd.extraFlags entry --enable-v2: 3.6 renamed",
+        ),
+        (
+            "flags-36-unknown",
+            json!({"version": "3.6.16", "etcd": {"extraFlags": ["--no-such-flag=1"]}}),
+            "etcd 3.6.16 does not know the etcd.extraFlags entry --no-such-flag",
+        ),
+        (
+            "flags-35-feature-gates",
+            json!({"version": "3.5.35", "etcd": {"extraFlags": ["--feature-gates=InitialCorruptCheck=true"]}}),
+            "etcd 3.5.35 does not know the etcd.extraFlags entry --feature-gates",
+        ),
+        (
+            "flags-35-new-name",
+            json!({"version": "3.5.35", "etcd": {"extraFlags": ["--max-learners=2"]}}),
+            "etcd 3.5.35 does not know the etcd.extraFlags entry --max-learners",
+        ),
     ]
 }
 
@@ -435,6 +470,26 @@ fn invalid_updates() -> Vec<(&'static str, Value, Value, &'static str)> {
             "version cannot jump from 3.4.23 to 3.6.0",
         ),
         (
+            "below-floor-35",
+            json!({"version": "3.5.16"}),
+            json!({"version": "3.6.16"}),
+            "etcd 3.5.16 cannot be upgraded to 3.6.16 directly: the etcd upgrade guide asks every \
+             member to run 3.5.26 or later first; set version to 3.5.26 (or a later 3.5 patch), let \
+             that rolling upgrade finish, then set 3.6.16",
+        ),
+        (
+            "below-floor-36",
+            json!({"version": "3.6.10"}),
+            json!({"version": "3.7.0"}),
+            "run 3.6.11 or later first; set version to 3.6.11 (or a later 3.6 patch)",
+        ),
+        (
+            "flags-removed-by-the-upgrade",
+            json!({"version": "3.6.16", "etcd": {"extraFlags": ["--discovery-proxy=http://proxy:3128"]}}),
+            json!({"version": "3.7.3"}),
+            "etcd 3.7.3 does not know the etcd.extraFlags entry --discovery-proxy",
+        ),
+        (
             "jump-major",
             json!({"version": "3.5.16"}),
             json!({"version": "4.0.0"}),
@@ -500,6 +555,7 @@ async fn valid_updates_pass_the_transition_rules() {
     let api = api(&ns).await;
     let steps = [
         json!({"version": "3.5.17"}),
+        json!({"version": "3.5.26"}),
         json!({"version": "3.6.0"}),
         json!({"replicas": 1}),
         json!({"replicas": 9, "paused": true}),
@@ -540,6 +596,31 @@ async fn valid_updates_pass_the_transition_rules() {
 fn valid_specs() -> Vec<(&'static str, Value)> {
     vec![
         ("empty", json!({})),
+        (
+            "flags-37-experimental-translated",
+            json!({"version": "3.7.3", "etcd": {"extraFlags": [
+                "--experimental-watch-progress-notify-interval=5s",
+                "--experimental-initial-corrupt-check=true"]}}),
+        ),
+        (
+            "flags-36-both-names",
+            json!({"version": "3.6.16", "etcd": {"extraFlags": [
+                "--experimental-compaction-batch-limit=100", "--max-learners=1",
+                "--feature-gates=StopGRPCServiceOnDefrag=true"]}}),
+        ),
+        (
+            "flags-35-promoted-name",
+            json!({"version": "3.5.35", "etcd": {"extraFlags": ["--snapshot-catchup-entries=500", "--enable-v2=false"]}}),
+        ),
+        (
+            "flags-other-line",
+            json!({"version": "3.4.23", "etcd": {"extraFlags": ["--anything=1"]}}),
+        ),
+        (
+            "quantities",
+            json!({"storage": {"size": "1.5Gi"}, "resources": {"limits": {"cpu": "500m", "memory": "2Gi"},
+                "requests": {"cpu": "0.25", "memory": "1e9"}}}),
+        ),
         ("one", json!({"replicas": 1, "version": "3.4.23"})),
         ("nine", json!({"replicas": 9, "version": "10.20.30"})),
         ("image", json!({"image": "registry.example/etcd:v3.5.16"})),
@@ -626,6 +707,18 @@ fn more_invalid_specs() -> Vec<(&'static str, Value)> {
         .collect();
     owned.extend([
         ("version-v-local", json!({"version": "v3.5.16"})),
+        ("size-gb", json!({"storage": {"size": "8GB"}})),
+        ("size-lower-case", json!({"storage": {"size": "8gi"}})),
+        ("size-exponent-sign-only", json!({"storage": {"size": "1e+"}})),
+        ("limits-spaces", json!({"resources": {"limits": {"memory": "1 Gi"}}})),
+        (
+            "flags-37-lease-checkpoint-v2v3",
+            json!({"version": "3.7.0", "etcd": {"extraFlags": ["--experimental-enable-v2v3=/x"]}}),
+        ),
+        (
+            "flags-35-unary-warning",
+            json!({"version": "3.5.35", "etcd": {"extraFlags": ["--warning-unary-request-duration=1s"]}}),
+        ),
         ("version-four", json!({"version": "3.5.16.1"})),
         ("version-empty-part", json!({"version": "3..16"})),
         (
@@ -862,4 +955,91 @@ async fn apiserver_and_validate_spec_agree() {
         "the apiserver and the Rust validation disagree:\n{}",
         disagreements.join("\n")
     );
+}
+
+/// The transition rules on `spec.version` (downgrade, jump, patch floor) and the planner's
+/// [`Version::check_upgrade`] agree on every pair of a grid of versions around the floors, and a
+/// refused minor step below a floor gets the planner's sentence.
+#[tokio::test]
+async fn upgrade_paths_agree_with_the_planner() {
+    use etcd_operator::api::versions::{Version, VersionSkew};
+    let k = shared_kube();
+    let ns = k.namespace("paths").expect("namespace");
+    let api = api(&ns).await;
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let grid = [
+        "3.4.23", "3.5.0", "3.5.16", "3.5.25", "3.5.26", "3.5.35", "3.6.0", "3.6.10", "3.6.11",
+        "3.6.16", "3.7.0", "3.7.3", "3.8.0", "4.0.0",
+    ];
+    let mut disagreements = Vec::new();
+    for (i, from) in grid.iter().enumerate() {
+        let name = format!("from-{i}");
+        let created = api
+            .create(
+                &PostParams::default(),
+                &manifest(&name, json!({"version": from})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating {from}: {e}"));
+        for to in grid {
+            let mut next = created.clone();
+            next.data["spec"]["version"] = json!(to);
+            let server = api.replace(&name, &dry, &next).await;
+            let planner = from
+                .parse::<Version>()
+                .expect("version")
+                .check_upgrade(to.parse().expect("version"));
+            match (&server, &planner) {
+                (Ok(_), Ok(())) => {}
+                (Err(kube::Error::Api(s)), Err(skew)) if s.code == 422 => {
+                    if let VersionSkew::BelowFloor { .. } = skew {
+                        assert!(
+                            s.message.contains(&skew.to_string()),
+                            "{from} -> {to}: {:?} lacks {skew}",
+                            s.message
+                        );
+                    }
+                }
+                _ => disagreements.push(format!("{from} -> {to}: {server:?} vs {planner:?}")),
+            }
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "admission and the planner disagree:\n{}",
+        disagreements.join("\n")
+    );
+}
+
+/// A cluster created on 3.5.35 with 3.5's experimental flag names goes to 3.6.16 and 3.7.3
+/// without editing its flags: the operator writes the names each version knows.
+#[tokio::test]
+async fn experimental_flags_survive_the_upgrade_chain() {
+    let k = shared_kube();
+    let ns = k.namespace("flag-chain").expect("namespace");
+    let api = api(&ns).await;
+    let mut obj = api
+        .create(
+            &PostParams::default(),
+            &manifest(
+                "chain",
+                json!({"version": "3.5.35", "etcd": {"extraFlags": [
+                    "--experimental-watch-progress-notify-interval=5s",
+                    "--experimental-initial-corrupt-check=true"]}}),
+            ),
+        )
+        .await
+        .expect("create on 3.5.35");
+    for to in ["3.6.16", "3.7.3"] {
+        let mut next = obj.clone();
+        next.data["spec"]["version"] = json!(to);
+        obj = api
+            .replace("chain", &PostParams::default(), &next)
+            .await
+            .unwrap_or_else(|e| panic!("-> {to}: {e}"));
+    }
+    assert_eq!(obj.data["spec"]["version"], "3.7.3");
 }

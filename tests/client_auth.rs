@@ -5,10 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use etcd_operator::etcd::auth::{Permission, PermissionKind};
-use etcd_operator::etcd::kv::{GetOptions, PutOptions};
-use etcd_operator::etcd::proto::etcdserverpb::{RangeRequest, kv_client::KvClient};
-use etcd_operator::etcd::{Client, ConnectOptions, Error, ServerError};
+use etcd_v3::auth::{Permission, PermissionKind};
+use etcd_v3::kv::{GetOptions, PutOptions};
+use etcd_v3::proto::etcdserverpb::{RangeRequest, kv_client::KvClient};
+use etcd_v3::{Client, ConnectOptions, Error, ServerError};
 use support::etcd::EtcdCluster;
 
 const ROOT_PW: &str = "root-pw";
@@ -279,7 +279,7 @@ async fn auth_role_permission_read_only_and_prefix_ranges() {
     let old_token = writer.authenticate("writer", "w-pw").await.expect("token");
     admin_root(&cluster)
         .await
-        .role_revoke_permission("rw", "app/", etcd_operator::etcd::kv::prefix_end(b"app/"))
+        .role_revoke_permission("rw", "app/", etcd_v3::kv::prefix_end(b"app/"))
         .await
         .expect("revoke app/ from rw");
     let e = writer
@@ -640,7 +640,7 @@ async fn auth_non_root_maintenance_is_unknown_permission_denied_on_3_5() {
 /// and a permitted watch on the same client's stream works.
 #[tokio::test(flavor = "multi_thread")]
 async fn auth_watch_create_without_permission_is_canceled_not_a_stream_error() {
-    use etcd_operator::etcd::watch::WatchOptions;
+    use etcd_v3::watch::WatchOptions;
     let cluster = EtcdCluster::single().expect("etcd");
     let admin = with_root(&cluster).await;
     admin.role_add("ro").await.expect("role add");

@@ -4,8 +4,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use etcd_operator::etcd::cluster::Member;
-use etcd_operator::etcd::{Client, ConnectOptions, Error, ServerError};
+use etcd_v3::cluster::Member;
+use etcd_v3::{Client, ConnectOptions, Error, ServerError};
 use support::etcd::EtcdCluster;
 use support::ports::free_port;
 
@@ -238,9 +238,7 @@ async fn learner_not_supported_is_retried_on_another_endpoint() {
     let learner_id = alone.status(&learner_url).await.expect("status").member_id;
 
     assert_server_error(
-        alone
-            .put("l/k", "v", etcd_operator::etcd::kv::PutOptions::new())
-            .await,
+        alone.put("l/k", "v", etcd_v3::kv::PutOptions::new()).await,
         ServerError::NotSupportedForLearner,
     );
     let both = Client::connect(
@@ -251,11 +249,11 @@ async fn learner_not_supported_is_retried_on_another_endpoint() {
     .expect("connect to both");
     for n in 0..10 {
         let key = format!("l/{n}");
-        both.put(&key, "v", etcd_operator::etcd::kv::PutOptions::new())
+        both.put(&key, "v", etcd_v3::kv::PutOptions::new())
             .await
             .expect("put retried on the voter");
         let got = both
-            .get(&key, etcd_operator::etcd::kv::GetOptions::new())
+            .get(&key, etcd_v3::kv::GetOptions::new())
             .await
             .expect("linearizable get retried on the voter");
         assert_eq!(got.count, 1);
@@ -264,10 +262,7 @@ async fn learner_not_supported_is_retried_on_another_endpoint() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = alone
-            .get(
-                "l/9",
-                etcd_operator::etcd::kv::GetOptions::new().with_serializable(),
-            )
+            .get("l/9", etcd_v3::kv::GetOptions::new().with_serializable())
             .await
             .expect("serializable get on the learner");
         if got.count == 1 {

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_operator::etcd::kv::{GetOptions, PutOptions};
-use etcd_operator::etcd::watch::WatchOptions;
-use etcd_operator::etcd::{Client, ConnectOptions, Error, ServerError};
+use etcd_v3::kv::{GetOptions, PutOptions};
+use etcd_v3::watch::WatchOptions;
+use etcd_v3::{Client, ConnectOptions, Error, ServerError};
 use support::etcd::EtcdCluster;
 use support::ports::free_port;
 use support::proxy::FaultProxy;

@@ -7,12 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use etcd_operator::etcd::kv::{
-    Compare, CompareOp, DeleteOptions, GetOptions, OpResponse, PutOptions, Txn,
-};
-use etcd_operator::etcd::maintenance::AlarmType;
-use etcd_operator::etcd::watch::WatchOptions;
-use etcd_operator::etcd::{Client, ConnectOptions, ServerError};
+use etcd_v3::kv::{Compare, CompareOp, DeleteOptions, GetOptions, OpResponse, PutOptions, Txn};
+use etcd_v3::maintenance::AlarmType;
+use etcd_v3::watch::WatchOptions;
+use etcd_v3::{Client, ConnectOptions, ServerError};
 use support::bins::{EtcdVersion, etcd_tool};
 use support::etcd::EtcdCluster;
 
@@ -54,12 +52,8 @@ async fn etcd34_kv_txn_delete_compact() {
 
     let txn = Txn::new()
         .when([Compare::value("s/a", CompareOp::Equal, "2")])
-        .and_then([etcd_operator::etcd::kv::Op::get("s/b", GetOptions::new())])
-        .or_else([etcd_operator::etcd::kv::Op::put(
-            "s/c",
-            "x",
-            PutOptions::new(),
-        )]);
+        .and_then([etcd_v3::kv::Op::get("s/b", GetOptions::new())])
+        .or_else([etcd_v3::kv::Op::put("s/c", "x", PutOptions::new())]);
     let r = c.txn(txn).await.expect("txn");
     assert!(r.succeeded);
     match &r.responses[0] {

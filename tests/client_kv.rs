@@ -7,11 +7,11 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_operator::etcd::kv::{
+use etcd_v3::kv::{
     Compare, CompareOp, DeleteOptions, GetOptions, Op, OpResponse, PutOptions, SortOrder,
     SortTarget, Txn,
 };
-use etcd_operator::etcd::{Client, ConnectOptions, Error, ServerError};
+use etcd_v3::{Client, ConnectOptions, Error, ServerError};
 use support::etcd::EtcdCluster;
 
 async fn connect(cluster: &EtcdCluster) -> Client {
@@ -45,7 +45,7 @@ async fn revision(c: &Client) -> i64 {
         .revision
 }
 
-fn keys(r: &etcd_operator::etcd::kv::GetResponse) -> Vec<String> {
+fn keys(r: &etcd_v3::kv::GetResponse) -> Vec<String> {
     r.kvs.iter().map(|kv| kv.key_str().into_owned()).collect()
 }
 
@@ -682,7 +682,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// server then evaluates a compare carrying a range_end over the whole range.
 #[tokio::test(flavor = "multi_thread")]
 async fn golden_field_numbers_compare_range_end_64_and_watch_events_11() {
-    use etcd_operator::etcd::proto::{etcdserverpb as pb, mvccpb};
+    use etcd_v3::proto::{etcdserverpb as pb, mvccpb};
     use prost::Message;
     let cmp = Compare::value("r/a", CompareOp::Equal, "1").with_range("r/c");
     let bytes = cmp.to_proto().encode_to_vec();

@@ -5,8 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use etcd_operator::etcd::proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
-use etcd_operator::etcd::{Client, ConnectOptions, Error, ServerError};
+use etcd_v3::proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
+use etcd_v3::{Client, ConnectOptions, Error, ServerError};
 use support::etcd::EtcdCluster;
 use support::proxy::FaultProxy;
 

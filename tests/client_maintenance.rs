@@ -6,12 +6,12 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use etcd_operator::etcd::maintenance::{AlarmType, DowngradeAction};
-use etcd_operator::etcd::proto::etcdserverpb::{
+use etcd_v3::maintenance::{AlarmType, DowngradeAction};
+use etcd_v3::proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
     kv_client::KvClient, request_op,
 };
-use etcd_operator::etcd::{Client, ConnectOptions, Error, ServerError};
+use etcd_v3::{Client, ConnectOptions, Error, ServerError};
 use sha2::{Digest, Sha256};
 use support::bins::{self, EtcdVersion};
 use support::etcd::EtcdCluster;

@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use etcd_operator::etcd::kv::{GetOptions, PutOptions};
-use etcd_operator::etcd::{Client, ConnectOptions, Error, MinorVersion};
+use etcd_v3::kv::{GetOptions, PutOptions};
+use etcd_v3::{Client, ConnectOptions, Error, MinorVersion};
 use support::bins::EtcdVersion;
 use support::etcd::EtcdCluster;
 

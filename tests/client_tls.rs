@@ -9,8 +9,8 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use etcd_operator::etcd::kv::{GetOptions, PutOptions};
-use etcd_operator::etcd::{Client, ConnectOptions, Error, TlsOptions};
+use etcd_v3::kv::{GetOptions, PutOptions};
+use etcd_v3::{Client, ConnectOptions, Error, TlsOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,

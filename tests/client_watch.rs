@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use etcd_operator::etcd::proto::etcdserverpb as pb;
-use etcd_operator::etcd::watch::{EventType, WatchBatch, WatchOptions, Watcher};
-use etcd_operator::etcd::{Client, ConnectOptions, Error};
+use etcd_v3::proto::etcdserverpb as pb;
+use etcd_v3::watch::{EventType, WatchBatch, WatchOptions, Watcher};
+use etcd_v3::{Client, ConnectOptions, Error};
 use pb::kv_client::KvClient;
 use support::etcd::{EtcdCluster, http_get};
 use support::proxy::FaultProxy;

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_operator::etcd::concurrency::{
+use etcd_v3::concurrency::{
     ConcurrencyError, Election, Isolation, LostReason, Mutex, Observer, Session, SessionOptions,
     Stm, StmOptions, stm,
 };
-use etcd_operator::etcd::kv::{
+use etcd_v3::kv::{
     Compare, CompareOp, DeleteOptions, GetOptions, Op, PutOptions, SortOrder, SortTarget, Txn,
 };
-use etcd_operator::etcd::watch::{EventType, WatchOptions};
-use etcd_operator::etcd::{Client, ConnectOptions, Error};
+use etcd_v3::watch::{EventType, WatchOptions};
+use etcd_v3::{Client, ConnectOptions, Error};
 use support::etcd::EtcdCluster;
 use support::proxy::FaultProxy;
 
@@ -629,7 +629,7 @@ async fn leader_whose_lease_is_revoked_is_told_and_can_no_longer_proclaim() {
         matches!(r, Err(ConcurrencyError::NotLeader { .. })),
         "{r:?}"
     );
-    let r = etcd_operator::etcd::concurrency::election::leader(&admin, "/election/revoked").await;
+    let r = etcd_v3::concurrency::election::leader(&admin, "/election/revoked").await;
     assert!(matches!(r, Err(ConcurrencyError::NoLeader { .. })), "{r:?}");
 }
 
@@ -656,7 +656,7 @@ async fn campaign_rechecks_its_key_and_fails_when_its_session_ended_while_waitin
         matches!(r, Err(ConcurrencyError::SessionExpired { .. })),
         "{r:?}"
     );
-    let r = etcd_operator::etcd::concurrency::election::leader(&admin, pfx).await;
+    let r = etcd_v3::concurrency::election::leader(&admin, pfx).await;
     assert!(matches!(r, Err(ConcurrencyError::NoLeader { .. })), "{r:?}");
 }
 

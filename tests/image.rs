@@ -99,6 +99,27 @@ fn dockerfile_ships_the_make_static_binary_as_uid_65532_on_distroless_static() {
     ] {
         assert!(text.contains(label), "missing label {label}");
     }
+    // The builder has every workspace member: `make static` fails without the client crate.
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .expect("a [workspace] members list");
+    for member in members.split(',').map(|m| m.trim().trim_matches('"')) {
+        let top = member.split('/').next().unwrap_or(member);
+        if top.is_empty() || top == "." {
+            continue;
+        }
+        assert!(
+            text.lines()
+                .any(|l| l.trim() == format!("COPY {top} {top}")),
+            "the Dockerfile does not copy the workspace member folder {top}/"
+        );
+    }
+    for copied in ["COPY proto proto", "COPY src src"] {
+        assert!(text.contains(copied), "the Dockerfile lacks `{copied}`");
+    }
     let copy_path = "target/x86_64-unknown-linux-gnu/release/etcd-operator";
     assert!(text.contains(copy_path), "the image copies {copy_path}");
 

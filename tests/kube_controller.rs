@@ -247,7 +247,7 @@ async fn controller_bootstraps_the_seed_and_a_second_pass_changes_nothing() {
     let c = &spec.containers[0];
     assert_eq!(
         c.image.as_deref(),
-        Some("gcr.io/etcd-development/etcd:v3.5.16")
+        Some("gcr.io/etcd-development/etcd:v3.6.16")
     );
     let args = c.args.as_ref().expect("args");
     for expected in [
@@ -825,12 +825,14 @@ async fn an_upgrade_replaces_the_member_pod_and_keeps_its_volume() {
     clusters
         .create(
             &PostParams::default(),
-            &cluster("one", json!({"replicas": 1})),
+            // 3.5.35: at or above the 3.5.26 floor etcd's guide names for the step to 3.6.
+            &cluster("one", json!({"replicas": 1, "version": "3.5.35"})),
         )
         .await
         .expect("create");
     let host = format!("one-0.one.{ns}.svc");
     let seed = support::etcd::EtcdCluster::builder()
+        .version(support::bins::EtcdVersion::V3_5_35)
         .members(1)
         .flag("--name=one-0")
         .flag(format!("--advertise-client-urls=http://{host}:2379"))

@@ -62,7 +62,7 @@ fn spec_defaults_fill_an_empty_spec() {
     let spec: EtcdClusterSpec = serde_json::from_value(json!({})).expect("spec");
     assert_eq!(spec, EtcdClusterSpec::default());
     assert_eq!(spec.replicas, 3);
-    assert_eq!(spec.version, "3.5.16");
+    assert_eq!(spec.version, "3.6.16");
     assert_eq!(spec.storage.size.0, "8Gi");
     assert!(!spec.storage.ephemeral && !spec.paused);
 }

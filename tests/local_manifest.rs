@@ -146,6 +146,24 @@ fn invalid_manifests_are_refused_with_file_field_and_reason() {
             "--name=value",
         ),
         (
+            "storage size not a quantity",
+            spec("  storage:\n    size: lots\n"),
+            "spec.storage.size",
+            "\"lots\" is not a Kubernetes quantity",
+        ),
+        (
+            "memory limit not a quantity",
+            spec("  resources:\n    limits:\n      memory: lots\n"),
+            "spec.resources.limits.memory",
+            "\"lots\" is not a Kubernetes quantity",
+        ),
+        (
+            "flag removed in 3.7",
+            spec("  version: 3.7.3\n  etcd:\n    extraFlags: [\"--enable-v2=false\"]\n"),
+            "spec.etcd.extraFlags[0]",
+            "etcd 3.7.3 does not know the flag --enable-v2 (only etcd 3.5 has it)",
+        ),
+        (
             "misspelt field",
             spec("  replica: 3\n"),
             "spec.replica",

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use etcd_operator::etcd::kv::{GetOptions, PutOptions};
-use support::local::{LocalOperator, manifest, member_list};
+use support::local::{
+    LocalOperator, assert_acked_present, assert_rolled_leader_last, manifest, member_list,
+    spawn_writer,
+};
 
 const CONVERGE: Duration = Duration::from_secs(240);
 
@@ -20,26 +22,7 @@ async fn rolling_upgrade_keeps_every_acknowledged_write() {
     let members = member_list(&client).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let client = client.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut failed = 0u32;
-            let mut i = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let key = format!("up/{i:06}");
-                let put = client.put(&key, format!("v{i}"), PutOptions::new());
-                match tokio::time::timeout(Duration::from_secs(5), put).await {
-                    Ok(Ok(_)) => acked.push(i),
-                    _ => failed += 1,
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (acked, failed)
-        })
-    };
+    let writer = spawn_writer(client.clone(), "up/", stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = op.log().len();
     op.write_manifest(&manifest("up", 3, "3.5.16"))
@@ -75,45 +58,9 @@ async fn rolling_upgrade_keeps_every_acknowledged_write() {
         assert_eq!(st.version, "3.5.16", "{u}");
     }
 
-    // Leader last: every member restarted once, never while it led (each action's log line
-    // names the leader the operator observed when it chose the step).
-    let log = op.log()[before..].to_owned();
-    let restarts: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(": restart member "))
-        .collect();
-    assert_eq!(restarts.len(), 3, "{log}");
-    for line in &restarts {
-        let ordinal = line
-            .split(": restart member ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .expect("ordinal");
-        assert!(
-            !line.contains(&format!("leader up-{ordinal})")),
-            "a member was restarted while it led: {line}"
-        );
-    }
-    assert!(
-        restarts[2].contains("leader up-") && !restarts[2].contains("leader none"),
-        "{log}"
-    );
-    let resp = client
-        .get("up/", GetOptions::new().with_prefix())
-        .await
-        .expect("read back");
-    let present: std::collections::HashSet<String> = resp
-        .kvs
-        .iter()
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect();
-    for i in &acked {
-        assert!(
-            present.contains(&format!("up/{i:06}")),
-            "acknowledged write up/{i:06} lost ({} acked, {failed} failed)",
-            acked.len()
-        );
-    }
+    // Leader last: every member restarted once, never while it led.
+    assert_rolled_leader_last(&op.log()[before..], "up", 3);
+    assert_acked_present(&client, "up/", &acked, failed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1048,6 +1048,10 @@ fn names_urls_and_versions() {
     assert!(v("3.4.1").check_upgrade(v("3.6.0")).is_err());
     assert!(v("3.5.1").check_upgrade(v("3.5.0")).is_err());
     assert!(v("3.5.1").check_upgrade(v("4.0.0")).is_err());
+    assert!(v("3.5.25").check_upgrade(v("3.6.0")).is_err());
+    assert!(v("3.5.26").check_upgrade(v("3.6.0")).is_ok());
+    assert!(v("3.6.10").check_upgrade(v("3.7.3")).is_err());
+    assert!(v("3.6.11").check_upgrade(v("3.7.3")).is_ok());
     assert!(etcd_operator::controller::plan::caught_up(90, 100));
     assert!(!etcd_operator::controller::plan::caught_up(89, 100));
     assert!(etcd_operator::controller::plan::caught_up(0, 0));
@@ -1069,11 +1073,24 @@ fn caught_up(learner: u64, leader: u64) -> bool {
     u128::from(learner) * 10 >= u128::from(leader) * 9
 }
 
-/// One allowed version move: same major, never down, at most one minor up.
+/// The patch floors of etcd's upgrade guides, written out here independently of the
+/// operator's table: every 3.5 member on 3.5.26 or later before 3.6, every 3.6 member on 3.6.11
+/// or later before 3.7.
+fn guide_floor(major: u64, minor: u64) -> u64 {
+    match (major, minor) {
+        (3, 5) => 26,
+        (3, 6) => 11,
+        _ => 0,
+    }
+}
+
+/// One allowed version move: same major, never down, at most one minor up, and a minor step
+/// only from the guide's patch floor or above.
 fn version_step_ok(from: Version, to: Version) -> bool {
     (to.major, to.minor, to.patch) >= (from.major, from.minor, from.patch)
         && to.major == from.major
         && to.minor <= from.minor + 1
+        && (to.minor == from.minor || from.patch >= guide_floor(from.major, from.minor))
 }
 
 /// Checks one plan against the invariants; panics with the state on a violation.
@@ -1803,6 +1820,55 @@ proptest! {
             prop_assert!(last.status.message.contains("quorum"));
         } else {
             prop_assert_eq!(last.status.phase, Phase::Healthy);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// `check_upgrade` allows exactly the moves of etcd's upgrade guides: patch upgrades, one
+    /// minor step from the floor patch or above, nothing down.
+    #[test]
+    fn version_paths_follow_the_guides(
+        from_minor in 4u64..=7,
+        from_patch in 0u64..40,
+        to_minor in 3u64..=8,
+        to_patch in 0u64..40,
+        to_major in prop_oneof![8 => Just(3u64), 1 => Just(2u64), 1 => Just(4u64)],
+    ) {
+        let from = Version::new(3, from_minor, from_patch);
+        let to = Version::new(to_major, to_minor, to_patch);
+        prop_assert_eq!(from.check_upgrade(to).is_ok(), version_step_ok(from, to));
+    }
+
+    /// A rolling upgrade 3.5.x → 3.6.y (and 3.6.x → 3.7.y) restarts every member when x is at
+    /// the floor or above and converges on the target; below it, no member is restarted and
+    /// the status names the patch to move to first.
+    #[test]
+    fn minor_steps_below_the_floor_restart_nothing(
+        from_minor in 5u64..=6,
+        from_patch in 0u64..40,
+        to_patch in 0u64..20,
+        leader in 0u32..3,
+    ) {
+        let from = format!("3.{from_minor}.{from_patch}");
+        let to = format!("3.{}.{to_patch}", from_minor + 1);
+        let d = desired(3, &to);
+        let (steps, last) = Sim::new(d.clone(), cluster(&d, &[0, 1, 2], &from, leader)).run();
+        let restarts = steps
+            .iter()
+            .filter(|s| matches!(s, Step::RestartMember { .. }))
+            .count();
+        let floor = guide_floor(3, from_minor);
+        if from_patch >= floor {
+            prop_assert_eq!(restarts, 3);
+            prop_assert_eq!(last.status.phase, Phase::Healthy);
+        } else {
+            prop_assert_eq!(restarts, 0);
+            prop_assert_eq!(last.status.phase, Phase::Degraded);
+            let first = format!("set version to 3.{from_minor}.{floor}");
+            prop_assert!(last.status.message.contains(&first), "{}", last.status.message);
         }
     }
 }

@@ -1,12 +1,12 @@
 //! The two Rust clients under test behind one small interface: the project's own
-//! (`etcd_operator::etcd`) and the `etcd-client` crate. Each is used the way its documentation
+//! (`etcd_v3`) and the `etcd-client` crate. Each is used the way its documentation
 //! suggests: ours through one cloned `Client`, the crate through a `KvClient` per caller (its
 //! calls take `&mut self`) cloned from one `Client`, so both share one connection.
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use etcd_operator::etcd as ours;
+use etcd_v3 as ours;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A connected client of either kind.
@@ -22,8 +22,8 @@ pub enum Peer {
     RawH2(KvStub<crate::raw::H2>),
 }
 
-type KvStub<T> = etcd_operator::etcd::proto::etcdserverpb::kv_client::KvClient<T>;
-use etcd_operator::etcd::proto::etcdserverpb as pb;
+type KvStub<T> = etcd_v3::proto::etcdserverpb::kv_client::KvClient<T>;
+use etcd_v3::proto::etcdserverpb as pb;
 
 /// One caller's handle.
 pub enum Worker {

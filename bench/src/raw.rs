@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use etcd_operator::etcd::proto::etcdserverpb::kv_client::KvClient;
+use etcd_v3::proto::etcdserverpb::kv_client::KvClient;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::body::Body;

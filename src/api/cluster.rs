@@ -14,7 +14,9 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// The etcd version a cluster gets when `spec.version` is not set.
-pub const DEFAULT_VERSION: &str = "3.5.16";
+/// 3.6 is etcd's stable line (3.6.0 shipped in May 2025; 3.7 is newer but younger), and 3.6.16
+/// is its latest patch: above the 3.6.11 floor etcd's guide names for the later step to 3.7.
+pub const DEFAULT_VERSION: &str = "3.6.16";
 /// The member count a cluster gets when `spec.replicas` is not set.
 pub const DEFAULT_REPLICAS: i32 = 3;
 /// The volume size a member gets when `spec.storage.size` is not set.
@@ -107,6 +109,11 @@ fn default_defrag_max_fragmentation() -> i32 {
     validation = Rule::new(super::rules::name_rule()).message(Message::Message(super::rules::name_message()))
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(super::versions::extra_flags_rule((3, 5))).message(Message::Expression(super::versions::extra_flags_message((3, 5)))),
+    validation = Rule::new(super::versions::extra_flags_rule((3, 6))).message(Message::Expression(super::versions::extra_flags_message((3, 6)))),
+    validation = Rule::new(super::versions::extra_flags_rule((3, 7))).message(Message::Expression(super::versions::extra_flags_message((3, 7))))
+)]
 pub struct EtcdClusterSpec {
     /// Number of voting members, 1 to 9. Odd numbers tolerate failures best: 3 members survive
     /// the loss of one, 5 the loss of two. Scaling adds one learner at a time and removes a
@@ -114,8 +121,11 @@ pub struct EtcdClusterSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = super::rules::REPLICAS.0, max = super::rules::REPLICAS.1))]
     pub replicas: i32,
-    /// etcd version, `major.minor.patch` (default 3.5.16). Upgrades move one minor version at a
-    /// time (3.4 to 3.5, not 3.4 to 3.6), members restart one by one; downgrades are refused.
+    /// etcd version, `major.minor.patch` (default 3.6.16; 3.5, 3.6 and 3.7 are supported).
+    /// Patch upgrades are free; a minor upgrade moves one minor version at a time (3.5 to 3.6, not
+    /// 3.5 to 3.7) and only from the patch etcd's upgrade guide names (3.5.26 or later before
+    /// 3.6, 3.6.11 or later before 3.7). Members restart one by one, followers first, each with
+    /// the flags its new version knows; downgrades are refused.
     #[serde(default = "default_version")]
     #[schemars(
         length(max = super::rules::VERSION_MAX_LEN),
@@ -123,7 +133,8 @@ pub struct EtcdClusterSpec {
     )]
     #[x_kube(
         validation = Rule::new(super::rules::VERSION_DOWNGRADE_RULE).message(Message::Expression(super::rules::VERSION_DOWNGRADE_MESSAGE.into())),
-        validation = Rule::new(super::rules::VERSION_JUMP_RULE).message(Message::Expression(super::rules::VERSION_JUMP_MESSAGE.into()))
+        validation = Rule::new(super::rules::VERSION_JUMP_RULE).message(Message::Expression(super::rules::VERSION_JUMP_MESSAGE.into())),
+        validation = Rule::new(super::versions::upgrade_floor_rule()).message(Message::Expression(super::versions::upgrade_floor_message()))
     )]
     pub version: String,
     /// Container image with the etcd binaries; when empty, `gcr.io/etcd-development/etcd:v<version>`.
@@ -137,8 +148,10 @@ pub struct EtcdClusterSpec {
     /// Where members keep their data. The fields are fixed at creation.
     #[serde(default)]
     pub storage: StorageSpec,
-    /// CPU and memory requests and limits of the etcd container.
+    /// CPU and memory requests and limits of the etcd container; each a Kubernetes quantity
+    /// (`500m`, `2Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::resources")]
     pub resources: Option<ResourceRequirements>,
     /// Settings applied to every member Pod: labels, annotations and scheduling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -320,6 +333,7 @@ pub struct StorageSpec {
     /// Size of each member's volume (default 8Gi). Keep it above `etcd.quotaBackendBytes`.
     /// Fixed at creation.
     #[serde(default = "default_storage_size")]
+    #[x_kube(validation = Rule::new(super::rules::QUANTITY_RULE).message(Message::Expression(super::rules::STORAGE_SIZE_QUANTITY_MESSAGE.into())))]
     pub size: Quantity,
     /// StorageClass of the members' volumes; the cluster's default class when unset. Fixed at
     /// creation.

@@ -3,7 +3,11 @@
 //! The doc comments of these types become the CRD's schema descriptions (`kubectl explain`).
 
 mod cluster;
+/// Kubernetes quantities.
+pub mod quantity;
+mod schema;
 pub mod validation;
+pub mod versions;
 
 pub use cluster::*;
 

@@ -250,3 +250,19 @@ pub fn typed_flags_rule() -> String {
 pub const TYPED_FLAGS_MESSAGE: &str = "etcd.extraFlags cannot set a flag that has a field in spec.etcd \
 (quotaBackendBytes, snapshotCount, heartbeatIntervalMs, electionTimeoutMs, autoCompactionMode, \
 autoCompactionRetention): use the field";
+
+/// A quantity field (`x-kubernetes-int-or-string`) holds a number or a Kubernetes quantity
+/// (`8Gi`, `500m`, `1.5`), not any string.
+pub const QUANTITY_RULE: &str = "type(self) != string || isQuantity(self)";
+/// Message expression of [`QUANTITY_RULE`] on `spec.storage.size`.
+pub const STORAGE_SIZE_QUANTITY_MESSAGE: &str = "'storage.size must be a Kubernetes quantity \
+such as 8Gi or 500Mi, not ' + string(self)";
+
+/// Message expression of [`QUANTITY_RULE`] on an entry of `spec.resources.limits` or
+/// `requests` (the apiserver puts the entry's path in front).
+pub const RESOURCE_QUANTITY_MESSAGE: &str =
+    "'must be a Kubernetes quantity such as 500m, 2Gi or 1.5, not ' + string(self)";
+/// The most entries in `spec.resources.limits` or `requests`.
+pub const MAX_RESOURCES: usize = 32;
+/// The longest quantity in `spec.resources`.
+pub const QUANTITY_MAX_LEN: usize = 64;

@@ -10,13 +10,14 @@
 
 use std::fmt;
 
+use super::quantity::is_quantity;
 use super::rules::{
     self, DEFAULT_ELECTION_MS, DEFAULT_HEARTBEAT_MS, DEFRAG_MAX_FRAGMENTATION_PERCENT,
     DEFRAG_MIN_DB_SIZE_BYTES, ELECTION_TIMEOUT_MS, EXTRA_FLAG_MAX_LEN, HEARTBEAT_INTERVAL_MS,
     IMAGE_MAX_LEN, MAX_EXTRA_FLAGS, OWNED_FLAGS, QUOTA_BACKEND_BYTES, REPLICAS, RESERVED_LABELS,
     RETENTION_MAX_LEN, SNAPSHOT_COUNT, TYPED_FLAGS, VERSION_MAX_LEN,
 };
-use super::{EtcdCluster, EtcdClusterSpec};
+use super::{EtcdCluster, EtcdClusterSpec, versions};
 
 /// The largest replica count a cluster may ask for.
 pub const MAX_REPLICAS: i32 = REPLICAS.1;
@@ -197,11 +198,19 @@ pub fn validate_spec(spec: &EtcdClusterSpec) -> Vec<FieldError> {
             "spec.version",
             format!(
                 "{:?} is not an etcd version; expected major.minor.patch of plain numbers, e.g. \
-                 3.5.16",
-                spec.version
+                 {}",
+                spec.version,
+                super::DEFAULT_VERSION
             ),
         ));
     }
+    for problem in versions::check_extra_flags(&spec.version, &spec.etcd.extra_flags) {
+        out.push(err(
+            &format!("spec.etcd.extraFlags[{}]", problem.index),
+            problem.message,
+        ));
+    }
+    validate_quantities(spec, &mut out);
     check_len(
         &mut out,
         "spec.image",
@@ -286,6 +295,53 @@ fn validate_backup(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
             1,
             rules::PATH_MAX_LEN,
         );
+    }
+}
+
+fn quantity_error(path: &str, value: &str) -> FieldError {
+    err(
+        path,
+        format!(
+            "{value:?} is not a Kubernetes quantity; use a number with an optional suffix such as \
+             8Gi, 500Mi, 500m or 1.5"
+        ),
+    )
+}
+
+/// `spec.storage.size` and the quantities of `spec.resources` ([`rules::QUANTITY_RULE`]).
+fn validate_quantities(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
+    if !is_quantity(&spec.storage.size.0) {
+        out.push(quantity_error("spec.storage.size", &spec.storage.size.0));
+    }
+    let Some(resources) = &spec.resources else {
+        return;
+    };
+    for (field, map) in [
+        ("limits", &resources.limits),
+        ("requests", &resources.requests),
+    ] {
+        if map.as_ref().is_some_and(|m| m.len() > rules::MAX_RESOURCES) {
+            out.push(err(
+                &format!("spec.resources.{field}"),
+                format!("at most {} entries are allowed", rules::MAX_RESOURCES),
+            ));
+        }
+        for (key, q) in map.iter().flatten() {
+            if q.0.chars().count() > rules::QUANTITY_MAX_LEN {
+                out.push(err(
+                    &format!("spec.resources.{field}.{key}"),
+                    format!(
+                        "must be at most {} characters long",
+                        rules::QUANTITY_MAX_LEN
+                    ),
+                ));
+            } else if !is_quantity(&q.0) {
+                out.push(quantity_error(
+                    &format!("spec.resources.{field}.{key}"),
+                    &q.0,
+                ));
+            }
+        }
     }
 }
 
@@ -576,6 +632,35 @@ mod tests {
             }),
         });
         assert_eq!(paths(&s), ["spec.bootstrap.restore.path"]);
+    }
+
+    #[test]
+    fn quantities() {
+        let mut s = spec();
+        s.storage.size = k8s_openapi::apimachinery::pkg::api::resource::Quantity("lots".into());
+        assert_eq!(paths(&s), ["spec.storage.size"]);
+        let mut s = spec();
+        s.resources = serde_json::from_value(
+            serde_json::json!({"limits": {"memory": "lots", "cpu": "1"}, "requests": {"cpu": "x"}}),
+        )
+        .expect("resources");
+        assert_eq!(
+            paths(&s),
+            [
+                "spec.resources.limits.memory",
+                "spec.resources.requests.cpu"
+            ]
+        );
+    }
+
+    #[test]
+    fn extra_flags_follow_the_version() {
+        let mut s = spec();
+        s.version = "3.7.3".into();
+        s.etcd.extra_flags = vec!["--log-level=warn".into(), "--enable-v2=true".into()];
+        assert_eq!(paths(&s), ["spec.etcd.extraFlags[1]"]);
+        s.version = "3.5.35".into();
+        assert!(paths(&s).is_empty());
     }
 
     #[test]

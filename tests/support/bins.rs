@@ -9,23 +9,44 @@ use super::{HarnessError, Result};
 /// The etcd versions the harness can start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EtcdVersion {
-    /// etcd 3.5.16 (Debian trixie): the default.
+    /// etcd 3.5.16 (Debian trixie): the harness's default.
     V3_5,
     /// etcd 3.4.23 (Debian bookworm): the older version, for upgrade tests.
     V3_4,
+    /// etcd 3.5.35, static, built from the go.etcd.io/etcd modules: above 3.6's upgrade floor.
+    V3_5_35,
+    /// etcd 3.6.16, static: the operator's default version.
+    V3_6,
+    /// etcd 3.7.3, static.
+    V3_7,
 }
 
 impl EtcdVersion {
+    /// Every version, oldest first.
+    pub const ALL: [EtcdVersion; 5] = [
+        EtcdVersion::V3_4,
+        EtcdVersion::V3_5,
+        EtcdVersion::V3_5_35,
+        EtcdVersion::V3_6,
+        EtcdVersion::V3_7,
+    ];
+
     pub fn version_string(self) -> &'static str {
         match self {
             EtcdVersion::V3_5 => "3.5.16",
             EtcdVersion::V3_4 => "3.4.23",
+            EtcdVersion::V3_5_35 => "3.5.35",
+            EtcdVersion::V3_6 => "3.6.16",
+            EtcdVersion::V3_7 => "3.7.3",
         }
     }
     fn env_var(self) -> &'static str {
         match self {
             EtcdVersion::V3_5 => "ETCD_BIN_DIR",
             EtcdVersion::V3_4 => "ETCD_OLD_BIN_DIR",
+            EtcdVersion::V3_5_35 => "ETCD_3_5_BIN_DIR",
+            EtcdVersion::V3_6 => "ETCD_3_6_BIN_DIR",
+            EtcdVersion::V3_7 => "ETCD_3_7_BIN_DIR",
         }
     }
 }
@@ -51,7 +72,7 @@ fn existing(path: PathBuf, var: &str) -> Result<PathBuf> {
     }
 }
 
-/// The folder holding `etcd`, `etcdctl` (and `etcdutl` for 3.5) of a version.
+/// The folder holding `etcd`, `etcdctl` (and `etcdutl` for 3.5 and later) of a version.
 pub fn etcd_dir(v: EtcdVersion) -> PathBuf {
     match std::env::var_os(v.env_var()) {
         Some(p) => PathBuf::from(p),

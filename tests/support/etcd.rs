@@ -131,7 +131,7 @@ impl EtcdClusterBuilder {
                 "--initial-cluster-state=new".to_string(),
                 format!("--initial-cluster-token={token}"),
             ];
-            if self.version == EtcdVersion::V3_5 {
+            if self.version != EtcdVersion::V3_4 {
                 args.push("--unsafe-no-fsync=true".to_string());
             } else {
                 args.push("--logger=zap".to_string());
@@ -274,7 +274,7 @@ impl EtcdCluster {
             format!("--initial-cluster={initial_cluster}"),
             "--initial-cluster-state=existing".to_string(),
         ];
-        if self.version == EtcdVersion::V3_5 {
+        if self.version != EtcdVersion::V3_4 {
             args.push("--unsafe-no-fsync=true".to_string());
         } else {
             args.push("--logger=zap".to_string());

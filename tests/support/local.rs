@@ -13,10 +13,10 @@ use super::process::Proc;
 use super::{HarnessError, Result, temp_dir};
 
 /// A manifest for cluster `name` with `replicas` members of `version`, with settings that keep
-/// tests quick on a loaded machine (no fsync on 3.5) and steady (an election timeout long enough
+/// tests quick on a loaded machine (no fsync from 3.5 on) and steady (an election timeout long enough
 /// that a busy machine causes no spurious elections).
 pub fn manifest(name: &str, replicas: u32, version: &str) -> String {
-    let extra = if version.starts_with("3.5") {
+    let extra = if !version.starts_with("3.4") {
         "    extraFlags: [\"--unsafe-no-fsync=true\"]\n"
     } else {
         ""
@@ -42,7 +42,7 @@ impl LocalOperator {
     pub fn start(cluster: &str, manifest: &str) -> Result<Self> {
         let dir = temp_dir("local")?;
         let bin = dir.path().join("bin");
-        for v in [EtcdVersion::V3_5, EtcdVersion::V3_4] {
+        for v in EtcdVersion::ALL {
             let target = bins::etcd_dir(v);
             let link = bin.join(format!("etcd-{}", v.version_string()));
             std::fs::create_dir_all(&link)
@@ -418,4 +418,81 @@ pub fn assert_in_order(log: &str, needles: &[&str]) {
             }
         }
     }
+}
+
+/// Writes `<prefix><i:06>` = `v<i>` every few milliseconds until `stop` is set; returns the
+/// acknowledged indexes and the count of failed or timed-out writes.
+pub fn spawn_writer(
+    client: Client,
+    prefix: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<u32>, u32)> {
+    use etcd_operator::etcd::kv::PutOptions;
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut failed = 0u32;
+        let mut i = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let put = client.put(
+                format!("{prefix}{i:06}"),
+                format!("v{i}"),
+                PutOptions::new(),
+            );
+            match tokio::time::timeout(Duration::from_secs(5), put).await {
+                Ok(Ok(_)) => acked.push(i),
+                _ => failed += 1,
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (acked, failed)
+    })
+}
+
+/// Every acknowledged write of [`spawn_writer`] is readable.
+pub async fn assert_acked_present(client: &Client, prefix: &str, acked: &[u32], failed: u32) {
+    use etcd_operator::etcd::kv::GetOptions;
+    let resp = client
+        .get(prefix, GetOptions::new().with_prefix())
+        .await
+        .expect("read back");
+    let present: std::collections::HashSet<String> = resp
+        .kvs
+        .iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+        .collect();
+    for i in acked {
+        assert!(
+            present.contains(&format!("{prefix}{i:06}")),
+            "acknowledged write {prefix}{i:06} lost ({} acked, {failed} failed)",
+            acked.len()
+        );
+    }
+}
+
+/// A rolling restart in `log` (the operator's log since the edit): `n` restarts of cluster
+/// `name`'s members, none of a member while it led (each action's line names the leader the
+/// operator observed), the last one with a leader known.
+pub fn assert_rolled_leader_last(log: &str, name: &str, n: usize) {
+    let restarts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": restart member "))
+        .collect();
+    assert_eq!(restarts.len(), n, "{log}");
+    for line in &restarts {
+        let ordinal = line
+            .split(": restart member ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .expect("ordinal");
+        assert!(
+            !line.contains(&format!("leader {name}-{ordinal})")),
+            "a member was restarted while it led: {line}"
+        );
+    }
+    let last = restarts.last().expect("a restart");
+    assert!(
+        last.contains(&format!("leader {name}-")) && !last.contains("leader none"),
+        "{log}"
+    );
 }

@@ -60,7 +60,8 @@
 //! 2. At most one learner and one membership change at a time.
 //! 3. The leader is never removed or restarted while another healthy voter exists: leadership is
 //!    moved first.
-//! 4. Versions move at most one minor step at a time and never down.
+//! 4. Versions move at most one minor step at a time, never down, and a minor step only from
+//!    the patch floor etcd's upgrade guide names ([`crate::api::versions::UPGRADE_FLOORS`]).
 //! 5. Paused, or etcd unreachable: no membership step; while unreachable only a seed over nothing
 //!    (or over a seed that never wrote data) and [`Step::StartStopped`] of a member with data.
 
@@ -75,7 +76,6 @@ mod unreachable;
 mod version;
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use reachable::ReachableCluster;

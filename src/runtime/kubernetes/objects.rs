@@ -388,7 +388,10 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
         image: Some(info.image(version)),
         image_pull_policy: Some("IfNotPresent".to_owned()),
         command: Some(vec!["/usr/local/bin/etcd".to_owned()]),
-        args: Some(etcd_args(info, ordinal, initial)),
+        args: Some(crate::api::versions::render_flags(
+            &etcd_args(info, ordinal, initial),
+            version,
+        )),
         env: Some(vec![EnvVar {
             name: "ETCDCTL_API".to_owned(),
             value: Some("3".to_owned()),

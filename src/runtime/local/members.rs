@@ -320,6 +320,8 @@ impl LocalMembers {
             "--logger=zap".to_owned(),
         ];
         args.extend(rec.flags.iter().cloned());
+        // Written for the version this member runs (3.5's experimental names, 3.6's promoted ones).
+        let args = crate::api::versions::render_flags(&args, version);
         let member_dir = self.dir.member_dir(ordinal);
         Ok(Launch {
             program,

@@ -7,7 +7,7 @@
 //! member, except [`Client::move_leader`], which must reach the current leader and finds it first.
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
 //! for ep in client.endpoints() {
 //!     let st = client.status(&ep).await?;
 //!     println!("{ep}: member {:x}, leader {:x}, db {} bytes", st.member_id, st.leader, st.db_size);
@@ -23,7 +23,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::client::{Client, Retry, Route};
+use super::client::{Client, Route};
 use super::error::{Error, Result, ServerError};
 use super::proto::etcdserverpb as pb;
 
@@ -275,18 +275,7 @@ impl Client {
     /// The status of the member at `endpoint` (a client URL, e.g. `http://10.0.0.1:2379`).
     /// Served by learners too. Repeatable.
     pub async fn status(&self, endpoint: &str) -> Result<Status> {
-        let resp = self
-            .unary(
-                "Maintenance/Status",
-                Retry::Repeatable,
-                Route::Member(endpoint.to_string()),
-                |ch, meta| async move {
-                    self.maintenance_client(ch)
-                        .status(meta.request(pb::StatusRequest {}))
-                        .await
-                },
-            )
-            .await?;
+        let resp = self.call_member(endpoint, pb::StatusRequest {}).await?;
         Ok(Status::from(resp))
     }
 
@@ -307,17 +296,7 @@ impl Client {
     /// a time and the leader last; the member serves no reads or writes while it runs (seconds
     /// for a large database). Not retried once sent.
     pub async fn defragment(&self, endpoint: &str) -> Result<()> {
-        self.unary(
-            "Maintenance/Defragment",
-            Retry::NonRepeatable,
-            Route::Member(endpoint.to_string()),
-            |ch, meta| async move {
-                self.maintenance_client(ch)
-                    .defragment(meta.request(pb::DefragmentRequest {}))
-                    .await
-            },
-        )
-        .await?;
+        self.call_member(endpoint, pb::DefragmentRequest {}).await?;
         Ok(())
     }
 
@@ -325,16 +304,7 @@ impl Client {
     /// to `revision` (0: the current revision). Members agree at the same revision. Repeatable.
     pub async fn hash_kv(&self, endpoint: &str, revision: i64) -> Result<HashKv> {
         let r = self
-            .unary(
-                "Maintenance/HashKV",
-                Retry::Repeatable,
-                Route::Member(endpoint.to_string()),
-                |ch, meta| async move {
-                    self.maintenance_client(ch)
-                        .hash_kv(meta.request(pb::HashKvRequest { revision }))
-                        .await
-                },
-            )
+            .call_member(endpoint, pb::HashKvRequest { revision })
             .await?;
         let h = r.header.unwrap_or_default();
         Ok(HashKv {
@@ -347,22 +317,12 @@ impl Client {
     }
 
     async fn alarm(&self, action: i32, member_id: u64, alarm: AlarmType) -> Result<Vec<Alarm>> {
-        let resp = self
-            .unary(
-                "Maintenance/Alarm",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.maintenance_client(ch)
-                        .alarm(meta.request(pb::AlarmRequest {
-                            action,
-                            member_id,
-                            alarm: alarm.to_wire(),
-                        }))
-                        .await
-                },
-            )
-            .await?;
+        let req = pb::AlarmRequest {
+            action,
+            member_id,
+            alarm: alarm.to_wire(),
+        };
+        let resp = self.call(req).await?;
         Ok(resp.alarms.into_iter().map(Alarm::from).collect())
     }
 
@@ -469,16 +429,7 @@ impl Client {
                 return Ok(());
             }
             let r = self
-                .unary(
-                    "Maintenance/MoveLeader",
-                    Retry::Repeatable,
-                    Route::Member(url),
-                    |ch, meta| async move {
-                        self.maintenance_client(ch)
-                            .move_leader(meta.request(pb::MoveLeaderRequest { target_id }))
-                            .await
-                    },
-                )
+                .call_member(&url, pb::MoveLeaderRequest { target_id })
                 .await;
             match r {
                 Err(e) if e.server_error() == Some(ServerError::NotLeader) && tries < 2 => {
@@ -497,53 +448,12 @@ impl Client {
     /// `DowngradeInProcess`, cancel without a downgrade → `NoInflightDowngrade`. Not retried
     /// once sent.
     pub async fn downgrade(&self, action: DowngradeAction, version: &str) -> Result<String> {
-        let resp = self
-            .unary(
-                "Maintenance/Downgrade",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = pb::DowngradeRequest {
-                        action: action.to_wire(),
-                        version: version.to_string(),
-                    };
-                    async move {
-                        self.maintenance_client(ch)
-                            .downgrade(meta.request(req))
-                            .await
-                    }
-                },
-            )
-            .await?;
+        let req = pb::DowngradeRequest {
+            action: action.to_wire(),
+            version: version.to_string(),
+        };
+        let resp = self.call(req).await?;
         Ok(resp.version)
-    }
-
-    /// Opens the snapshot stream on one member and reads its first message, through the unary
-    /// call path: retried on another member (and with a refreshed token) while no message has
-    /// arrived, as etcd's client does for this one stream.
-    async fn open_snapshot(
-        &self,
-        route: Route,
-    ) -> Result<(tonic::Streaming<pb::SnapshotResponse>, pb::SnapshotResponse)> {
-        self.unary(
-            "Maintenance/Snapshot",
-            Retry::Repeatable,
-            route,
-            |ch, meta| async move {
-                let mut stream = self
-                    .maintenance_client(ch)
-                    .snapshot(meta.request(pb::SnapshotRequest {}))
-                    .await?
-                    .into_inner();
-                match stream.message().await? {
-                    Some(first) => Ok(tonic::Response::new((stream, first))),
-                    None => Err(tonic::Status::data_loss(
-                        "the snapshot stream ended before any data",
-                    )),
-                }
-            },
-        )
-        .await
     }
 
     /// Streams a snapshot of the backend database from one member into `writer`, exactly as
@@ -575,7 +485,8 @@ impl Client {
     where
         W: AsyncWrite + Unpin,
     {
-        let (mut stream, first) = self.open_snapshot(route).await?;
+        // Opening is retried (see the RPC table) until the first message arrives.
+        let (mut stream, first) = self.call_on(route, pb::SnapshotRequest {}).await?;
         let header = first.header;
         let version = Some(first.version.clone()).filter(|v| !v.is_empty());
         let mut hasher = TrailerHasher::default();

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::error::{ConcurrencyError, Result};
-use crate::etcd::Client;
-use crate::etcd::kv::{Compare, CompareOp, DeleteOptions, GetOptions, Op, PutOptions, Txn};
+use crate::Client;
+use crate::kv::{Compare, CompareOp, DeleteOptions, GetOptions, Op, PutOptions, Txn};
 
 /// Isolation level of an STM transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,8 +84,8 @@ struct Read {
 /// form's futures are `Send`, so it works inside `tokio::spawn`):
 ///
 /// ```no_run
-/// # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::concurrency::Result<()> {
-/// use etcd_operator::etcd::concurrency::{Stm, StmOptions};
+/// # async fn demo(client: etcd_v3::Client) -> etcd_v3::concurrency::Result<()> {
+/// use etcd_v3::concurrency::{Stm, StmOptions};
 /// let mut tx = Stm::new(&client, StmOptions::new());
 /// let revision = loop {
 ///     let n: i64 = match tx.get("/counter").await? {
@@ -288,8 +288,8 @@ pub struct Committed<T> {
 /// `tokio::spawn`, drive [`Stm`] yourself as its docs show.
 ///
 /// ```no_run
-/// # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::concurrency::Result<()> {
-/// use etcd_operator::etcd::concurrency::{stm, ConcurrencyError, Stm, StmOptions};
+/// # async fn demo(client: etcd_v3::Client) -> etcd_v3::concurrency::Result<()> {
+/// use etcd_v3::concurrency::{stm, ConcurrencyError, Stm, StmOptions};
 /// stm::run(&client, StmOptions::new(), async |tx: &mut Stm| {
 ///     let parse = |v: Option<bytes::Bytes>| -> i64 {
 ///         v.and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok()).unwrap_or(0)
@@ -326,8 +326,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etcd::ConnectOptions;
-    use crate::etcd::proto::etcdserverpb::compare::{CompareResult, TargetUnion};
+    use crate::ConnectOptions;
+    use crate::proto::etcdserverpb::compare::{CompareResult, TargetUnion};
 
     async fn tx(isolation: Isolation) -> Stm {
         // Never dialled: only the guards are built.

@@ -13,7 +13,7 @@ pub type Result<T, E = ConcurrencyError> = std::result::Result<T, E>;
 pub enum ConcurrencyError {
     /// The etcd client failed.
     #[error(transparent)]
-    Client(#[from] crate::etcd::Error),
+    Client(#[from] crate::Error),
     /// The session's lease is gone (expired, revoked, not renewed in time, or the session was
     /// closed or orphaned), so nothing can be held with it any more.
     #[error("session (lease {lease:x}) expired: {reason}")]

@@ -1,7 +1,7 @@
 //! Cluster membership: list, add (as a voter or a learner), remove, update and promote members.
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
 //! let added = client.member_add(["http://10.0.0.4:2380"], true).await?;
 //! println!("new learner {}", added.member.id_hex());
 //! client.member_promote(added.member.id).await?; // once it has caught up
@@ -18,7 +18,7 @@
 //! a change that would break the active quorum, or made less than 5 s after the members connected
 //! (`--strict-reconfig-check`, on by default) → `Unhealthy`.
 
-use super::client::{Client, Retry, Route};
+use super::client::Client;
 use super::error::{Error, Result};
 use super::proto::etcdserverpb as pb;
 
@@ -104,18 +104,7 @@ fn check_peer_urls(urls: &[String]) -> Result<()> {
 
 impl Client {
     async fn member_list_with(&self, linearizable: bool) -> Result<Vec<Member>> {
-        let resp = self
-            .unary(
-                "Cluster/MemberList",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.cluster_client(ch)
-                        .member_list(meta.request(pb::MemberListRequest { linearizable }))
-                        .await
-                },
-            )
-            .await?;
+        let resp = self.call(pb::MemberListRequest { linearizable }).await?;
         Ok(members(resp.members))
     }
 
@@ -142,20 +131,11 @@ impl Client {
     {
         let peer_urls: Vec<String> = peer_urls.into_iter().map(Into::into).collect();
         check_peer_urls(&peer_urls)?;
-        let resp = self
-            .unary(
-                "Cluster/MemberAdd",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = pb::MemberAddRequest {
-                        peer_urls: peer_urls.clone(),
-                        is_learner: as_learner,
-                    };
-                    async move { self.cluster_client(ch).member_add(meta.request(req)).await }
-                },
-            )
-            .await?;
+        let req = pb::MemberAddRequest {
+            peer_urls,
+            is_learner: as_learner,
+        };
+        let resp = self.call(req).await?;
         let member = resp.member.map(Member::from).ok_or_else(|| Error::Rpc {
             method: "Cluster/MemberAdd",
             status: Box::new(tonic::Status::internal("the server's answer has no member")),
@@ -170,18 +150,7 @@ impl Client {
     /// rest keep an active quorum (else `ServerError::Unhealthy`); a member that is down, and any
     /// learner, can always be removed. Not retried once sent.
     pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
-        let resp = self
-            .unary(
-                "Cluster/MemberRemove",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.cluster_client(ch)
-                        .member_remove(meta.request(pb::MemberRemoveRequest { id }))
-                        .await
-                },
-            )
-            .await?;
+        let resp = self.call(pb::MemberRemoveRequest { id }).await?;
         Ok(members(resp.members))
     }
 
@@ -194,24 +163,7 @@ impl Client {
     {
         let peer_urls: Vec<String> = peer_urls.into_iter().map(Into::into).collect();
         check_peer_urls(&peer_urls)?;
-        let resp = self
-            .unary(
-                "Cluster/MemberUpdate",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = pb::MemberUpdateRequest {
-                        id,
-                        peer_urls: peer_urls.clone(),
-                    };
-                    async move {
-                        self.cluster_client(ch)
-                            .member_update(meta.request(req))
-                            .await
-                    }
-                },
-            )
-            .await?;
+        let resp = self.call(pb::MemberUpdateRequest { id, peer_urls }).await?;
         Ok(members(resp.members))
     }
 
@@ -220,18 +172,7 @@ impl Client {
     /// `ServerError::LearnerNotReady`); a follower forwards the call to the leader. Not retried
     /// once sent.
     pub async fn member_promote(&self, id: u64) -> Result<Vec<Member>> {
-        let resp = self
-            .unary(
-                "Cluster/MemberPromote",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.cluster_client(ch)
-                        .member_promote(meta.request(pb::MemberPromoteRequest { id }))
-                        .await
-                },
-            )
-            .await?;
+        let resp = self.call(pb::MemberPromoteRequest { id }).await?;
         Ok(members(resp.members))
     }
 }

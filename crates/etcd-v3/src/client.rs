@@ -1,11 +1,14 @@
 //! The [`Client`]: endpoints, authentication, and the unary call path with retries.
 //!
-//! Every unary call goes through [`Client::unary`]: it picks a member (round-robin over healthy
-//! members, or a named member for member-local calls), attaches the metadata (auth token,
-//! `hasleader`, `client-api-version`), and on failure decides, by the call's [`Retry`] class,
-//! whether to retry on another member, to refresh the auth token, or to report the error —
-//! as [`Error::OutcomeUnknown`] when a write may have been applied.
+//! Every unary call goes through [`Client::call`] (or `call_member`) with a request declared in
+//! the RPC table (`rpc.rs`), and then [`Client::unary`]: it picks a member (round-robin over
+//! healthy members, or a named member for member-local calls), attaches the metadata (auth
+//! token, `hasleader`, `client-api-version`), and on failure decides, by the call's [`Retry`]
+//! class, whether to retry on another member, to refresh the auth token, or to report the
+//! error — as [`Error::OutcomeUnknown`] when a write may have been applied.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +20,8 @@ use super::error::{Error, Result, ServerError};
 use super::options::ConnectOptions;
 use super::pool::{Member, Pool};
 use super::proto::etcdserverpb as pb;
+use super::rpc::{Retry, Rpc};
 use super::version::{MinorVersion, check_server_version};
-
-/// Whether a call may be sent again after a failure (etcd's client makes the same split).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Retry {
-    /// Reads and other calls that change nothing, or change nothing twice: retried on
-    /// `Unavailable` on any member.
-    Repeatable,
-    /// Writes: retried only when they provably never left the client.
-    NonRepeatable,
-}
 
 /// Where a call goes.
 #[derive(Debug, Clone)]
@@ -80,7 +74,7 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     token: std::sync::RwLock<TokenState>,
     refresh: tokio::sync::Mutex<()>,
-    pub(crate) shared: super::shared::Shared,
+    shared: SharedState,
     auto_sync: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -123,7 +117,7 @@ impl Client {
                 pool,
                 token: std::sync::RwLock::new(TokenState::default()),
                 refresh: tokio::sync::Mutex::new(()),
-                shared: super::shared::Shared::default(),
+                shared: SharedState::default(),
                 auto_sync: std::sync::Mutex::new(None),
             }),
         };
@@ -226,16 +220,7 @@ impl Client {
     /// MemberList), as etcd's `Sync` does.
     pub async fn sync_endpoints(&self) -> Result<Vec<String>> {
         let resp = self
-            .unary(
-                "Cluster/MemberList",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.cluster_client(ch)
-                        .member_list(meta.request(pb::MemberListRequest { linearizable: true }))
-                        .await
-                },
-            )
+            .call(pb::MemberListRequest { linearizable: true })
             .await?;
         let urls: Vec<String> = resp
             .members
@@ -256,10 +241,10 @@ impl Client {
         Ok(self.inner.pool.known(url)?.is_healthy())
     }
 
-    /// The member with client URL `url`, created on first use (for member-local calls).
-    #[allow(dead_code)]
-    pub(crate) fn member(&self, url: &str) -> Result<Arc<Member>> {
-        self.inner.pool.member(url)
+    /// The per-client state of type `T` that every clone of this client shares, made on first
+    /// use (the lease keepalive loop, the watch streams: each service owns its type).
+    pub(crate) fn shared<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        self.inner.shared.get()
     }
 
     /// The next member for a stream, and the metadata to open it with.
@@ -292,17 +277,10 @@ impl Client {
         {
             return Ok(());
         }
-        let req = pb::AuthenticateRequest {
-            name: user,
-            password,
-        };
         let result = self
-            .unary_once_each("Auth/Authenticate", |ch| {
-                let req = req.clone();
-                async move {
-                    let r = tonic::Request::new(req);
-                    self.auth_client(ch).authenticate(r).await
-                }
+            .unary_once_each(pb::AuthenticateRequest {
+                name: user,
+                password,
             })
             .await;
         let token = match result {
@@ -322,17 +300,19 @@ impl Client {
         Ok(())
     }
 
-    /// Runs `f` once per member until one answers; used by Authenticate, which must not be
-    /// retried blindly but may try each member once when it never got sent.
-    async fn unary_once_each<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T>
-    where
-        F: Fn(Channel) -> Fut,
-        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
-    {
+    /// Sends `req` (without metadata) once per member until one answers; used by Authenticate,
+    /// which must not be retried blindly but may try each member once when it never got sent.
+    async fn unary_once_each<R: Rpc>(&self, req: R) -> Result<R::Response> {
+        let method = R::METHOD;
         let mut last = None;
         for _ in 0..self.inner.pool.len().max(1) {
             let m = self.inner.pool.pick();
-            match f(m.channel.clone()).await {
+            let sent = R::send(
+                &self.inner.opts,
+                m.channel.clone(),
+                tonic::Request::new(req.clone()),
+            );
+            match sent.await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(st) => {
                     let sent = !never_sent(&st);
@@ -352,9 +332,62 @@ impl Client {
         Err(last.unwrap_or(Error::NoEndpoints))
     }
 
+    /// Sends `req` to any healthy member, retried as the RPC table declares.
+    pub(crate) async fn call<R: Rpc>(&self, req: R) -> Result<R::Response> {
+        const {
+            assert!(
+                R::ROUTING.balanced(),
+                "a member-local RPC needs call_member"
+            )
+        };
+        self.call_routed(Route::Any, R::RETRY, req).await
+    }
+
+    /// Sends `req` to the member with client URL `endpoint`, retried as the RPC table declares
+    /// (on that member only).
+    pub(crate) async fn call_member<R: Rpc>(&self, endpoint: &str, req: R) -> Result<R::Response> {
+        const { assert!(R::ROUTING.member(), "this RPC goes to any member: use call") };
+        self.call_routed(Route::Member(endpoint.to_string()), R::RETRY, req)
+            .await
+    }
+
+    /// [`Client::call`] with another retry class than the table's: a read-only txn is retried
+    /// like a read when its caller asks for it (as etcd's client does for read-only txns).
+    pub(crate) async fn call_as<R: Rpc>(&self, retry: Retry, req: R) -> Result<R::Response> {
+        const {
+            assert!(
+                R::ROUTING.balanced(),
+                "a member-local RPC needs call_member"
+            )
+        };
+        self.call_routed(Route::Any, retry, req).await
+    }
+
+    /// Sends `req` on `route`, chosen at run time, for an RPC that may go either way.
+    pub(crate) async fn call_on<R: Rpc>(&self, route: Route, req: R) -> Result<R::Response> {
+        const {
+            assert!(
+                R::ROUTING.balanced() && R::ROUTING.member(),
+                "this RPC has one routing: use call or call_member"
+            )
+        };
+        self.call_routed(route, R::RETRY, req).await
+    }
+
+    /// Sends `req` on `route`: refused before sending when over the send limit, then the unary
+    /// call path.
+    async fn call_routed<R: Rpc>(&self, route: Route, retry: Retry, req: R) -> Result<R::Response> {
+        self.check_send_size(R::METHOD, &req)?;
+        let opts = &self.inner.opts;
+        self.unary(R::METHOD, retry, route, |ch, meta| {
+            R::send(opts, ch, meta.request(req.clone()))
+        })
+        .await
+    }
+
     /// The unary call path: route, metadata, retries, token refresh, error mapping, and the
     /// request timeout over all of it.
-    pub(crate) async fn unary<T, F, Fut>(
+    async fn unary<T, F, Fut>(
         &self,
         method: &'static str,
         retry: Retry,
@@ -473,11 +506,7 @@ impl Client {
     /// Refuses a request over the send limit before anything is sent, with `ResourceExhausted`
     /// as gRPC does. (tonic would fail it mid-send, with an `Internal` stream reset after the
     /// headers went out, which reads as an outcome-unknown write.)
-    pub(crate) fn check_send_size(
-        &self,
-        method: &'static str,
-        msg: &impl prost::Message,
-    ) -> Result<()> {
+    fn check_send_size(&self, method: &'static str, msg: &impl prost::Message) -> Result<()> {
         let len = msg.encoded_len();
         let limit = self.inner.opts.max_send_bytes;
         if len > limit {
@@ -490,45 +519,24 @@ impl Client {
         }
         Ok(())
     }
+}
 
-    pub(crate) fn kv_client(&self, ch: Channel) -> pb::kv_client::KvClient<Channel> {
-        let o = &self.inner.opts;
-        pb::kv_client::KvClient::new(ch)
-            .max_decoding_message_size(o.max_recv_bytes)
-            .max_encoding_message_size(o.max_send_bytes)
-    }
-    pub(crate) fn watch_client(&self, ch: Channel) -> pb::watch_client::WatchClient<Channel> {
-        let o = &self.inner.opts;
-        pb::watch_client::WatchClient::new(ch)
-            .max_decoding_message_size(o.max_recv_bytes)
-            .max_encoding_message_size(o.max_send_bytes)
-    }
-    pub(crate) fn lease_client(&self, ch: Channel) -> pb::lease_client::LeaseClient<Channel> {
-        let o = &self.inner.opts;
-        pb::lease_client::LeaseClient::new(ch)
-            .max_decoding_message_size(o.max_recv_bytes)
-            .max_encoding_message_size(o.max_send_bytes)
-    }
-    pub(crate) fn cluster_client(&self, ch: Channel) -> pb::cluster_client::ClusterClient<Channel> {
-        let o = &self.inner.opts;
-        pb::cluster_client::ClusterClient::new(ch)
-            .max_decoding_message_size(o.max_recv_bytes)
-            .max_encoding_message_size(o.max_send_bytes)
-    }
-    pub(crate) fn maintenance_client(
-        &self,
-        ch: Channel,
-    ) -> pb::maintenance_client::MaintenanceClient<Channel> {
-        let o = &self.inner.opts;
-        pb::maintenance_client::MaintenanceClient::new(ch)
-            .max_decoding_message_size(o.max_recv_bytes)
-            .max_encoding_message_size(o.max_send_bytes)
-    }
-    pub(crate) fn auth_client(&self, ch: Channel) -> pb::auth_client::AuthClient<Channel> {
-        let o = &self.inner.opts;
-        pb::auth_client::AuthClient::new(ch)
-            .max_decoding_message_size(o.max_recv_bytes)
-            .max_encoding_message_size(o.max_send_bytes)
+/// State attached to a client by the services, one value per type (see [`Client::shared`]).
+/// The client does not name the types, so the services depend on the client and not the
+/// reverse.
+#[derive(Debug, Default)]
+struct SharedState(std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl SharedState {
+    fn get<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let id = TypeId::of::<T>();
+        if let Some(found) = map.get(&id).and_then(|v| v.clone().downcast::<T>().ok()) {
+            return found;
+        }
+        let made = Arc::new(T::default());
+        map.insert(id, made.clone());
+        made
     }
 }
 

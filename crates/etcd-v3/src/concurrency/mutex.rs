@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::error::{ConcurrencyError, Result};
 use super::queue::{self, Held, LostReason};
 use super::session::Session;
-use crate::etcd::kv::{Compare, CompareOp, Op, PutOptions, Txn};
+use crate::kv::{Compare, CompareOp, Op, PutOptions, Txn};
 
 /// A distributed lock on a prefix, bound to a [`Session`]. While held, the holder's key
 /// (`<prefix>/<lease hex>-<random>`) exists; it is deleted by [`Mutex::unlock`], by revoking
@@ -27,10 +27,10 @@ use crate::etcd::kv::{Compare, CompareOp, Op, PutOptions, Txn};
 /// the session.
 ///
 /// ```no_run
-/// # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::concurrency::Result<()> {
+/// # async fn demo(client: etcd_v3::Client) -> etcd_v3::concurrency::Result<()> {
 /// use std::time::Duration;
-/// use etcd_operator::etcd::concurrency::{Mutex, Session};
-/// use etcd_operator::etcd::kv::{Op, PutOptions, Txn};
+/// use etcd_v3::concurrency::{Mutex, Session};
+/// use etcd_v3::kv::{Op, PutOptions, Txn};
 /// let session = Session::new(&client).await?;
 /// let mut lock = Mutex::new(&session, "/locks/backup");
 /// lock.lock_timeout(Duration::from_secs(30)).await?;
@@ -120,7 +120,7 @@ impl Mutex {
             .and_then([Op::put(&key, Bytes::new(), put)])
             .or_else([queue::first_op(&self.prefix)]);
         let r = self.session.client().txn(txn).await.map_err(|e| {
-            if e.server_error() == Some(crate::etcd::ServerError::LeaseNotFound) {
+            if e.server_error() == Some(crate::ServerError::LeaseNotFound) {
                 self.session.expired("the session's lease was not found")
             } else {
                 e.into()

@@ -22,7 +22,7 @@
 //! last is dropped the lease is no longer renewed (and not revoked: it expires after its TTL).
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
 //! let lease = client.lease_grant(10, None).await?;
 //! let keeper = client.lease_keep_alive(lease.id).await?;
 //! tokio::select! {
@@ -43,13 +43,14 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::client::{Client, Meta, Retry, Route, is_transport_failure};
+use super::client::{Client, Meta, is_transport_failure};
 use super::error::{Error, Result, ServerError};
 use super::kv::Header;
 use super::pool::Member;
 use super::proto::etcdserverpb as pb;
+use super::rpc::{Rpc, stub};
 
-const KEEPALIVE_METHOD: &str = "Lease/LeaseKeepAlive";
+const KEEPALIVE_METHOD: &str = <pb::LeaseKeepAliveRequest as Rpc>::METHOD;
 /// Pause before reopening a keepalive stream that failed.
 const REOPEN_BACKOFF: Duration = Duration::from_millis(500);
 /// Bounds of the time a renewal may stay unanswered before the stream is abandoned.
@@ -112,14 +113,7 @@ impl Client {
             ttl: ttl_secs,
             id: id.unwrap_or(0),
         };
-        let resp = self
-            .unary(
-                "Lease/LeaseGrant",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move { self.lease_client(ch).lease_grant(meta.request(req)).await },
-            )
-            .await?;
+        let resp = self.call(req).await?;
         if !resp.error.is_empty() {
             let st = tonic::Status::unknown(resp.error);
             return Err(Error::from_status("Lease/LeaseGrant", st));
@@ -135,18 +129,7 @@ impl Client {
     /// revision. An unknown lease is [`ServerError::LeaseNotFound`]. Keepers of the lease on this
     /// client are told it is lost.
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevoke> {
-        let result = self
-            .unary(
-                "Lease/LeaseRevoke",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.lease_client(ch)
-                        .lease_revoke(meta.request(pb::LeaseRevokeRequest { id }))
-                        .await
-                },
-            )
-            .await;
+        let result = self.call(pb::LeaseRevokeRequest { id }).await;
         let gone = match &result {
             Ok(_) => Some("revoked by this client"),
             Err(e) if e.server_error() == Some(ServerError::LeaseNotFound) => {
@@ -155,7 +138,7 @@ impl Client {
             Err(_) => None,
         };
         if let Some(reason) = gone {
-            self.inner.shared.lease.mark_lost(id, reason);
+            self.shared::<LeaseShared>().mark_lost(id, reason);
         }
         Ok(LeaseRevoke {
             header: result?.header.into(),
@@ -165,22 +148,11 @@ impl Client {
     /// The remaining and granted TTL of a lease, and with `with_keys` its attached keys. An unknown
     /// lease is not an error: it has `ttl == -1`.
     pub async fn lease_time_to_live(&self, id: i64, with_keys: bool) -> Result<LeaseTimeToLive> {
-        let resp = self
-            .unary(
-                "Lease/LeaseTimeToLive",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    let req = pb::LeaseTimeToLiveRequest {
-                        id,
-                        keys: with_keys,
-                    };
-                    self.lease_client(ch)
-                        .lease_time_to_live(meta.request(req))
-                        .await
-                },
-            )
-            .await?;
+        let req = pb::LeaseTimeToLiveRequest {
+            id,
+            keys: with_keys,
+        };
+        let resp = self.call(req).await?;
         Ok(LeaseTimeToLive {
             header: resp.header.into(),
             id: resp.id,
@@ -192,18 +164,7 @@ impl Client {
 
     /// The IDs of every lease in the cluster.
     pub async fn lease_leases(&self) -> Result<Vec<i64>> {
-        let resp = self
-            .unary(
-                "Lease/LeaseLeases",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.lease_client(ch)
-                        .lease_leases(meta.request(pb::LeaseLeasesRequest {}))
-                        .await
-                },
-            )
-            .await?;
+        let resp = self.call(pb::LeaseLeasesRequest {}).await?;
         Ok(resp.leases.into_iter().map(|l| l.id).collect())
     }
 
@@ -211,27 +172,7 @@ impl Client {
     /// that does not exist (the server answers TTL 0) is [`ServerError::LeaseNotFound`]. Retried on
     /// `Unavailable` within the request timeout.
     pub async fn lease_keep_alive_once(&self, id: i64) -> Result<i64> {
-        let resp = self
-            .unary(
-                KEEPALIVE_METHOD,
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    let req = tokio_stream::once(pb::LeaseKeepAliveRequest { id });
-                    let mut stream = self
-                        .lease_client(ch)
-                        .lease_keep_alive(meta.request(req))
-                        .await?
-                        .into_inner();
-                    match stream.message().await? {
-                        Some(m) => Ok(tonic::Response::new(m)),
-                        None => Err(tonic::Status::unavailable(
-                            "keepalive stream ended without an answer",
-                        )),
-                    }
-                },
-            )
-            .await?;
+        let resp = self.call(pb::LeaseKeepAliveRequest { id }).await?;
         if resp.ttl <= 0 {
             return Err(lease_not_found(KEEPALIVE_METHOD));
         }
@@ -248,7 +189,7 @@ impl Client {
                 "lease ID must be positive, got {id}"
             )));
         }
-        let shared = &self.inner.shared.lease;
+        let shared = self.shared::<LeaseShared>();
         let first_deadline = Instant::now() + self.inner.opts.dial_timeout + Duration::from_secs(1);
         let (rx, spawn) = {
             let mut st = shared.lock();
@@ -400,8 +341,8 @@ impl LeaseKeeper {
     }
 }
 
-/// Per-client lease state shared by all clones (see `shared.rs`): the kept leases and whether the
-/// keepalive task runs.
+/// Per-client lease state shared by all clones ([`Client::shared`]): the kept leases and whether
+/// the keepalive task runs.
 #[derive(Debug, Default)]
 pub(crate) struct LeaseShared {
     state: Mutex<KeepAliveState>,
@@ -503,7 +444,8 @@ impl Drop for OpenStream {
 
 /// The keepalive loop of a client: runs while any lease is kept.
 async fn keepalive_loop(client: Client) {
-    let shared = &client.inner.shared.lease;
+    let shared = client.shared::<LeaseShared>();
+    let shared = &*shared;
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
     let mut stream: Option<OpenStream> = None;
     let mut generation: u64 = 0;
@@ -653,8 +595,7 @@ async fn run_stream(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let req = meta.request(ReceiverStream::new(rx));
-    let end = match client
-        .lease_client(member.channel.clone())
+    let end = match stub::lease(&client.inner.opts, member.channel.clone())
         .lease_keep_alive(req)
         .await
     {

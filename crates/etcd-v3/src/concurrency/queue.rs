@@ -8,12 +8,12 @@ use tokio::sync::watch;
 
 use super::error::{ConcurrencyError, Result};
 use super::session::Session;
-use crate::etcd::kv::{
+use crate::kv::{
     Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Op, OpResponse, PutOptions, SortOrder,
     SortTarget, Txn,
 };
-use crate::etcd::watch::{EventType, WatchOptions, Watcher};
-use crate::etcd::{Client, Error};
+use crate::watch::{EventType, WatchOptions, Watcher};
+use crate::{Client, Error};
 
 /// Why a held lock or leadership was lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub(crate) async fn enqueue(
 
 /// Maps a put refused because the lease is gone to [`ConcurrencyError::SessionExpired`].
 fn on_lease(session: &Session, e: Error) -> ConcurrencyError {
-    if e.server_error() == Some(crate::etcd::ServerError::LeaseNotFound) {
+    if e.server_error() == Some(crate::ServerError::LeaseNotFound) {
         session.expired("the session's lease was not found")
     } else {
         e.into()
@@ -374,9 +374,7 @@ mod tests {
 
     #[test]
     fn fence_compares_the_exact_create_revision() {
-        use crate::etcd::proto::etcdserverpb::compare::{
-            CompareResult, CompareTarget, TargetUnion,
-        };
+        use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
         let c = fence(b"/l/k", 42).to_proto();
         assert_eq!(c.target, CompareTarget::Create as i32);
         assert_eq!(c.result, CompareResult::Equal as i32);

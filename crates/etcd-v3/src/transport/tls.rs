@@ -1,5 +1,5 @@
 //! TLS for member connections: one rustls client configuration per client, built from
-//! [`TlsOptions`](crate::etcd::options::TlsOptions).
+//! [`TlsOptions`](crate::options::TlsOptions).
 
 use std::sync::Arc;
 
@@ -7,8 +7,8 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::etcd::error::{Error, Result};
-use crate::etcd::options::TlsOptions;
+use crate::error::{Error, Result};
+use crate::options::TlsOptions;
 
 /// The protocol every member connection negotiates.
 const ALPN_H2: &[u8] = b"h2";

@@ -6,8 +6,8 @@
 //! auth change.
 //!
 //! ```no_run
-//! # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::Result<()> {
-//! use etcd_operator::etcd::auth::{Permission, PermissionKind};
+//! # async fn demo(client: etcd_v3::Client) -> etcd_v3::Result<()> {
+//! use etcd_v3::auth::{Permission, PermissionKind};
 //! client.user_add("root", "secret").await?;
 //! client.user_grant_role("root", "root").await?;
 //! client.role_add("reader").await?;
@@ -18,13 +18,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Retry classes follow etcd's client: `UserGet`, `UserList`, `RoleGet` and `RoleList` are
-//! retried like reads; every other auth call (including `AuthStatus` and `Authenticate`) is sent
-//! again only when it provably never left the client.
+//! Retry classes (declared in the RPC table, `rpc.rs`) follow etcd's client: `UserGet`,
+//! `UserList`, `RoleGet` and `RoleList` are retried like reads; every other auth call
+//! (including `AuthStatus` and `Authenticate`) is sent again only when it provably never left
+//! the client.
 
 use bytes::Bytes;
 
-use super::client::{Client, Retry, Route};
+use super::client::Client;
 use super::error::Result;
 use super::kv::{Header, prefix_end};
 use super::proto::{authpb, etcdserverpb as pb};
@@ -177,54 +178,19 @@ impl Client {
     /// [`RootRoleNotExist`](super::ServerError::RootRoleNotExist) otherwise). A client
     /// configured with a user authenticates on its next call.
     pub async fn auth_enable(&self) -> Result<Header> {
-        let resp = self
-            .unary(
-                "Auth/AuthEnable",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.auth_client(ch)
-                        .auth_enable(meta.request(pb::AuthEnableRequest {}))
-                        .await
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(pb::AuthEnableRequest {}).await?.header.into())
     }
 
     /// Turns authentication off (root only).
     pub async fn auth_disable(&self) -> Result<Header> {
-        let resp = self
-            .unary(
-                "Auth/AuthDisable",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.auth_client(ch)
-                        .auth_disable(meta.request(pb::AuthDisableRequest {}))
-                        .await
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(pb::AuthDisableRequest {}).await?.header.into())
     }
 
     /// Whether authentication is on, and the auth revision. With auth on, 3.5 treats this as an
     /// admin call: root only ([`ServerError::UserEmpty`](super::ServerError::UserEmpty) without a
     /// user, [`ServerError::PermissionDenied`](super::ServerError::PermissionDenied) for others).
     pub async fn auth_status(&self) -> Result<AuthStatus> {
-        let resp = self
-            .unary(
-                "Auth/AuthStatus",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.auth_client(ch)
-                        .auth_status(meta.request(pb::AuthStatusRequest {}))
-                        .await
-                },
-            )
-            .await?;
+        let resp = self.call(pb::AuthStatusRequest {}).await?;
         Ok(AuthStatus {
             header: resp.header.into(),
             enabled: resp.enabled,
@@ -240,55 +206,29 @@ impl Client {
             name: user.to_string(),
             password: password.to_string(),
         };
-        let resp = self
-            .unary(
-                "Auth/Authenticate",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move { self.auth_client(ch).authenticate(meta.request(req)).await }
-                },
-            )
-            .await?;
-        Ok(resp.token)
+        Ok(self.call(req).await?.token)
     }
 
     /// Adds a user with a password.
     pub async fn user_add(&self, name: &str, password: &str) -> Result<Header> {
-        self.user_add_request(pb::AuthUserAddRequest {
+        let req = pb::AuthUserAddRequest {
             name: name.to_string(),
             password: password.to_string(),
             options: Some(authpb::UserAddOptions { no_password: false }),
             hashed_password: String::new(),
-        })
-        .await
+        };
+        Ok(self.call(req).await?.header.into())
     }
 
     /// Adds a user that cannot authenticate with a password (for TLS common-name users).
     pub async fn user_add_no_password(&self, name: &str) -> Result<Header> {
-        self.user_add_request(pb::AuthUserAddRequest {
+        let req = pb::AuthUserAddRequest {
             name: name.to_string(),
             password: String::new(),
             options: Some(authpb::UserAddOptions { no_password: true }),
             hashed_password: String::new(),
-        })
-        .await
-    }
-
-    async fn user_add_request(&self, req: pb::AuthUserAddRequest) -> Result<Header> {
-        let resp = self
-            .unary(
-                "Auth/UserAdd",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move { self.auth_client(ch).user_add(meta.request(req)).await }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        };
+        Ok(self.call(req).await?.header.into())
     }
 
     /// The roles granted to a user.
@@ -296,30 +236,12 @@ impl Client {
         let req = pb::AuthUserGetRequest {
             name: name.to_string(),
         };
-        let resp = self
-            .unary("Auth/UserGet", Retry::Repeatable, Route::Any, |ch, meta| {
-                let req = req.clone();
-                async move { self.auth_client(ch).user_get(meta.request(req)).await }
-            })
-            .await?;
-        Ok(resp.roles)
+        Ok(self.call(req).await?.roles)
     }
 
     /// Every user name.
     pub async fn user_list(&self) -> Result<Vec<String>> {
-        let resp = self
-            .unary(
-                "Auth/UserList",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.auth_client(ch)
-                        .user_list(meta.request(pb::AuthUserListRequest {}))
-                        .await
-                },
-            )
-            .await?;
-        Ok(resp.users)
+        Ok(self.call(pb::AuthUserListRequest {}).await?.users)
     }
 
     /// Deletes a user.
@@ -327,18 +249,7 @@ impl Client {
         let req = pb::AuthUserDeleteRequest {
             name: name.to_string(),
         };
-        let resp = self
-            .unary(
-                "Auth/UserDelete",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move { self.auth_client(ch).user_delete(meta.request(req)).await }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(req).await?.header.into())
     }
 
     /// Sets a user's password.
@@ -348,22 +259,7 @@ impl Client {
             password: password.to_string(),
             hashed_password: String::new(),
         };
-        let resp = self
-            .unary(
-                "Auth/UserChangePassword",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move {
-                        self.auth_client(ch)
-                            .user_change_password(meta.request(req))
-                            .await
-                    }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(req).await?.header.into())
     }
 
     /// Grants `role` to `user` (the role `root` needs no creation).
@@ -372,22 +268,7 @@ impl Client {
             user: user.to_string(),
             role: role.to_string(),
         };
-        let resp = self
-            .unary(
-                "Auth/UserGrantRole",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move {
-                        self.auth_client(ch)
-                            .user_grant_role(meta.request(req))
-                            .await
-                    }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(req).await?.header.into())
     }
 
     /// Revokes `role` from `user`
@@ -398,22 +279,7 @@ impl Client {
             name: user.to_string(),
             role: role.to_string(),
         };
-        let resp = self
-            .unary(
-                "Auth/UserRevokeRole",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move {
-                        self.auth_client(ch)
-                            .user_revoke_role(meta.request(req))
-                            .await
-                    }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(req).await?.header.into())
     }
 
     /// Adds a role with no permissions.
@@ -421,18 +287,7 @@ impl Client {
         let req = pb::AuthRoleAddRequest {
             name: name.to_string(),
         };
-        let resp = self
-            .unary(
-                "Auth/RoleAdd",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move { self.auth_client(ch).role_add(meta.request(req)).await }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(req).await?.header.into())
     }
 
     /// The permissions of a role.
@@ -440,30 +295,13 @@ impl Client {
         let req = pb::AuthRoleGetRequest {
             role: name.to_string(),
         };
-        let resp = self
-            .unary("Auth/RoleGet", Retry::Repeatable, Route::Any, |ch, meta| {
-                let req = req.clone();
-                async move { self.auth_client(ch).role_get(meta.request(req)).await }
-            })
-            .await?;
+        let resp = self.call(req).await?;
         Ok(resp.perm.into_iter().map(Permission::from).collect())
     }
 
     /// Every role name.
     pub async fn role_list(&self) -> Result<Vec<String>> {
-        let resp = self
-            .unary(
-                "Auth/RoleList",
-                Retry::Repeatable,
-                Route::Any,
-                |ch, meta| async move {
-                    self.auth_client(ch)
-                        .role_list(meta.request(pb::AuthRoleListRequest {}))
-                        .await
-                },
-            )
-            .await?;
-        Ok(resp.roles)
+        Ok(self.call(pb::AuthRoleListRequest {}).await?.roles)
     }
 
     /// Deletes a role (and revokes it from every user).
@@ -471,18 +309,7 @@ impl Client {
         let req = pb::AuthRoleDeleteRequest {
             role: name.to_string(),
         };
-        let resp = self
-            .unary(
-                "Auth/RoleDelete",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move { self.auth_client(ch).role_delete(meta.request(req)).await }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(req).await?.header.into())
     }
 
     /// Grants a permission to a role. A permission on the same key and range end replaces the
@@ -492,22 +319,7 @@ impl Client {
             name: role.to_string(),
             perm: Some(perm.to_proto()),
         };
-        let resp = self
-            .unary(
-                "Auth/RoleGrantPermission",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move {
-                        self.auth_client(ch)
-                            .role_grant_permission(meta.request(req))
-                            .await
-                    }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(req).await?.header.into())
     }
 
     /// Revokes the permission on exactly `[key, range_end)` from a role (an empty `range_end` is
@@ -525,21 +337,6 @@ impl Client {
             key: Bytes::copy_from_slice(key.as_ref()),
             range_end: Bytes::copy_from_slice(range_end.as_ref()),
         };
-        let resp = self
-            .unary(
-                "Auth/RoleRevokePermission",
-                Retry::NonRepeatable,
-                Route::Any,
-                |ch, meta| {
-                    let req = req.clone();
-                    async move {
-                        self.auth_client(ch)
-                            .role_revoke_permission(meta.request(req))
-                            .await
-                    }
-                },
-            )
-            .await?;
-        Ok(resp.header.into())
+        Ok(self.call(req).await?.header.into())
     }
 }

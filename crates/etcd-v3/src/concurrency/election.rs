@@ -17,15 +17,15 @@ use bytes::Bytes;
 use super::error::{ConcurrencyError, Result};
 use super::queue::{self, Held, LostReason};
 use super::session::Session;
-use crate::etcd::Client;
-use crate::etcd::kv::{GetOptions, KeyValue, Op, PutOptions, Txn};
-use crate::etcd::watch::{EventType, WatchEvent, WatchOptions, Watcher};
+use crate::Client;
+use crate::kv::{GetOptions, KeyValue, Op, PutOptions, Txn};
+use crate::watch::{EventType, WatchEvent, WatchOptions, Watcher};
 
 /// A candidate in the election on a prefix, bound to a [`Session`].
 ///
 /// ```no_run
-/// # async fn demo(client: etcd_operator::etcd::Client) -> etcd_operator::etcd::concurrency::Result<()> {
-/// use etcd_operator::etcd::concurrency::{Election, Session};
+/// # async fn demo(client: etcd_v3::Client) -> etcd_v3::concurrency::Result<()> {
+/// use etcd_v3::concurrency::{Election, Session};
 /// let session = Session::new(&client).await?;
 /// let mut election = Election::new(&session, "/elections/operator");
 /// election.campaign("pod-a").await?;
@@ -119,14 +119,12 @@ impl Election {
 
     /// A txn guard that holds only while this campaign leads; fence the leader's writes with it.
     /// Never holds when this handle does not lead.
-    pub fn is_leader_guard(&self) -> crate::etcd::kv::Compare {
+    pub fn is_leader_guard(&self) -> crate::kv::Compare {
         match &self.held {
             Some(h) => queue::fence(&h.key, h.rev),
-            None => crate::etcd::kv::Compare::create_revision(
-                &self.prefix,
-                crate::etcd::kv::CompareOp::Equal,
-                -1,
-            ),
+            None => {
+                crate::kv::Compare::create_revision(&self.prefix, crate::kv::CompareOp::Equal, -1)
+            }
         }
     }
 
@@ -180,7 +178,7 @@ pub struct LeaderChange {
 /// Every change of an election's leader or of the leader's value, in order: reads the candidates
 /// at one revision, then applies the prefix's watch events revision by revision, so no leader that
 /// held office at some revision is skipped. The first item is the state when observing began.
-/// Ends with an error (for example [`crate::etcd::Error::Compacted`] if it fell too far behind)
+/// Ends with an error (for example [`crate::Error::Compacted`] if it fell too far behind)
 /// instead of silently.
 #[derive(Debug)]
 pub struct Observer {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
 use super::error::{ConcurrencyError, Result};
-use crate::etcd::Client;
+use crate::Client;
 
 /// TTL of a session's lease when none is chosen, in seconds (as in etcd's Go client).
 pub const DEFAULT_TTL_SECS: i64 = 60;
@@ -173,7 +173,7 @@ impl Session {
         self.orphan();
         match self.inner.client.lease_revoke(self.inner.lease).await {
             Ok(_) => Ok(()),
-            Err(e) if e.server_error() == Some(crate::etcd::ServerError::LeaseNotFound) => Ok(()),
+            Err(e) if e.server_error() == Some(crate::ServerError::LeaseNotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
