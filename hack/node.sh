@@ -153,11 +153,10 @@ make_pki() {
   cert scheduler "/CN=system:kube-scheduler" clientAuth
   cert kube-proxy "/CN=system:kube-proxy" clientAuth
   cert kubelet "/O=system:nodes/CN=system:node:$NODE" clientAuth
-  cert local-path "/CN=local-path-provisioner" clientAuth
   openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
   openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   local u
-  for u in admin controller-manager scheduler kube-proxy kubelet local-path; do kubeconfig "$u"; done
+  for u in admin controller-manager scheduler kube-proxy kubelet; do kubeconfig "$u"; done
 }
 
 # --- images ---------------------------------------------------------------------------------
@@ -182,9 +181,10 @@ load_images() {
 record_host() {
   local k d
   for k in "${SYSCTLS[@]}"; do echo "$k=$(sysctl -n "$k")"; done >"$CLUSTER/sysctl.orig"
-  for d in "${HOST_DIRS[@]}"; do
+  for d in "${HOST_DIRS[@]}" /sys/fs/cgroup/*/kubepods; do
     if [ -e "$d" ]; then echo "$d existed"; else echo "$d absent"; fi
   done >"$CLUSTER/dirs.orig"
+  nft list tables >"$CLUSTER/nft.orig"
 }
 
 network_up() {
@@ -441,6 +441,7 @@ down() {
     while IFS== read -r k v; do sysctl -qw "$k=$v" 2>/dev/null || true; done <"$CLUSTER/sysctl.orig"
     rm -f "$CLUSTER/sysctl.orig"
   fi
+  cgroups_down
   host_dirs_down
   if findmnt -rn -o TARGET | grep -q "^$ST"; then
     log "warning: mounts left under $ST: $(findmnt -rn -o TARGET | grep "^$ST" | tr '\n' ' ')"
@@ -472,7 +473,32 @@ iptables_down() {
     "$ipt" -t mangle -F KUBE-IPTABLES-HINT 2>/dev/null || true
     "$ipt" -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
   done
-  # Empty tables nft created for the iptables front end stay registered; delete them when empty.
+  # The nf_tables tables the iptables front end created (empty now) go too.
+  if [ -f "$CLUSTER/nft.orig" ]; then
+    local table
+    while read -r table; do
+      if ! grep -qxF "$table" "$CLUSTER/nft.orig"; then
+        # shellcheck disable=SC2086
+        nft delete $table 2>/dev/null || true
+      fi
+    done < <(nft list tables 2>/dev/null)
+    rm -f "$CLUSTER/nft.orig"
+  fi
+}
+
+# kubelet's cgroups (cgroupfs driver): whatever still runs in them is killed, then the folders
+# go, deepest first.
+cgroups_down() {
+  local top pid dir
+  for top in /sys/fs/cgroup/*/kubepods; do
+    [ -d "$top" ] || continue
+    grep -qxF "$top absent" "$CLUSTER/dirs.orig" 2>/dev/null || continue
+    while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done < <(find "$top" -name cgroup.procs -exec cat {} + 2>/dev/null)
+    sleep 0.2
+    while read -r dir; do rmdir "$dir" 2>/dev/null || true; done < <(find "$top" -depth -type d)
+    [ -d "$top" ] && log "warning: could not remove $top"
+  done
+  return 0
 }
 
 host_dirs_down() {
@@ -482,6 +508,7 @@ host_dirs_down() {
     case $d in
       /var/log/containers) find /var/log/containers -maxdepth 1 -lname "$ST/*" -delete 2>/dev/null || true ;;
     esac
+    case $d in /sys/fs/cgroup/*) continue ;; esac
     if [ "$state" = absent ] && [ -e "$d" ]; then
       if [ "$d" = /run/netns ] && findmnt -rn "$d" >/dev/null; then umount "$d" 2>/dev/null || true; fi
       rm -rf --one-file-system "$d" || log "warning: could not remove $d"

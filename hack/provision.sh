@@ -228,8 +228,11 @@ NODE_DEBS=(
   "libnetfilter-conntrack3 1.0.9-3"
   "libnfnetlink0 1.0.2-2"
   "libmnl0 1.0.4-3"
+  "nftables 1.0.6-2[+]deb12u2"
+  "libnftables1 1.0.6-2[+]deb12u2"
+  "libjansson4 2.14-2$"
 )
-NODE_RUNTIME=containerd-1.6.20-1   # folder name; bump the suffix when NODE_DEBS changes
+NODE_RUNTIME=containerd-1.6.20-2   # folder name; bump the suffix when NODE_DEBS changes
 IMAGES_REV=1                       # bump when hack/mkimage.py or an image's layout changes
 
 # kubelet, kube-controller-manager, kube-scheduler, kube-proxy: same pin and flags as kube-apiserver.
@@ -292,9 +295,13 @@ provision_node_runtime() {
       "$lib" "$lib/xtables" "$dir/root/usr/sbin/xtables-nft-multi" "$b" > "$dir/bin/$b"
     chmod 0755 "$dir/bin/$b"
   done
+  # nft: `hack/node.sh down` deletes the nf_tables tables the iptables front end created.
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$lib" "$dir/root/usr/sbin/nft" > "$dir/bin/nft"
+  chmod 0755 "$dir/bin/nft"
   "$dir/bin/containerd" --version | grep -q 1.6.20 || die "containerd does not run"
   "$dir/bin/runc" --version >/dev/null || die "runc does not run"
   "$dir/bin/iptables" --version | grep -q nf_tables || die "iptables does not run"
+  "$dir/bin/nft" --version >/dev/null || die "nft does not run"
   [ -x "$dir/cni/bridge" ] && [ -x "$dir/cni/host-local" ] || die "CNI plugins missing"
   touch "$dir/.done"
 }
