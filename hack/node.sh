@@ -181,7 +181,9 @@ load_images() {
 record_host() {
   local k d
   for k in "${SYSCTLS[@]}"; do echo "$k=$(sysctl -n "$k")"; done >"$CLUSTER/sysctl.orig"
-  for d in "${HOST_DIRS[@]}" /sys/fs/cgroup/*/kubepods; do
+  local c
+  for c in /sys/fs/cgroup/*/; do HOST_DIRS+=("${c}kubepods"); done
+  for d in "${HOST_DIRS[@]}"; do
     if [ -e "$d" ]; then echo "$d existed"; else echo "$d absent"; fi
   done >"$CLUSTER/dirs.orig"
   nft list tables >"$CLUSTER/nft.orig"
@@ -342,8 +344,11 @@ EOF
 
 addons_up() {
   mkdir -p "$ST/local-path"
-  sed -e "s#@LOCAL_PATH_DIR@#$ST/local-path#g" -e "s#@DNS_IP@#$DNS_IP#g" \
-    "$ROOT"/hack/node/*.yaml | kubectl --kubeconfig="$ADMIN" apply -f - >/dev/null
+  local f
+  for f in "$ROOT"/hack/node/*.yaml; do
+    sed -e "s#@LOCAL_PATH_DIR@#$ST/local-path#g" -e "s#@DNS_IP@#$DNS_IP#g" "$f"
+    echo "---"
+  done | kubectl --kubeconfig="$ADMIN" apply -f - >/dev/null
   # local-path-provisioner runs on the host (its helper pods create the volume folders).
   start local-path-provisioner local-path-provisioner --debug start \
     --kubeconfig="$ST/kubeconfig/admin.kubeconfig" --namespace=local-path-storage \

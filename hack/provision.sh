@@ -237,7 +237,7 @@ IMAGES_REV=1                       # bump when hack/mkimage.py or an image's lay
 
 # kubelet, kube-controller-manager, kube-scheduler, kube-proxy: same pin and flags as kube-apiserver.
 provision_kube_node() {
-  local dir=$TESTBIN/kube-node-$KUBE_VERSION c
+  local dir=$TESTBIN/kube-node-$KUBE_VERSION t0=$SECONDS
   [ -f "$dir/.done" ] && return 0
   go_env
   log "kubelet, kube-controller-manager, kube-scheduler, kube-proxy v$KUBE_VERSION (k8s pin)"
@@ -250,10 +250,11 @@ provision_kube_node() {
     "$dir/bin/$c" --version | grep -q "v$KUBE_VERSION" || die "$c reports the wrong version"
   done
   touch "$dir/.done"
+  log "node components built in $((SECONDS - t0))s"
 }
 # provision_go_tool <name> <version> <package> <binary> [ldflags]: one binary from hack/tools/<name>.
 provision_go_tool() {
-  local name=$1 v=$2 pkg=$3 bin=$4 ldf="-s -w ${5:-}" dir=$TESTBIN/$1-$2
+  local name=$1 v=$2 pkg=$3 bin=$4 ldf="-s -w ${5:-}" dir=$TESTBIN/$1-$2 t0=$SECONDS
   [ -f "$dir/.done" ] && return 0
   go_env
   log "$name $v from its Go module (pin: hack/tools/$name)"
@@ -261,6 +262,7 @@ provision_go_tool() {
   (cd "$ROOT/hack/tools/$name" && go build -trimpath -ldflags "$ldf" -o "$dir/bin/$bin" "$pkg") >&2 ||
     die "building $name failed"
   touch "$dir/.done"
+  log "$name $v built in $((SECONDS - t0))s"
 }
 provision_node_tools() {
   provision_go_tool pause "$PAUSE_VERSION" . pause
