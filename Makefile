@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 TESTBIN ?= $(HOME)/.cache/etcd-operator/testbin
 
-.PHONY: all build test demo provision provision-etcd lint fmt clippy bench-client help static crds
+.PHONY: all build test demo provision provision-etcd provision-node lint fmt clippy bench-client help static crds \
+	cluster-up cluster-down bench-node
 
 all: build
 
@@ -15,6 +16,10 @@ help:
 	@echo "make provision  fetch/build the test binaries only"
 	@echo "make static     the static release binary the Dockerfile ships (checked with hack/check-static.sh)"
 	@echo "make crds       regenerate crds/, the chart's and config/'s CRD copies (hack/sync-crds.sh)"
+	@echo "make cluster-up    start a real single-node Kubernetes (root), every image loaded;"
+	@echo "                   KUBECONFIG=~/.cache/etcd-operator/cluster/kubeconfig"
+	@echo "make cluster-down  stop it and restore the host"
+	@echo "make bench-node    in-cluster timings (bootstrap of 3 members, scale 3 -> 5) on a fresh node"
 
 build:
 	cargo build --release
@@ -24,6 +29,9 @@ provision:
 
 provision-etcd:
 	hack/provision.sh etcd
+
+provision-node:
+	hack/provision.sh node
 
 lint:
 	cargo fmt --all -- --check
@@ -54,3 +62,13 @@ static:
 
 crds:
 	hack/sync-crds.sh
+
+# A real single-node Kubernetes (hack/node.sh): the operator image is written from `make static`.
+cluster-up: provision-node static
+	hack/node.sh up
+
+cluster-down:
+	hack/node.sh down
+
+bench-node: provision-node static
+	hack/bench-node.sh

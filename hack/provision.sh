@@ -97,19 +97,23 @@ go_env() {
   command -v go >/dev/null || die "go not found: Go 1.26 is needed to build kube-apiserver and helm"
   export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 }
-provision_kube() {
-  local dir=$TESTBIN/kube-$KUBE_VERSION minor
-  [ -f "$dir/.done" ] && return 0
-  go_env
+# The version flags every Kubernetes binary of the pin is built with.
+kube_ldflags() {
+  local minor ldf="-s -w" p
   minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
-  log "kube-apiserver + kubectl v$KUBE_VERSION from the k8s.io/kubernetes Go module (cold: ~15-25 min)"
-  local ldf="-s -w" p
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldf="$ldf -X $p.gitVersion=v$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ldf="$ldf -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
+  echo "$ldf"
+}
+provision_kube() {
+  local dir=$TESTBIN/kube-$KUBE_VERSION
+  [ -f "$dir/.done" ] && return 0
+  go_env
+  log "kube-apiserver + kubectl v$KUBE_VERSION from the k8s.io/kubernetes Go module (cold: ~15-25 min)"
   mkdir -p "$dir/bin"
-  (cd "$ROOT/hack/tools/k8s" && go build -trimpath -ldflags "$ldf" -o "$dir/bin/" \
+  (cd "$ROOT/hack/tools/k8s" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$dir/bin/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) >&2 ||
     die "building kube-apiserver failed"
   "$dir/bin/kube-apiserver" --version | grep -q "v$KUBE_VERSION" || die "kube-apiserver reports the wrong version"
@@ -201,6 +205,148 @@ export ETCD_GO_BENCHMARK=$TESTBIN/etcd-bench-$ETCD_BENCH_VERSION/bin/benchmark
 EOF
 }
 
+# --- The test node (`make cluster-up`, the in-cluster e2e suite) ------------------------------
+# Node agents from the k8s pin, CoreDNS, the volume provisioner, crictl and pause from their Go
+# modules (pins in hack/tools/<name>); containerd, runc, the CNI plugins and iptables from
+# Debian bookworm (the host's release: they link the host's glibc); the images the node runs,
+# written by hack/mkimage.py as docker archives (no registry, no docker daemon).
+COREDNS_VERSION=1.12.4
+LOCAL_PATH_VERSION=0.0.30   # v0.0.32 is not served by the Go module proxy (403)
+CRICTL_VERSION=1.34.0
+PAUSE_VERSION=3.10
+BUSYBOX_DEB=1:1.37.0-6      # busybox-static (trixie): static, so it runs in any image
+# Exact bookworm versions (regular expressions for fetch_deb: `+` written as `[+]`).
+NODE_DEBS=(
+  "containerd 1.6.20~ds1-1[+]deb12u3"
+  "runc 1.1.5[+]ds1-1[+]deb12u1"
+  "containernetworking-plugins 1.1.1[+]ds1-3[+]b5"
+  "iptables 1.8.9-2"
+  "libip4tc2 1.8.9-2"
+  "libip6tc2 1.8.9-2"
+  "libxtables12 1.8.9-2"
+  "libnftnl11 1.2.4-2"
+  "libnetfilter-conntrack3 1.0.9-3"
+  "libnfnetlink0 1.0.2-2"
+  "libmnl0 1.0.4-3"
+  "nftables 1.0.6-2[+]deb12u2"
+  "libnftables1 1.0.6-2[+]deb12u2"
+  "libjansson4 2.14-2$"
+)
+NODE_RUNTIME=containerd-1.6.20-2   # folder name; bump the suffix when NODE_DEBS changes
+IMAGES_REV=1                       # bump when hack/mkimage.py or an image's layout changes
+
+# kubelet, kube-controller-manager, kube-scheduler, kube-proxy: same pin and flags as kube-apiserver.
+provision_kube_node() {
+  local dir=$TESTBIN/kube-node-$KUBE_VERSION t0=$SECONDS
+  [ -f "$dir/.done" ] && return 0
+  go_env
+  log "kubelet, kube-controller-manager, kube-scheduler, kube-proxy v$KUBE_VERSION (k8s pin)"
+  mkdir -p "$dir/bin"
+  (cd "$ROOT/hack/tools/k8s" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$dir/bin/" \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy) >&2 ||
+    die "building the node's Kubernetes components failed"
+  for c in kubelet kube-controller-manager kube-scheduler kube-proxy; do
+    "$dir/bin/$c" --version | grep -q "v$KUBE_VERSION" || die "$c reports the wrong version"
+  done
+  touch "$dir/.done"
+  log "node components built in $((SECONDS - t0))s"
+}
+# provision_go_tool <name> <version> <package> <binary> [ldflags]: one binary from hack/tools/<name>.
+provision_go_tool() {
+  local name=$1 v=$2 pkg=$3 bin=$4 ldf="-s -w ${5:-}" dir=$TESTBIN/$1-$2 t0=$SECONDS
+  [ -f "$dir/.done" ] && return 0
+  go_env
+  log "$name $v from its Go module (pin: hack/tools/$name)"
+  mkdir -p "$dir/bin"
+  (cd "$ROOT/hack/tools/$name" && go build -trimpath -ldflags "$ldf" -o "$dir/bin/$bin" "$pkg") >&2 ||
+    die "building $name failed"
+  touch "$dir/.done"
+  log "$name $v built in $((SECONDS - t0))s"
+}
+provision_node_tools() {
+  provision_go_tool pause "$PAUSE_VERSION" . pause
+  provision_go_tool coredns "$COREDNS_VERSION" github.com/coredns/coredns coredns \
+    "-X github.com/coredns/coredns/coremain.GitCommit=v$COREDNS_VERSION"
+  provision_go_tool local-path "$LOCAL_PATH_VERSION" github.com/rancher/local-path-provisioner \
+    local-path-provisioner
+  provision_go_tool crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl crictl \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=v$CRICTL_VERSION"
+  "$TESTBIN/coredns-$COREDNS_VERSION/bin/coredns" -version | grep -q "$COREDNS_VERSION" ||
+    die "coredns reports the wrong version"
+}
+# containerd, runc, CNI plugins and iptables unpacked under the cache. bin/ holds what the node
+# scripts call: the binaries themselves, and iptables wrappers that find the unpacked libraries.
+provision_node_runtime() {
+  local dir=$TESTBIN/node-runtime-$NODE_RUNTIME entry b
+  [ -f "$dir/.done" ] && return 0
+  apt_prepare
+  log "containerd, runc, CNI plugins, iptables from Debian bookworm (unpacked under $dir)"
+  rm -rf "$dir"; mkdir -p "$dir/root" "$dir/bin"
+  for entry in "${NODE_DEBS[@]}"; do
+    # shellcheck disable=SC2086
+    fetch_deb "$dir/root" $entry
+  done
+  for b in containerd containerd-shim-runc-v2 ctr runc; do
+    ln -s "../root/usr/bin/$b" "$dir/bin/$b"
+  done
+  ln -s root/usr/lib/cni "$dir/cni"
+  local lib=$dir/root/usr/lib/x86_64-linux-gnu
+  for b in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s XTABLES_LIBDIR=%s exec %s %s "$@"\n' \
+      "$lib" "$lib/xtables" "$dir/root/usr/sbin/xtables-nft-multi" "$b" > "$dir/bin/$b"
+    chmod 0755 "$dir/bin/$b"
+  done
+  # nft: `hack/node.sh down` deletes the nf_tables tables the iptables front end created.
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$lib" "$dir/root/usr/sbin/nft" > "$dir/bin/nft"
+  chmod 0755 "$dir/bin/nft"
+  "$dir/bin/containerd" --version | grep -q 1.6.20 || die "containerd does not run"
+  "$dir/bin/runc" --version >/dev/null || die "runc does not run"
+  "$dir/bin/iptables" --version | grep -q nf_tables || die "iptables does not run"
+  "$dir/bin/nft" --version >/dev/null || die "nft does not run"
+  [ -x "$dir/cni/bridge" ] && [ -x "$dir/cni/host-local" ] || die "CNI plugins missing"
+  touch "$dir/.done"
+}
+# The node's fixed images (the operator's own image is built from `make static` at cluster-up).
+provision_images() {
+  local dir=$TESTBIN/images-$IMAGES_REV v tmp
+  [ -f "$dir/.done" ] && return 0
+  for v in "${ETCD_STATIC[@]}"; do provision_etcd_static "$v"; done
+  provision_node_tools
+  apt_prepare
+  log "node images (hack/mkimage.py) into $dir"
+  rm -rf "$dir"; mkdir -p "$dir"
+  tmp=$(mktemp -d)
+  fetch_deb "$tmp" busybox-static "$BUSYBOX_DEB"
+  local mk=(python3 "$ROOT/hack/mkimage.py") etcd35=$TESTBIN/etcd-${ETCD_STATIC[0]}/bin
+  "${mk[@]}" --out "$dir/pause.tar" --tag "etcd-operator.local/pause:$PAUSE_VERSION" \
+    --entrypoint /pause --user 65535:65535 --file "$TESTBIN/pause-$PAUSE_VERSION/bin/pause:/pause" >&2
+  "${mk[@]}" --out "$dir/coredns.tar" --tag "etcd-operator.local/coredns:v$COREDNS_VERSION" \
+    --base-files --entrypoint /coredns --file "$TESTBIN/coredns-$COREDNS_VERSION/bin/coredns:/coredns" >&2
+  # Client pods' image: busybox (sh, nslookup, wget; every applet linked) and a static etcdctl.
+  "${mk[@]}" --out "$dir/busybox.tar" --tag "etcd-operator.local/busybox:1.37" --base-files \
+    --cmd sh --file "$tmp/usr/bin/busybox:/bin/busybox" --busybox-links /bin/busybox \
+    --file "$etcd35/etcdctl:/usr/local/bin/etcdctl" >&2
+  # etcd as the operator names it by default (gcr.io/etcd-development/etcd:v<version>): the
+  # static binaries in /usr/local/bin, no shell, like the official distroless-based image.
+  for v in "${ETCD_STATIC[@]}"; do
+    "${mk[@]}" --out "$dir/etcd-$v.tar" --tag "gcr.io/etcd-development/etcd:v$v" --base-files \
+      --cmd /usr/local/bin/etcd --dir /var/etcd:0700 --dir /var/lib/etcd:0700 \
+      --file "$TESTBIN/etcd-$v/bin/etcd:/usr/local/bin/etcd" \
+      --file "$TESTBIN/etcd-$v/bin/etcdctl:/usr/local/bin/etcdctl" \
+      --file "$TESTBIN/etcd-$v/bin/etcdutl:/usr/local/bin/etcdutl" >&2
+  done
+  rm -rf "$tmp"
+  touch "$dir/.done"
+}
+provision_node() {
+  provision_kube
+  provision_kube_node
+  provision_node_tools
+  provision_node_runtime
+  provision_images
+}
+
 write_env() {
   cat > "$TESTBIN/env.sh" <<EOF
 export ETCD_OPERATOR_TESTBIN=$TESTBIN
@@ -213,6 +359,10 @@ export ETCD_VERSIONS_DIR=$TESTBIN
 export KUBE_APISERVER=$TESTBIN/kube-$KUBE_VERSION/bin/kube-apiserver
 export KUBECTL=$TESTBIN/kube-$KUBE_VERSION/bin/kubectl
 export HELM=$TESTBIN/helm-$HELM_VERSION/bin/helm
+export NODE_KUBE_BIN_DIR=$TESTBIN/kube-node-$KUBE_VERSION/bin
+export NODE_RUNTIME_DIR=$TESTBIN/node-runtime-$NODE_RUNTIME
+export NODE_IMAGES_DIR=$TESTBIN/images-$IMAGES_REV
+export NODE_TOOLS_PATH=$TESTBIN/coredns-$COREDNS_VERSION/bin:$TESTBIN/local-path-$LOCAL_PATH_VERSION/bin:$TESTBIN/crictl-$CRICTL_VERSION/bin
 EOF
   sed -e 's/^export //' "$TESTBIN/env.sh" > "$TESTBIN/env.mk"
 }
@@ -225,8 +375,13 @@ for t in "${targets[@]}"; do
     kube) provision_kube ;;
     helm) provision_helm ;;
     bench) provision_bench ;;
-    all) provision_etcd_all; provision_helm; provision_kube ;;
-    *) die "unknown target '$t' (expected etcd, kube, helm, bench or all)" ;;
+    node) provision_node ;;
+    node-kube) provision_kube_node ;;
+    node-tools) provision_node_tools ;;
+    node-runtime) provision_node_runtime ;;
+    node-images) provision_images ;;
+    all) provision_etcd_all; provision_helm; provision_kube; provision_node ;;
+    *) die "unknown target '$t' (expected etcd, kube, helm, node, bench or all)" ;;
   esac
 done
 write_env

@@ -9,18 +9,41 @@ source "$TESTBIN/env.sh"
 
 echo "== rustfmt"
 cargo fmt --all -- --check
+status=0
+
+echo "== static binary (what the Dockerfile ships and the test node's operator image holds)"
+make --no-print-directory static || status=$?
+
+# The in-cluster e2e suite (tests/e2e_*.rs) runs against one real node per run: started here in
+# the background while clippy compiles, stopped by the trap whatever happens.
+NODE_LOG=${ETCD_OPERATOR_CLUSTER:-$HOME/.cache/etcd-operator/cluster}-up.log
+node_pid=
+node_down() {
+  if [ -n "$node_pid" ]; then wait "$node_pid" 2>/dev/null || true; fi
+  hack/node.sh down >>"$NODE_LOG" 2>&1 || echo "hack/node.sh down failed (see $NODE_LOG)" >&2
+}
+trap node_down EXIT
+echo "== test node (hack/node.sh up in the background, log: $NODE_LOG)"
+hack/node.sh up >"$NODE_LOG" 2>&1 &
+node_pid=$!
+
 echo "== clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "== build the tests"
+cargo test --all-targets --no-run --quiet || status=$?
+if wait "$node_pid"; then
+  tail -1 "$NODE_LOG"
+else
+  echo "the test node did not come up: the e2e tests will fail. Last lines of $NODE_LOG:" >&2
+  tail -20 "$NODE_LOG" >&2
+  status=1
+fi
 echo "== cargo test"
-status=0
 cargo test --all-targets --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || status=$?
 
 echo "== doc tests and rustdoc warnings"
 cargo test --doc --quiet || status=$?
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet || status=$?
-
-echo "== static binary (what the Dockerfile ships: make static, checked by hack/check-static.sh)"
-make --no-print-directory static || status=$?
 
 echo "== leftover processes"
 # Every harness directory is named etcd-operator-test-*; nothing started from one may survive.

@@ -9,9 +9,11 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod bins;
+pub mod e2e;
 pub mod etcd;
 pub mod kube;
 pub mod local;
+pub mod node;
 pub mod ports;
 pub mod process;
 pub mod proxy;
