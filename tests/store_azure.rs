@@ -9,5 +9,12 @@ use support::stores::{AZURE_KEY, AzureServer, scenarios};
 async fn azure_store_scenarios() {
     let server = AzureServer::start().expect("azurite");
     let (cluster, client) = scenarios::etcd_with_data().await;
-    scenarios::all(&cluster, &client, |p| server.config(p), &[AZURE_KEY]).await;
+    scenarios::all(
+        &cluster,
+        &client,
+        |p| server.config(p),
+        &[AZURE_KEY],
+        scenarios::PART,
+    )
+    .await;
 }

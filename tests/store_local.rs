@@ -12,10 +12,8 @@ async fn local_folder_store_scenarios() {
     let dir = support::temp_dir("local-store").expect("tempdir");
     let root = dir.path().join("backups");
     let (cluster, client) = scenarios::etcd_with_data().await;
-    let cfg = |p: &str| {
-        StoreConfig::new(Destination::Local { path: root.clone() }).with_prefix(p)
-    };
-    scenarios::all(&cluster, &client, cfg, &[]).await;
+    let cfg = |p: &str| StoreConfig::new(Destination::Local { path: root.clone() }).with_prefix(p);
+    scenarios::all(&cluster, &client, cfg, &[], scenarios::PART).await;
     // Every scenario cleaned up after itself: only empty prefix folders are left.
     let mut stack = vec![root.clone()];
     while let Some(d) = stack.pop() {

@@ -1,8 +1,8 @@
-//! Memory of a streaming upload, measured: a 256 MiB snapshot-shaped stream (whole pages and a
+//! Memory of a streaming upload, measured: a 128 MiB snapshot-shaped stream (whole pages and a
 //! matching SHA-256 trailer, generated on the fly, never held whole) is uploaded to a real S3
 //! server (versitygw) with the default part size and concurrency, encrypted, and the growth of
 //! this process's peak resident memory (`VmHWM`) stays within the store's stated bound plus
-//! slack, far below the stream's size. Alone in its test binary so nothing else moves the peak.
+//! slack, and within the 64 MiB per upload the backup design allows. Alone in its test binary so nothing else moves the peak.
 
 mod support;
 
@@ -23,14 +23,18 @@ fn vm_hwm() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_256_mib_upload_stays_within_the_memory_bound() {
-    const TOTAL_PAGES: usize = 256 * 1024 * 1024 / 512;
+async fn a_128_mib_upload_stays_within_the_memory_bound() {
+    const TOTAL_PAGES: usize = 128 * 1024 * 1024 / 512;
     let server = S3Server::start().expect("versitygw");
     let store = SnapshotStore::open(&server.config("memory"))
         .expect("open")
         .with_encryption(EncryptionKey::from_bytes(&[1; 32]).expect("key"));
     let bound = store.memory_bound() as u64;
-    assert_eq!(bound, 40 << 20, "the default bound changed: update this test's docs");
+    assert_eq!(
+        bound,
+        40 << 20,
+        "the default bound changed: update this test's docs"
+    );
 
     let before = vm_hwm();
     let mut up = store.upload("big.db").await.expect("upload");
@@ -58,12 +62,12 @@ async fn a_256_mib_upload_stays_within_the_memory_bound() {
         growth >> 20,
         bound >> 20
     );
-    assert_eq!(stored.size, (256 << 20) + 32);
-    // The bound counts snapshot bytes in parts; allow as much again for the HTTP client's
-    // buffers and copies, which is still a quarter of the stream.
+    assert_eq!(stored.size, (128 << 20) + 32);
+    // The bound counts snapshot bytes in parts; the HTTP client's buffers and copies come on
+    // top, and all of it must stay within 64 MiB per upload.
     assert!(
-        growth <= 2 * bound,
-        "peak RSS grew by {} MiB uploading 256 MiB (bound {} MiB)",
+        growth <= 64 << 20,
+        "peak RSS grew by {} MiB uploading 128 MiB (bound {} MiB)",
         growth >> 20,
         bound >> 20
     );

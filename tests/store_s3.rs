@@ -12,7 +12,14 @@ use support::stores::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, scenarios};
 async fn s3_store_scenarios() {
     let server = S3Server::start().expect("versitygw");
     let (cluster, client) = scenarios::etcd_with_data().await;
-    scenarios::all(&cluster, &client, |p| server.config(p), &[S3_SECRET_KEY]).await;
+    scenarios::all(
+        &cluster,
+        &client,
+        |p| server.config(p),
+        &[S3_SECRET_KEY],
+        scenarios::PART,
+    )
+    .await;
     // The access key id is not secret, but the secret key is; check both are not in Debug.
     scenarios::credentials_redacted(&server.config("x"), &[S3_ACCESS_KEY, S3_SECRET_KEY]);
 }

@@ -363,7 +363,16 @@ mod tests {
     #[test]
     fn round_trips_at_every_size_and_cut() {
         let k = key(1);
-        for n in [0, 1, 100, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 77] {
+        for n in [
+            0,
+            1,
+            100,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK,
+            3 * CHUNK + 77,
+        ] {
             let plain = sample(n);
             for cut in [1000, 7919, CHUNK + 16, 1 << 20] {
                 let enc = encrypt(&k, &plain, cut);
@@ -403,7 +412,12 @@ mod tests {
     fn tampering_is_detected() {
         let k = key(3);
         let enc = encrypt(&k, &sample(2 * CHUNK + 10), 4096);
-        for pos in [HEADER_LEN - 1, HEADER_LEN + 5, HEADER_LEN + CHUNK + 20, enc.len() - 1] {
+        for pos in [
+            HEADER_LEN - 1,
+            HEADER_LEN + 5,
+            HEADER_LEN + CHUNK + 20,
+            enc.len() - 1,
+        ] {
             let mut bad = enc.clone();
             bad[pos] ^= 0x40;
             let err = decrypt(Some(&k), &bad, 4096).expect_err("tampered");
@@ -428,7 +442,13 @@ mod tests {
         let f = CHUNK + TAG_LEN;
         // At a frame boundary (the last frame dropped), inside a frame, inside the header, and
         // with extra bytes appended.
-        for end in [HEADER_LEN + 2 * f, HEADER_LEN + f, HEADER_LEN, HEADER_LEN + 10, 20] {
+        for end in [
+            HEADER_LEN + 2 * f,
+            HEADER_LEN + f,
+            HEADER_LEN,
+            HEADER_LEN + 10,
+            20,
+        ] {
             let err = decrypt(Some(&k), &enc[..end], 1000).expect_err("truncated");
             assert!(matches!(err, StoreError::Corrupt(_)), "end {end}: {err:?}");
         }

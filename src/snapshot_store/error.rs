@@ -37,7 +37,9 @@ pub enum StoreError {
         key_id: String,
     },
     /// The object is encrypted with another key than the one given.
-    #[error("wrong encryption key: the snapshot was encrypted with key {recorded}, the key given is {given}")]
+    #[error(
+        "wrong encryption key: the snapshot was encrypted with key {recorded}, the key given is {given}"
+    )]
     WrongKey {
         /// The key id recorded in the object.
         recorded: String,

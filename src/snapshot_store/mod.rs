@@ -27,7 +27,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 pub use config::{Credentials, Destination, Secret, StoreConfig};
@@ -183,23 +183,18 @@ impl SnapshotStore {
         Ok(self.prefix.clone().join(name))
     }
 
-    /// Starts the upload of the snapshot `name` (nothing is visible until [`Upload::commit`]).
+    /// Starts the upload of the snapshot `name` (nothing is visible until [`Upload::commit`];
+    /// no request is made before the first part is full).
     pub async fn upload(&self, name: &str) -> Result<Upload, StoreError> {
         let path = self.path(name)?;
-        let location = self.location(name);
-        let multipart = self
-            .store
-            .put_multipart(&path)
-            .await
-            .map_err(StoreError::store(format!("starting the upload of {location}")))?;
-        let writer = WriteMultipart::new_with_chunk_size(multipart, self.part_size);
         let encryptor = self.key.as_ref().map(Encryptor::new);
         Ok(Upload::new(
             name.to_string(),
-            location,
-            writer,
+            self.location(name),
+            self.store.clone(),
+            path,
+            (self.part_size, self.concurrency),
             encryptor,
-            self.concurrency,
         ))
     }
 
@@ -350,7 +345,10 @@ impl SnapshotStore {
         let path = self.path(name)?;
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(StoreError::store(format!("deleting {}", self.location(name)))(e)),
+            Err(e) => Err(StoreError::store(format!(
+                "deleting {}",
+                self.location(name)
+            ))(e)),
         }
     }
 

@@ -28,7 +28,9 @@ fn mismatch(kind: &str, creds: &Credentials) -> StoreError {
         Credentials::AzureAccessKey { .. } => "an Azure access key",
         Credentials::AzureSas { .. } => "an Azure SAS token",
     };
-    StoreError::Config(format!("{given} credentials cannot be used with a {kind} store"))
+    StoreError::Config(format!(
+        "{given} credentials cannot be used with a {kind} store"
+    ))
 }
 
 fn nonempty(what: &str, v: &str) -> Result<(), StoreError> {

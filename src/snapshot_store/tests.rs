@@ -48,7 +48,11 @@ async fn a_whole_snapshot_is_committed_and_read_back() {
     assert_eq!(stored.size, snap.len() as u64);
     assert_eq!(stored.stored_size, snap.len() as u64);
     assert_eq!(stored.sha256, integrity::hex(&snap[snap.len() - 32..]));
-    assert!(stored.location.ends_with("/team/demo/demo-1.db"), "{}", stored.location);
+    assert!(
+        stored.location.ends_with("/team/demo/demo-1.db"),
+        "{}",
+        stored.location
+    );
     assert_eq!(
         std::fs::read(dir.path().join("team/demo/demo-1.db")).expect("file"),
         snap
@@ -59,7 +63,10 @@ async fn a_whole_snapshot_is_committed_and_read_back() {
     assert_eq!(listed[0].size, snap.len() as u64);
 
     let out = dir.path().join("back.db");
-    let got = store.download_to_file("demo-1.db", &out).await.expect("download");
+    let got = store
+        .download_to_file("demo-1.db", &out)
+        .await
+        .expect("download");
     assert_eq!(got.sha256, stored.sha256);
     assert_eq!(std::fs::read(&out).expect("read back"), snap);
 }
@@ -106,15 +113,21 @@ async fn encrypted_round_trip_and_wrong_key() {
     assert!(stored.stored_size > stored.size);
     let raw = std::fs::read(dir.path().join("team/demo/enc.db")).expect("raw");
     assert_eq!(&raw[..8], crypto::MAGIC);
-    assert!(!raw.windows(64).any(|w| w == &snap[5000..5064]), "plaintext leaked");
+    assert!(
+        !raw.windows(64).any(|w| w == &snap[5000..5064]),
+        "plaintext leaked"
+    );
 
     let out = dir.path().join("dec.db");
-    let got = store.download_to_file("enc.db", &out).await.expect("decrypt");
+    let got = store
+        .download_to_file("enc.db", &out)
+        .await
+        .expect("decrypt");
     assert_eq!(got.key_id, Some(key.id()));
     assert_eq!(std::fs::read(&out).expect("read"), snap);
 
-    let other = local(dir.path())
-        .with_encryption(EncryptionKey::from_bytes(&[8; 32]).expect("key"));
+    let other =
+        local(dir.path()).with_encryption(EncryptionKey::from_bytes(&[8; 32]).expect("key"));
     let err = other
         .download_to_file("enc.db", dir.path().join("x.db"))
         .await
@@ -144,12 +157,23 @@ async fn retention_keeps_the_newest_of_one_cluster() {
         .await
         .expect("retention");
     assert_eq!(gone, vec!["demo-1.db".to_string()]);
-    let names: Vec<String> = store.list().await.expect("list").into_iter().map(|o| o.name).collect();
+    let names: Vec<String> = store
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     assert_eq!(names, ["demo-2.db", "demo-3.db", "other-1.db"]);
     store.delete("demo-2.db").await.expect("delete");
-    store.delete("demo-2.db").await.expect("delete again is fine");
+    store
+        .delete("demo-2.db")
+        .await
+        .expect("delete again is fine");
     assert!(matches!(
-        store.download_to_file("demo-2.db", dir.path().join("z")).await,
+        store
+            .download_to_file("demo-2.db", dir.path().join("z"))
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
