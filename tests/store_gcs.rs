@@ -71,7 +71,7 @@ async fn gcs_store_reads_lists_decrypts_and_retains() {
         let mut stream = store.get(name).await.expect("get");
         let mut h = Sha256::new();
         while let Some(chunk) = stream.next().await {
-            h.update(&chunk.expect("chunk"));
+            h.update(chunk.expect("chunk"));
         }
         assert_eq!(h.finalize(), whole);
     }

@@ -194,7 +194,9 @@ impl Decryptor {
     fn start(&mut self, eof: bool) -> Result<(), StoreError> {
         let magic_seen = self.buf.len() >= MAGIC.len() && self.buf[..MAGIC.len()] == MAGIC[..];
         let could_be_magic = self.buf.len() < MAGIC.len() && MAGIC.starts_with(&self.buf);
-        if !magic_seen && !(could_be_magic && !eof) {
+        // Still possibly the magic only while more bytes may come.
+        let undecided = could_be_magic && !eof;
+        if !magic_seen && !undecided {
             self.mode = Mode::Plain;
             return Ok(());
         }
