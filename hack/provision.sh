@@ -384,4 +384,5 @@ for t in "${targets[@]}"; do
     *) die "unknown target '$t' (expected etcd, kube, helm, node, bench or all)" ;;
   esac
 done
+[[ " ${targets[*]} " == *" all "* ]] && "$ROOT/hack/provision-stores.sh"
 write_env

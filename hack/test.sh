@@ -6,6 +6,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TESTBIN=${ETCD_OPERATOR_TESTBIN:-$HOME/.cache/etcd-operator/testbin}
 # shellcheck disable=SC1091
 source "$TESTBIN/env.sh"
+# shellcheck disable=SC1091
+source "$TESTBIN/stores-env.sh"  # object-store servers (hack/provision-stores.sh)
 
 echo "== rustfmt"
 cargo fmt --all -- --check

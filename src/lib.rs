@@ -14,4 +14,5 @@ pub use etcd_v3 as etcd;
 pub mod leader;
 pub mod metrics;
 pub mod runtime;
+pub mod snapshot_store;
 pub mod telemetry;

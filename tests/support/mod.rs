@@ -18,6 +18,7 @@ pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod shared_kube;
+pub mod stores;
 
 /// The error type of the harness: a sentence naming what is wrong.
 #[derive(Debug, thiserror::Error)]
