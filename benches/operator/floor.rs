@@ -15,6 +15,11 @@ use serde_json::Value;
 use super::probe::{Proc, free_port};
 use super::{BenchError, Settings};
 
+/// Whether `BENCH_VERBOSE=1` asks for every refused `etcdctl` call to be shown.
+fn verbose() -> bool {
+    std::env::var("BENCH_VERBOSE").is_ok_and(|v| v == "1")
+}
+
 /// How often the script polls.
 pub const POLL: Duration = Duration::from_millis(100);
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -95,7 +100,12 @@ impl Floor {
             match self.etcdctl(endpoints, args).await {
                 Ok(out) => return Ok(out),
                 Err(e) if t0.elapsed() > TIMEOUT => return Err(BenchError(e)),
-                Err(_) => tokio::time::sleep(POLL).await,
+                Err(e) => {
+                    if verbose() {
+                        eprintln!("bench-operator: floor: {e}; retrying");
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
             }
         }
     }
@@ -221,8 +231,15 @@ impl Floor {
             .map(|(_, m)| m.client.clone())
             .collect();
         self.until_ok(&others, &["member", "remove", &hex]).await?;
+        let t = std::time::Instant::now();
         if let Some(mut p) = self.members[i].proc.take() {
             p.stop(Duration::from_secs(10)).await;
+        }
+        if verbose() {
+            eprintln!(
+                "bench-operator: floor: stopped removed m{i} in {:?}",
+                t.elapsed()
+            );
         }
         let _ = std::fs::remove_dir_all(&self.members[i].data);
         Ok(())
@@ -239,8 +256,12 @@ impl Floor {
         self.version_bin = bin.to_path_buf();
         for i in order {
             self.move_off(i).await?;
+            let t = std::time::Instant::now();
             if let Some(mut p) = self.members[i].proc.take() {
                 p.stop(Duration::from_secs(10)).await;
+            }
+            if verbose() {
+                eprintln!("bench-operator: floor: stopped m{i} in {:?}", t.elapsed());
             }
             // The data directory holds the membership: the initial-cluster flags are ignored.
             let ic = format!("{}={}", self.members[i].name, self.members[i].peer);
@@ -249,13 +270,21 @@ impl Floor {
             let t0 = std::time::Instant::now();
             loop {
                 self.until_ok(&ep, &["endpoint", "health"]).await?;
-                if self.status(&ep).await?.first().is_some_and(|s| s.2 == version) {
+                if self
+                    .status(&ep)
+                    .await?
+                    .first()
+                    .is_some_and(|s| s.2 == version)
+                {
                     break;
                 }
                 if t0.elapsed() > TIMEOUT {
                     return Err(BenchError(format!("{} did not come back", ep[0])));
                 }
                 tokio::time::sleep(POLL).await;
+            }
+            if verbose() {
+                eprintln!("bench-operator: floor: m{i} back in {:?}", t.elapsed());
             }
         }
         Ok(())

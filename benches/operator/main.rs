@@ -43,6 +43,8 @@ pub struct Settings {
     rounds: usize,
     idle_secs: u64,
     idle_sizes: Vec<usize>,
+    phases: String,
+    settle: Duration,
     from: String,
     to: String,
     heartbeat_ms: u32,
@@ -74,12 +76,16 @@ impl Settings {
             operator_bin: PathBuf::from(env!("CARGO_BIN_EXE_etcd-operator")),
             versions_dir,
             work,
-            rounds: usize::try_from(num("BENCH_ROUNDS", "3")?).unwrap_or(3).max(1),
+            rounds: usize::try_from(num("BENCH_ROUNDS", "3")?)
+                .unwrap_or(3)
+                .max(1),
             idle_secs: num("BENCH_IDLE_SECS", "30")?.max(5),
             idle_sizes: env_or("BENCH_IDLE_CLUSTERS", "1,10,50")
                 .split(',')
                 .filter_map(|n| n.trim().parse().ok())
                 .collect(),
+            phases: env_or("BENCH_PHASES", "operator,floor,idle"),
+            settle: Duration::from_secs(num("BENCH_SETTLE_SECS", "6")?),
             from: env_or("BENCH_FROM", "3.6.16"),
             to: env_or("BENCH_TO", "3.7.3"),
             heartbeat_ms: u32::try_from(num("BENCH_HEARTBEAT_MS", "100")?).unwrap_or(100),
@@ -88,7 +94,9 @@ impl Settings {
     }
 
     fn bin(&self, version: &str) -> PathBuf {
-        self.versions_dir.join(format!("etcd-{version}")).join("bin")
+        self.versions_dir
+            .join(format!("etcd-{version}"))
+            .join("bin")
     }
 }
 
@@ -96,6 +104,7 @@ impl Settings {
 const STEPS: [&str; 4] = ["bootstrap_3", "scale_3_to_5", "scale_5_to_3", "upgrade_3"];
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 const FAST: Duration = Duration::from_millis(20);
+const DONE_POLL: Duration = Duration::from_millis(50);
 
 /// Samples per figure name, in seconds (or the unit the name says).
 #[derive(Default)]
@@ -132,7 +141,7 @@ async fn op_wait(
     version: &str,
 ) -> Result<Duration, BenchError> {
     let urls = || op.client_urls(name);
-    p.wait(&urls, t0, STEP_TIMEOUT, FAST, name, |v: &View| {
+    p.wait(&urls, t0, STEP_TIMEOUT, DONE_POLL, name, |v: &View| {
         v.converged(n, version)
     })
     .await
@@ -170,20 +179,26 @@ async fn operator_round(s: &Settings, round: usize, out: &mut Samples) -> Result
     let mut p = Prober::new();
     let t0 = Instant::now();
     let mut op = Operator::start(&dir, &spec(3, &s.from), s)?;
-    let urls = || op.client_urls(name);
     out.add(
         "operator/bootstrap_3",
-        op_wait(&mut p, &op, name, t0, 3, &s.from).await?.as_secs_f64(),
+        op_wait(&mut p, &op, name, t0, 3, &s.from)
+            .await?
+            .as_secs_f64(),
     );
-    for (step, from_n, to_n) in [("scale_3_to_5", 3, 5), ("scale_5_to_3", 5, 3)] {
-        let before = p.view(&urls()).await;
+    for (step, to_n) in [("scale_3_to_5", 5u32), ("scale_5_to_3", 3)] {
+        // etcd refuses a membership change until every member has been connected for 5 s
+        // (its strict reconfiguration check): each step starts on a settled cluster, both sides.
+        tokio::time::sleep(s.settle).await;
+        let before = p.view(&op.client_urls(name)).await;
         let t0 = Instant::now();
         op.write_manifest(&spec(to_n, &s.from))?;
-        let first = first_mutation(&mut p, &urls, t0, &before).await?;
-        out.add(&format!("reaction/{step}_first_mutation"), first.as_secs_f64());
-        let d = op_wait(&mut p, &op, name, t0, to_n, &s.from).await?;
+        let first = first_mutation(&mut p, &|| op.client_urls(name), t0, &before).await?;
+        out.add(
+            &format!("reaction/{step}_first_mutation"),
+            first.as_secs_f64(),
+        );
+        let d = op_wait(&mut p, &op, name, t0, to_n as usize, &s.from).await?;
         out.add(&format!("operator/{step}"), d.as_secs_f64());
-        let _ = from_n;
     }
     // The status file follows etcd; wait for it so that the next edit meets a settled operator.
     op.wait_all_healthy(
@@ -195,11 +210,14 @@ async fn operator_round(s: &Settings, round: usize, out: &mut Samples) -> Result
         STEP_TIMEOUT,
     )
     .await?;
+    tokio::time::sleep(s.settle).await;
     let t0 = Instant::now();
     op.write_manifest(&spec(3, &s.to))?;
     out.add(
         "operator/upgrade_3",
-        op_wait(&mut p, &op, name, t0, 3, &s.to).await?.as_secs_f64(),
+        op_wait(&mut p, &op, name, t0, 3, &s.to)
+            .await?
+            .as_secs_f64(),
     );
     op.wait_all_healthy(
         &[Spec {
@@ -211,7 +229,7 @@ async fn operator_round(s: &Settings, round: usize, out: &mut Samples) -> Result
     )
     .await?;
     // Member death: SIGKILL a follower; time to its new process, then to all healthy again.
-    let view = p.view(&urls()).await;
+    let view = p.view(&op.client_urls(name)).await;
     let leader = view.leader().unwrap_or(0);
     let victim = (0..3u32)
         .find(|o| {
@@ -238,7 +256,9 @@ async fn operator_round(s: &Settings, round: usize, out: &mut Samples) -> Result
     }
     out.add(
         "reaction/kill_to_healthy",
-        op_wait(&mut p, &op, name, t0, 3, &s.to).await?.as_secs_f64(),
+        op_wait(&mut p, &op, name, t0, 3, &s.to)
+            .await?
+            .as_secs_f64(),
     );
     op.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -251,9 +271,14 @@ async fn floor_round(s: &Settings, round: usize, out: &mut Samples) -> Result<()
     let mut p = Prober::new();
     let done = async |p: &mut Prober, f: &floor::Floor, t0: Instant, n: usize, v: &str| {
         let urls = || f.client_urls();
-        p.wait(&urls, t0, STEP_TIMEOUT, FAST, "the floor", |x: &View| {
-            x.converged(n, v)
-        })
+        p.wait(
+            &urls,
+            t0,
+            STEP_TIMEOUT,
+            DONE_POLL,
+            "the floor",
+            |x: &View| x.converged(n, v),
+        )
         .await
     };
     let t0 = Instant::now();
@@ -264,6 +289,7 @@ async fn floor_round(s: &Settings, round: usize, out: &mut Samples) -> Result<()
         "floor/bootstrap_3",
         done(&mut p, &f, t0, 3, &s.from).await?.as_secs_f64(),
     );
+    tokio::time::sleep(s.settle).await;
     let t0 = Instant::now();
     f.add(3).await?;
     f.add(4).await?;
@@ -271,6 +297,7 @@ async fn floor_round(s: &Settings, round: usize, out: &mut Samples) -> Result<()
         "floor/scale_3_to_5",
         done(&mut p, &f, t0, 5, &s.from).await?.as_secs_f64(),
     );
+    tokio::time::sleep(s.settle).await;
     let t0 = Instant::now();
     f.remove(4).await?;
     f.remove(3).await?;
@@ -278,6 +305,7 @@ async fn floor_round(s: &Settings, round: usize, out: &mut Samples) -> Result<()
         "floor/scale_5_to_3",
         done(&mut p, &f, t0, 3, &s.from).await?.as_secs_f64(),
     );
+    tokio::time::sleep(s.settle).await;
     let t0 = Instant::now();
     f.roll(&s.bin(&s.to), &s.to).await?;
     out.add(
@@ -376,22 +404,30 @@ async fn run(s: &Settings) -> Result<(), BenchError> {
         s.rounds,
         s.work.display()
     );
+    let phase = |p: &str| s.phases.split(',').any(|x| x.trim() == p);
     for round in 0..s.rounds {
-        eprintln!("bench-operator: round {} operator", round + 1);
-        operator_round(s, round, &mut out).await?;
-        eprintln!("bench-operator: round {} floor", round + 1);
-        floor_round(s, round, &mut out).await?;
+        if phase("operator") {
+            eprintln!("bench-operator: round {} operator", round + 1);
+            operator_round(s, round, &mut out).await?;
+        }
+        if phase("floor") {
+            eprintln!("bench-operator: round {} floor", round + 1);
+            floor_round(s, round, &mut out).await?;
+        }
     }
     let load_lifecycle = load();
     let mut idle_loads = Vec::new();
-    for n in s.idle_sizes.clone() {
+    for n in s.idle_sizes.iter().copied().filter(|_| phase("idle")) {
         eprintln!("bench-operator: idle with {n} clusters");
         idle_loads.push((n, idle(s, n, &mut out).await?));
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
         .unwrap_or_default();
     println!(
         "# {cpu}, {} cores; etcd {} → {} (--unsafe-no-fsync, heartbeat {} ms, election {} ms) on loopback; {} rounds, medians",

@@ -94,8 +94,8 @@ impl Operator {
     /// The client URLs of cluster `name`'s ordinals that have a member folder (none before the
     /// operator chose its ports).
     pub fn client_urls(&self, name: &str) -> Vec<String> {
-        let text =
-            std::fs::read_to_string(self.cluster_dir(name).join("cluster.yaml")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.cluster_dir(name).join("cluster.yaml"))
+            .unwrap_or_default();
         let Some(base) = text
             .lines()
             .find_map(|l| l.strip_prefix("clientBasePort:"))
@@ -104,7 +104,12 @@ impl Operator {
             return Vec::new();
         };
         (0..10u16)
-            .filter(|o| self.cluster_dir(name).join("members").join(o.to_string()).exists())
+            .filter(|o| {
+                self.cluster_dir(name)
+                    .join("members")
+                    .join(o.to_string())
+                    .exists()
+            })
             .map(|o| format!("http://127.0.0.1:{}", base + o))
             .collect()
     }
@@ -132,8 +137,7 @@ impl Operator {
         s.phase.as_deref() == Some("Healthy")
             && s.ready_members as usize == n
             && s.members.len() == n
-            && s
-                .members
+            && s.members
                 .iter()
                 .all(|m| m.healthy && m.role.as_deref() != Some("learner"))
     }
@@ -178,10 +182,5 @@ impl Operator {
         if let Some(mut p) = self.proc.take() {
             p.stop(Duration::from_secs(120)).await;
         }
-    }
-
-    /// The operator's log.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default()
     }
 }

@@ -10,7 +10,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_operator::etcd::{Client, ConnectOptions};
+use etcd_operator::etcd::proto::etcdserverpb as pb;
+use pb::cluster_client::ClusterClient;
+use pb::maintenance_client::MaintenanceClient;
+use tonic::transport::{Channel, Endpoint};
 
 use super::BenchError;
 
@@ -72,60 +75,67 @@ impl View {
     }
 }
 
-/// A client over a cluster's client URLs, re-pointed as the URLs change.
+/// Unary gRPC calls only (a linearizable `MemberList`, `Status`), over one lazily connected
+/// channel per URL. Deliberately not the project's client: its per-member health `Watch`
+/// streams would hold every member's shutdown for etcd's graceful-stop timeout (about 7 s), and
+/// the observer must not slow down what it measures.
 pub struct Prober {
-    client: Option<Client>,
-    urls: Vec<String>,
+    channels: std::collections::HashMap<String, Channel>,
 }
 
 const CALL: Duration = Duration::from_millis(700);
 
 impl Prober {
-    /// A prober with no client yet.
+    /// A prober with no channel yet.
     pub fn new() -> Self {
         Self {
-            client: None,
-            urls: Vec::new(),
+            channels: std::collections::HashMap::new(),
         }
     }
 
-    /// etcd's view through any of `urls` (a linearizable member list, then each started
-    /// member's `Status`); an empty view when nothing answers.
-    pub async fn view(&mut self, urls: &[String]) -> View {
-        if urls.is_empty() {
-            return View::default();
+    fn channel(&mut self, url: &str) -> Option<Channel> {
+        if let Some(c) = self.channels.get(url) {
+            return Some(c.clone());
         }
-        if self.client.is_none() || self.urls != urls {
-            let opts = ConnectOptions::new()
-                .with_dial_timeout(Duration::from_millis(500))
-                .with_max_retries(2);
-            match Client::connect(urls, opts).await {
-                Ok(c) => {
-                    self.client = Some(c);
-                    self.urls = urls.to_vec();
-                }
-                Err(_) => return View::default(),
+        let c = Endpoint::from_shared(url.to_owned())
+            .ok()?
+            .connect_timeout(Duration::from_millis(500))
+            .connect_lazy();
+        self.channels.insert(url.to_owned(), c.clone());
+        Some(c)
+    }
+
+    async fn status(&mut self, url: &str) -> Option<pb::StatusResponse> {
+        let mut m = MaintenanceClient::new(self.channel(url)?);
+        let r = tokio::time::timeout(CALL, m.status(pb::StatusRequest {})).await;
+        r.ok()?.ok().map(tonic::Response::into_inner)
+    }
+
+    /// etcd's view through any of `urls` (a linearizable member list from the first that
+    /// answers, then each listed member's `Status` at its URL); empty when nothing answers.
+    pub async fn view(&mut self, urls: &[String]) -> View {
+        let mut list = None;
+        for u in urls {
+            let Some(ch) = self.channel(u) else { continue };
+            let mut c = ClusterClient::new(ch);
+            let req = pb::MemberListRequest { linearizable: true };
+            if let Ok(Ok(r)) = tokio::time::timeout(CALL, c.member_list(req)).await {
+                list = Some(r.into_inner().members);
+                break;
             }
         }
-        let Some(client) = self.client.as_ref() else {
+        let Some(list) = list else {
             return View::default();
-        };
-        let list = match tokio::time::timeout(CALL, client.member_list()).await {
-            Ok(Ok(l)) => l,
-            _ => return View::default(),
         };
         let mut members = Vec::with_capacity(list.len());
         for m in list {
             let client_url = m.client_urls.first().cloned();
             let status = match client_url.as_deref() {
-                Some(u) if urls.iter().any(|x| x == u) => {
-                    match tokio::time::timeout(CALL, client.status(u)).await {
-                        Ok(Ok(s)) if s.member_id == m.id => {
-                            Some((s.leader, s.version, s.raft_index, s.raft_applied_index))
-                        }
-                        _ => None,
-                    }
-                }
+                Some(u) if urls.iter().any(|x| x == u) => self
+                    .status(u)
+                    .await
+                    .filter(|s| s.header.as_ref().is_some_and(|h| h.member_id == m.id))
+                    .map(|s| (s.leader, s.version, s.raft_index, s.raft_applied_index)),
                 _ => None,
             };
             members.push(Seen {
