@@ -73,7 +73,10 @@ impl Settings {
                 .map_err(|_| BenchError(format!("{n} must be a number")))
         };
         Ok(Self {
-            operator_bin: PathBuf::from(env!("CARGO_BIN_EXE_etcd-operator")),
+            operator_bin: std::env::var_os("BENCH_OPERATOR_BIN").map_or_else(
+                || PathBuf::from(env!("CARGO_BIN_EXE_etcd-operator")),
+                PathBuf::from,
+            ),
             versions_dir,
             work,
             rounds: usize::try_from(num("BENCH_ROUNDS", "3")?)
@@ -260,7 +263,7 @@ async fn operator_round(s: &Settings, round: usize, out: &mut Samples) -> Result
             .await?
             .as_secs_f64(),
     );
-    op.stop().await;
+    op.kill();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -379,7 +382,7 @@ async fn idle(s: &Settings, n: usize, out: &mut Samples) -> Result<String, Bench
             t0.elapsed().as_secs_f64(),
         );
     }
-    op.stop().await;
+    op.kill();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(load_at)
 }
