@@ -49,6 +49,10 @@ demo: provision-etcd
 bench-client: provision-etcd
 	hack/bench.sh
 
+.PHONY: bench-operator
+bench-operator: provision-etcd
+	hack/bench-operator.sh
+
 # The static binary of the container image (the Dockerfile runs this same target). glibc with
 # crt-static on the host target: no musl target is needed. Build scripts and proc macros stay
 # dynamic (RUSTFLAGS with --target only applies to the target crates).
