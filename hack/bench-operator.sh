@@ -7,7 +7,7 @@
 # Env: BENCH_ROUNDS (3) lifecycle rounds; BENCH_IDLE_SECS (30) idle window; BENCH_IDLE_CLUSTERS
 # (1,10,50); BENCH_FROM/BENCH_TO (3.6.16 → 3.7.3) the rolling-upgrade versions;
 # BENCH_HEARTBEAT_MS/BENCH_ELECTION_MS (100/1000) the etcd timing both sides use.
-# A default run takes about 8 minutes on 2 cores.
+# A default run takes about 7 minutes on 2 cores.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

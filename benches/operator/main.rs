@@ -374,7 +374,7 @@ async fn idle(s: &Settings, n: usize, out: &mut Samples) -> Result<String, Bench
     if let Some(old) = op.member_pid(last, 0) {
         let t0 = Instant::now();
         signal(old, libc::SIGKILL);
-        while !op.member_pid(last, 0).is_some_and(|p| p != old) && t0.elapsed() < STEP_TIMEOUT {
+        while op.member_pid(last, 0).is_none_or(|p| p == old) && t0.elapsed() < STEP_TIMEOUT {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         out.add(
