@@ -61,7 +61,12 @@ load_env() {
   [ -f "$TESTBIN/env.sh" ] || die "$TESTBIN/env.sh missing: run hack/provision.sh node"
   # shellcheck disable=SC1091
   source "$TESTBIN/env.sh"
-  [ -n "${NODE_RUNTIME_DIR:-}" ] || die "env.sh has no node paths: run hack/provision.sh node"
+  if [ -z "${NODE_RUNTIME_DIR:-}" ]; then
+    # env.sh written by a provision.sh without the node's parts: write it again (cached: quick).
+    "$ROOT/hack/provision.sh" node >&2 || die "hack/provision.sh node failed"
+    # shellcheck disable=SC1091
+    source "$TESTBIN/env.sh"
+  fi
   KBIN=$NODE_KUBE_BIN_DIR
   RT=$NODE_RUNTIME_DIR
   ETCD_DIR=$ETCD_3_6_BIN_DIR

@@ -89,11 +89,11 @@ fn helm_upgrade_rolls_the_operator() {
             "{.spec.template.spec.containers[0].env}",
         )
         .unwrap_or_default()
-        .contains("etcd_operator=debug")
+        .contains("\"value\":\"debug\"")
     {
         "info"
     } else {
-        "etcd_operator=debug,info"
+        "debug"
     };
     let set = format!("logLevel={level}");
     node.helm(&[
@@ -135,7 +135,8 @@ fn helm_upgrade_rolls_the_operator() {
             "{.spec.containers[0].env}",
         )
         .expect("env");
-    assert!(env.contains(level), "new Pods carry the value: {env}");
+    let expected = format!("\"value\":\"{level}\"");
+    assert!(env.contains(&expected), "new Pods carry the value: {env}");
     wait_for("a new Pod to lead", Duration::from_secs(90), || {
         let l = leader(node);
         if after.contains(&l) {
