@@ -19,6 +19,7 @@
 pub mod cluster;
 pub mod members;
 pub mod objects;
+pub mod pacing;
 pub mod reconcile;
 
 use std::collections::BTreeMap;
@@ -306,7 +307,11 @@ pub async fn run_controller(
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+                // A failed pass is logged by error_policy; controller-level failures (a watch
+                // that cannot list, say the CRD is missing) are worth a warning of their own:
+                // nothing reconciles while they last.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(e) => tracing::warn!(error = %e, "controller error"),
             }
         })
         .await;
@@ -324,7 +329,7 @@ async fn reconcile_logged(
         namespace = %cluster.metadata.namespace.as_deref().unwrap_or_default(),
         "reconciling"
     );
-    reconcile::reconcile(cluster, ctx).await
+    reconcile::reconcile_paced(cluster, ctx).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! after a failed pass.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 
 use super::cluster::{KubeCluster, placement};
 use super::objects::{Blueprint, BlueprintError, MANAGER};
+use super::pacing::{Pacing, PassEnd};
 use super::{KubeError, Resolver, process_identity};
 
 /// The pause before the next pass after a step ran.
@@ -37,6 +38,9 @@ pub struct Context {
     pub resolver: Resolver,
     /// [`Desired::replace_after_failures`] for every cluster.
     pub replace_after_failures: u32,
+    /// When each cluster's next pass may run (back-off of refused steps; the operator's own
+    /// writes do not re-run a pass at once).
+    pub pacing: Pacing,
 }
 
 impl Context {
@@ -58,6 +62,7 @@ impl Context {
             metrics,
             resolver,
             replace_after_failures,
+            pacing: Pacing::default(),
         }
     }
 }
@@ -90,23 +95,59 @@ pub fn desired_state(
     validate(spec, &placement(info, replace_after_failures)).map(|v| v.desired)
 }
 
-/// One pass over one cluster.
+/// One pass over one cluster; answers when to come back.
 pub async fn reconcile(
     cluster: Arc<EtcdCluster>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    Ok(match run_pass(&cluster, &ctx).await? {
+        None => Action::await_change(),
+        Some(PassEnd::Idle) => Action::requeue(REQUEUE_IDLE),
+        Some(PassEnd::Stepped | PassEnd::NotYet) => Action::requeue(REQUEUE_AFTER_STEP),
+    })
+}
+
+/// [`reconcile`] as the controller runs it: paced by [`Context::pacing`], so that a wake-up
+/// before the pause after the last pass (often this operator's own status write) waits for the
+/// rest of that pause, and a step etcd keeps refusing is retried less and less often.
+pub async fn reconcile_paced(
+    cluster: Arc<EtcdCluster>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let uid = cluster.metadata.uid.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    if cluster.metadata.deletion_timestamp.is_none()
+        && let Some(wait) = ctx.pacing.wait(&uid, generation, Instant::now())
+    {
+        return Ok(Action::requeue(wait));
+    }
+    Ok(match run_pass(&cluster, &ctx).await? {
+        None => {
+            ctx.pacing.forget(&uid);
+            Action::await_change()
+        }
+        Some(end) => match ctx.pacing.record(&uid, generation, end, Instant::now()) {
+            None => Action::requeue(REQUEUE_IDLE),
+            Some(pause) => Action::requeue(pause.max(REQUEUE_AFTER_STEP)),
+        },
+    })
+}
+
+/// Runs the pass; `None` when the cluster is being deleted (nothing to do).
+async fn run_pass(cluster: &EtcdCluster, ctx: &Context) -> Result<Option<PassEnd>, ReconcileError> {
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector delete the members.
-        return Ok(Action::await_change());
+        return Ok(None);
     }
-    let info = Blueprint::of(&cluster).inspect_err(|_| {
+    let info = Blueprint::of(cluster).inspect_err(|_| {
         ctx.metrics.reconciled(Duration::ZERO, Some("resource"));
     })?;
-    let mut runtime = KubeCluster::new(&ctx, &cluster, info);
-    Ok(match pass(&mut runtime).await? {
-        Passed::Idle => Action::requeue(REQUEUE_IDLE),
-        Passed::Stepped | Passed::NotYet => Action::requeue(REQUEUE_AFTER_STEP),
-    })
+    let mut runtime = KubeCluster::new(ctx, cluster, info);
+    Ok(Some(match pass(&mut runtime).await? {
+        Passed::Idle => PassEnd::Idle,
+        Passed::Stepped => PassEnd::Stepped,
+        Passed::NotYet => PassEnd::NotYet,
+    }))
 }
 
 /// What to do after a failed pass: retry soon; an invalid spec waits for a change.
