@@ -233,6 +233,11 @@ fn run(mut cmd: Command, what: &str, args: &[&str]) -> Result<String> {
     let out = cmd
         .output()
         .map_err(|e| HarnessError::io(format!("running {what}"), e))?;
+    output(out, what, args)
+}
+
+/// The stdout of a finished command, or an error naming the command, its status and its output.
+pub fn output(out: std::process::Output, what: &str, args: &[&str]) -> Result<String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::kube::output;
 use super::{HarnessError, Result, bins};
 
 /// Namespace and release name of the operator installed by the suite.
@@ -281,18 +282,4 @@ fn run(mut cmd: Command, what: &str, args: &[&str]) -> Result<String> {
         .output()
         .map_err(|e| HarnessError::io(format!("running {what}"), e))?;
     output(out, what, args)
-}
-
-fn output(out: std::process::Output, what: &str, args: &[&str]) -> Result<String> {
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(HarnessError::msg(format!(
-            "`{what} {}` failed ({}): {}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        )))
-    }
 }
