@@ -453,7 +453,7 @@ down() {
   fi
   cgroups_down
   host_dirs_down
-  if findmnt -rn -o TARGET | grep -q "^$ST"; then
+  if grep -q "^$ST" <<<"$(findmnt -rn -o TARGET)"; then
     log "warning: mounts left under $ST: $(findmnt -rn -o TARGET | grep "^$ST" | tr '\n' ' ')"
   else
     rm -rf --one-file-system "$ST"
@@ -463,7 +463,7 @@ down() {
 }
 
 iptables_down() {
-  if iptables -S FORWARD 2>/dev/null | grep -q -- "-j $GUARD"; then iptables -D FORWARD -j "$GUARD"; fi
+  if grep -q -- "-j $GUARD" <<<"$(iptables -S FORWARD 2>/dev/null)"; then iptables -D FORWARD -j "$GUARD"; fi
   iptables -F "$GUARD" 2>/dev/null || true
   iptables -X "$GUARD" 2>/dev/null || true
   "$KBIN/kube-proxy" --cleanup >>"$LOGS/kube-proxy-cleanup.log" 2>&1 || true

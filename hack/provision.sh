@@ -30,6 +30,14 @@ HELM_VERSION=3.21.4
 
 log() { printf 'provision: %s\n' "$*" >&2; }
 die() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
+# prints <pattern> <command...>: true when the command's whole output matches. The output is read
+# to the end before grep looks at it: `cmd | grep -q` under pipefail fails at random when grep
+# exits on the first match and the command dies of SIGPIPE writing its next line.
+prints() {
+  local pattern=$1 out; shift
+  out=$("$@" 2>&1) || return 1
+  grep -q -- "$pattern" <<<"$out"
+}
 
 mkdir -p "$TESTBIN"
 
@@ -88,7 +96,7 @@ provision_etcd() {
   done
   rm -rf "$dir.x"
   [ -x "$dir/bin/etcd" ] && [ -x "$dir/bin/etcdctl" ] || die "etcd $v: package lacks etcd/etcdctl"
-  "$dir/bin/etcd" --version | grep -q "etcd Version: $v" || die "etcd $v: wrong version: $("$dir/bin/etcd" --version | head -1)"
+  prints "etcd Version: $v" "$dir/bin/etcd" --version || die "etcd $v: wrong version: $("$dir/bin/etcd" --version | head -1)"
   touch "$dir/.done"
 }
 
@@ -116,7 +124,7 @@ provision_kube() {
   (cd "$ROOT/hack/tools/k8s" && go build -trimpath -ldflags "$(kube_ldflags)" -o "$dir/bin/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) >&2 ||
     die "building kube-apiserver failed"
-  "$dir/bin/kube-apiserver" --version | grep -q "v$KUBE_VERSION" || die "kube-apiserver reports the wrong version"
+  prints "v$KUBE_VERSION" "$dir/bin/kube-apiserver" --version || die "kube-apiserver reports the wrong version"
   touch "$dir/.done"
 }
 provision_helm() {
@@ -131,7 +139,7 @@ provision_helm() {
   mkdir -p "$dir/bin"
   (cd "$ROOT/hack/tools/helm" && go build -trimpath -ldflags "$ldf" -o "$dir/bin/helm" helm.sh/helm/v3/cmd/helm) >&2 ||
     die "building helm failed"
-  "$dir/bin/helm" version --short | grep -q "v$HELM_VERSION" || die "helm reports the wrong version"
+  prints "v$HELM_VERSION" "$dir/bin/helm" version --short || die "helm reports the wrong version"
   touch "$dir/.done"
 }
 
@@ -150,8 +158,8 @@ provision_etcd_static() {
         -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$v" \
         -o "$dir/bin/$out" "go.etcd.io/etcd/$m/v3") >&2 || die "building etcd $v ($m) failed"
   done
-  "$dir/bin/etcd" --version | grep -q "etcd Version: $v" || die "etcd $v: wrong version: $("$dir/bin/etcd" --version | head -1)"
-  if LC_ALL=C readelf -l "$dir/bin/etcd" 2>/dev/null | grep -q 'Requesting program interpreter'; then
+  prints "etcd Version: $v" "$dir/bin/etcd" --version || die "etcd $v: wrong version: $("$dir/bin/etcd" --version | head -1)"
+  if prints 'Requesting program interpreter' env LC_ALL=C readelf -l "$dir/bin/etcd"; then
     die "etcd $v is not static"
   fi
   touch "$dir/.done"
@@ -180,7 +188,7 @@ provision_protoc() {
   cp "$dir.x"/usr/include/google/protobuf/*.proto "$dir/include/google/protobuf/"
   rm -rf "$dir.x"
   # protoc finds the well-known types in <bindir>/../include by itself.
-  LD_LIBRARY_PATH=$dir/lib "$dir/bin/protoc" --version | grep -q "libprotoc 3.21" || die "protoc does not run"
+  prints "libprotoc 3.21" env LD_LIBRARY_PATH="$dir/lib" "$dir/bin/protoc" --version || die "protoc does not run"
   touch "$dir/.done"
 }
 provision_etcd_bench() {
@@ -191,7 +199,7 @@ provision_etcd_bench() {
   mkdir -p "$dir/bin"
   (cd "$ROOT/hack/tools/etcd-bench" && go build -trimpath -ldflags "-s -w" -o "$dir/bin/benchmark" \
       go.etcd.io/etcd/v3/tools/benchmark) >&2 || die "building etcd's benchmark tool failed"
-  "$dir/bin/benchmark" --help 2>&1 | grep -q "txn-put" || die "etcd's benchmark tool does not run"
+  prints "txn-put" "$dir/bin/benchmark" --help || die "etcd's benchmark tool does not run"
   touch "$dir/.done"
 }
 # Writes $TESTBIN/bench-env.sh (sourced by hack/bench.sh) with the paths of both.
@@ -247,7 +255,7 @@ provision_kube_node() {
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy) >&2 ||
     die "building the node's Kubernetes components failed"
   for c in kubelet kube-controller-manager kube-scheduler kube-proxy; do
-    "$dir/bin/$c" --version | grep -q "v$KUBE_VERSION" || die "$c reports the wrong version"
+    prints "v$KUBE_VERSION" "$dir/bin/$c" --version || die "$c reports the wrong version"
   done
   touch "$dir/.done"
   log "node components built in $((SECONDS - t0))s"
@@ -272,7 +280,7 @@ provision_node_tools() {
     local-path-provisioner
   provision_go_tool crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl crictl \
     "-X sigs.k8s.io/cri-tools/pkg/version.Version=v$CRICTL_VERSION"
-  "$TESTBIN/coredns-$COREDNS_VERSION/bin/coredns" -version | grep -q "$COREDNS_VERSION" ||
+  prints "$COREDNS_VERSION" "$TESTBIN/coredns-$COREDNS_VERSION/bin/coredns" -version ||
     die "coredns reports the wrong version"
 }
 # containerd, runc, CNI plugins and iptables unpacked under the cache. bin/ holds what the node
@@ -300,9 +308,9 @@ provision_node_runtime() {
   # nft: `hack/node.sh down` deletes the nf_tables tables the iptables front end created.
   printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$lib" "$dir/root/usr/sbin/nft" > "$dir/bin/nft"
   chmod 0755 "$dir/bin/nft"
-  "$dir/bin/containerd" --version | grep -q 1.6.20 || die "containerd does not run"
+  prints 1.6.20 "$dir/bin/containerd" --version || die "containerd does not run"
   "$dir/bin/runc" --version >/dev/null || die "runc does not run"
-  "$dir/bin/iptables" --version | grep -q nf_tables || die "iptables does not run"
+  prints nf_tables "$dir/bin/iptables" --version || die "iptables does not run"
   "$dir/bin/nft" --version >/dev/null || die "nft does not run"
   [ -x "$dir/cni/bridge" ] && [ -x "$dir/cni/host-local" ] || die "CNI plugins missing"
   touch "$dir/.done"
