@@ -59,6 +59,7 @@ fn args(ns: &str) -> RunArgs {
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
         replace_after_failures: 5,
         resolve: Vec::new(),
+        cluster_domain: "cluster.local".to_owned(),
         log_format: Default::default(),
         leader_election: Default::default(),
     }
@@ -253,10 +254,10 @@ async fn controller_bootstraps_the_seed_and_a_second_pass_changes_nothing() {
     for expected in [
         "--name=demo-0".to_owned(),
         "--data-dir=/var/lib/etcd/data".to_owned(),
-        format!("--initial-cluster=demo-0=http://demo-0.demo.{ns}.svc:2380"),
+        format!("--initial-cluster=demo-0=http://demo-0.{ns}.svc.cluster.local:2380"),
         "--initial-cluster-state=new".to_owned(),
         format!("--initial-cluster-token=demo-{uid}"),
-        format!("--advertise-client-urls=http://demo-0.demo.{ns}.svc:2379"),
+        format!("--advertise-client-urls=http://demo-0.{ns}.svc.cluster.local:2379"),
         "--quota-backend-bytes=4294967296".to_owned(),
         "--log-level=warn".to_owned(),
     ] {
@@ -309,6 +310,15 @@ async fn controller_bootstraps_the_seed_and_a_second_pass_changes_nothing() {
     assert_eq!(
         cs.selector.expect("selector")["app.kubernetes.io/instance"],
         "demo"
+    );
+    // The seed's own Service, whose name its URLs carry.
+    let seed_svc = svcs.get("demo-0").await.expect("member service");
+    let ss = seed_svc.spec.expect("spec");
+    assert!(ss.cluster_ip.as_deref().is_some_and(|ip| ip != "None"));
+    assert_eq!(ss.publish_not_ready_addresses, Some(true));
+    assert_eq!(
+        ss.selector.expect("selector")["etcd.operator.dev/member"],
+        "demo-0"
     );
     let pdb = pdbs.get("demo").await.expect("pdb");
     assert_eq!(
@@ -559,7 +569,7 @@ async fn with_a_live_seed_the_controller_adds_one_learner_and_reports_etcd() {
         )
         .await
         .expect("create");
-    let host = |o: u32| format!("demo-{o}.demo.{ns}.svc");
+    let host = |o: u32| format!("demo-{o}.{ns}.svc.cluster.local");
     let seed = support::etcd::EtcdCluster::builder()
         .members(1)
         .flag("--name=demo-0")
@@ -830,7 +840,7 @@ async fn an_upgrade_replaces_the_member_pod_and_keeps_its_volume() {
         )
         .await
         .expect("create");
-    let host = format!("one-0.one.{ns}.svc");
+    let host = format!("one-0.{ns}.svc.cluster.local");
     let seed = support::etcd::EtcdCluster::builder()
         .version(support::bins::EtcdVersion::V3_5_35)
         .members(1)
@@ -1026,7 +1036,7 @@ async fn a_deleted_pod_of_a_live_cluster_is_created_again_on_its_data() {
         )
         .await
         .expect("create");
-    let host = format!("back-0.back.{ns}.svc");
+    let host = format!("back-0.{ns}.svc.cluster.local");
     let mut seed = support::etcd::EtcdCluster::builder()
         .members(1)
         .flag("--name=back-0")
@@ -1166,4 +1176,84 @@ async fn a_deleted_pod_of_a_live_cluster_is_created_again_on_its_data() {
         "the same cluster"
     );
     drop(seed);
+}
+
+#[tokio::test]
+async fn an_unreadable_intent_stops_the_cluster_with_a_condition_and_one_event() {
+    let k = shared_kube();
+    let ns = k.namespace("bad-intent").expect("namespace");
+    let client = k.client().await.expect("client");
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+    let mut bad = cluster("bad", json!({"replicas": 3}));
+    bad.metadata.annotations = Some(
+        [(
+            "etcd.operator.dev/intent".to_owned(),
+            "{not json".to_owned(),
+        )]
+        .into(),
+    );
+    clusters
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect("create");
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(Metrics::new()),
+        resolver_from_args(&[]).expect("resolver"),
+        5,
+    ));
+    for _ in 0..3 {
+        let current = clusters.get("bad").await.expect("cluster");
+        let err = reconcile(Arc::new(current), ctx.clone())
+            .await
+            .expect_err("an unreadable intent fails the pass");
+        assert!(err.to_string().contains("intent"), "{err}");
+    }
+    let status = clusters
+        .get("bad")
+        .await
+        .expect("cluster")
+        .status
+        .expect("a status");
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    assert_eq!(degraded.status, "True");
+    assert_eq!(degraded.reason, "IntentUnreadable");
+    assert!(
+        degraded.message.contains("etcd.operator.dev/intent"),
+        "{}",
+        degraded.message
+    );
+    let progressing = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .expect("Progressing");
+    assert_eq!(progressing.status, "False");
+    // Nothing was created while the step in flight is unknown.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .expect("pods")
+            .items
+            .is_empty()
+    );
+    // One warning Event for three failed passes.
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let warnings: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("IntentUnreadable"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
+    // The recorder counts a repeated Event in a series: published once, it has none.
+    assert!(warnings[0].series.is_none(), "{:?}", warnings[0].series);
 }

@@ -13,7 +13,7 @@ use etcd_operator::runtime::kubernetes::members::{
 };
 use etcd_operator::runtime::kubernetes::objects::{
     Blueprint, InitialState, client_service, disruption_budget, etcd_args, has_readyz, member_pod,
-    member_pvc, peer_service, probes,
+    member_pvc, member_service, peer_service, probes,
 };
 use etcd_operator::runtime::kubernetes::reconcile::desired_state;
 use etcd_operator::runtime::kubernetes::resolve_member_url;
@@ -33,6 +33,7 @@ fn info_with(spec: serde_json::Value) -> Blueprint {
         name: "demo".into(),
         namespace: "prod".into(),
         uid: "1234-abcd".into(),
+        cluster_domain: "cluster.local".into(),
         template: member_template(&spec_of(spec)),
     }
 }
@@ -70,12 +71,25 @@ fn spec_defaults_fill_an_empty_spec() {
 #[test]
 fn cluster_info_needs_namespace_and_uid() {
     let mut c = EtcdCluster::new("demo", EtcdClusterSpec::default());
-    assert!(Blueprint::of(&c).is_err(), "no namespace");
+    assert!(Blueprint::of(&c, "cluster.local").is_err(), "no namespace");
     c.metadata.namespace = Some("prod".into());
-    assert!(Blueprint::of(&c).is_err(), "no uid");
+    assert!(Blueprint::of(&c, "cluster.local").is_err(), "no uid");
     c.metadata.uid = Some("u".into());
-    let i = Blueprint::of(&c).expect("info");
+    let i = Blueprint::of(&c, "cluster.local").expect("info");
     assert_eq!(i.cluster_token(), "demo-u");
+}
+
+#[test]
+fn member_urls_follow_the_cluster_domain() {
+    let mut i = info();
+    i.cluster_domain = "k8s.example.org".into();
+    assert_eq!(i.peer_url(2), "http://demo-2.prod.svc.k8s.example.org:2380");
+    assert_eq!(
+        i.client_url(2),
+        "http://demo-2.prod.svc.k8s.example.org:2379"
+    );
+    let desired = Desired::new("demo", 3, v("3.6.16"), "h", i.peer_url_template());
+    assert_eq!(desired.peer_url(2), i.peer_url(2));
 }
 
 #[test]
@@ -85,14 +99,14 @@ fn names_and_urls() {
         (
             0,
             "demo-0",
-            "http://demo-0.demo.prod.svc:2380",
-            "http://demo-0.demo.prod.svc:2379",
+            "http://demo-0.prod.svc.cluster.local:2380",
+            "http://demo-0.prod.svc.cluster.local:2379",
         ),
         (
             4,
             "demo-4",
-            "http://demo-4.demo.prod.svc:2380",
-            "http://demo-4.demo.prod.svc:2379",
+            "http://demo-4.prod.svc.cluster.local:2380",
+            "http://demo-4.prod.svc.cluster.local:2379",
         ),
     ];
     for (o, name, peer, client) in table {
@@ -129,7 +143,7 @@ fn etcd_flags_for_seed_and_joiner() {
         (&seed, "--initial-cluster-state=new"),
         (
             &seed,
-            "--initial-cluster=demo-0=http://demo-0.demo.prod.svc:2380",
+            "--initial-cluster=demo-0=http://demo-0.prod.svc.cluster.local:2380",
         ),
         (&seed, "--initial-cluster-token=demo-1234-abcd"),
         (&seed, "--data-dir=/var/lib/etcd/data"),
@@ -144,11 +158,11 @@ fn etcd_flags_for_seed_and_joiner() {
         (&joiner, "--initial-cluster-state=existing"),
         (
             &joiner,
-            "--initial-cluster=demo-0=http://demo-0.demo.prod.svc:2380,demo-1=http://demo-1.demo.prod.svc:2380",
+            "--initial-cluster=demo-0=http://demo-0.prod.svc.cluster.local:2380,demo-1=http://demo-1.prod.svc.cluster.local:2380",
         ),
         (
             &joiner,
-            "--advertise-client-urls=http://demo-1.demo.prod.svc:2379",
+            "--advertise-client-urls=http://demo-1.prod.svc.cluster.local:2379",
         ),
     ];
     for (args, flag) in table {
@@ -388,11 +402,33 @@ fn services_and_disruption_budget() {
     assert_eq!(cs.selector, ps.selector);
     assert_eq!(
         cs.selector
+            .as_ref()
             .expect("selector")
             .get("app.kubernetes.io/component")
             .map(String::as_str),
         Some("member")
     );
+    // A member's own Service: its ordinal's Pod only, published before it is ready.
+    let member = member_service(&i, 4);
+    assert_eq!(member.metadata.name.as_deref(), Some("demo-4"));
+    let ms = member.spec.expect("spec");
+    assert_eq!(ms.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(ms.publish_not_ready_addresses, Some(true));
+    let selector = ms.selector.expect("selector");
+    assert_eq!(
+        selector.get("etcd.operator.dev/member").map(String::as_str),
+        Some("demo-4")
+    );
+    assert!(
+        cs.selector
+            .as_ref()
+            .expect("selector")
+            .iter()
+            .all(|(k, v)| selector.get(k) == Some(v)),
+        "a member Service selects a subset of the member Pods"
+    );
+    let ports: Vec<i32> = ms.ports.expect("ports").iter().map(|p| p.port).collect();
+    assert_eq!(ports, [2379, 2380]);
     // minAvailable keeps quorum.
     for (replicas, min) in [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4), (9, 5)] {
         let pdb = disruption_budget(&info_with(json!({"replicas": replicas})));
@@ -565,12 +601,12 @@ fn intent_annotation_round_trips() {
     let intents = [
         Intent::AddLearner {
             ordinal: 3,
-            peer_url: "http://demo-3.demo.prod.svc:2380".into(),
+            peer_url: "http://demo-3.prod.svc.cluster.local:2380".into(),
             member_id: None,
         },
         Intent::AddLearner {
             ordinal: 3,
-            peer_url: "http://demo-3.demo.prod.svc:2380".into(),
+            peer_url: "http://demo-3.prod.svc.cluster.local:2380".into(),
             member_id: Some(u64::MAX - 7),
         },
         Intent::RemoveMember {
@@ -596,29 +632,38 @@ fn intent_annotation_round_trips() {
 #[test]
 fn member_urls_resolve_through_overrides() {
     let overrides = BTreeMap::from([(
-        "demo-0.demo.prod.svc:2379".to_owned(),
+        "demo-0.prod.svc.cluster.local:2379".to_owned(),
         "127.0.0.1:32379".to_owned(),
     )]);
     let table = [
-        ("http://demo-0.demo.prod.svc:2379", "http://127.0.0.1:32379"),
         (
-            "https://demo-0.demo.prod.svc:2379/x",
+            "http://demo-0.prod.svc.cluster.local:2379",
+            "http://127.0.0.1:32379",
+        ),
+        (
+            "https://demo-0.prod.svc.cluster.local:2379/x",
             "https://127.0.0.1:32379/x",
         ),
         (
-            "http://demo-1.demo.prod.svc:2379",
-            "http://demo-1.demo.prod.svc:2379",
+            "http://demo-1.prod.svc.cluster.local:2379",
+            "http://demo-1.prod.svc.cluster.local:2379",
         ),
-        ("demo-0.demo.prod.svc:2379", "http://127.0.0.1:32379"),
+        (
+            "demo-0.prod.svc.cluster.local:2379",
+            "http://127.0.0.1:32379",
+        ),
     ];
     for (url, want) in table {
         assert_eq!(resolve_member_url(url, &overrides), want, "{url}");
     }
     let r = etcd_operator::runtime::kubernetes::resolver_from_args(&[
-        "demo-1.demo.prod.svc:2379=127.0.0.1:1".to_owned(),
+        "demo-1.prod.svc.cluster.local:2379=127.0.0.1:1".to_owned(),
     ])
     .expect("resolver");
-    assert_eq!(r("http://demo-1.demo.prod.svc:2379"), "http://127.0.0.1:1");
+    assert_eq!(
+        r("http://demo-1.prod.svc.cluster.local:2379"),
+        "http://127.0.0.1:1"
+    );
     assert!(
         etcd_operator::runtime::kubernetes::resolver_from_args(&["nonsense".to_owned()]).is_err()
     );
@@ -766,4 +811,58 @@ fn an_invalid_spec_reports_degraded_and_keeps_members() {
     let fresh = invalid_status(None, Some(1), "x", "now");
     assert_eq!(fresh.conditions.len(), 3);
     assert_eq!(fresh.conditions[0].status, "False");
+}
+
+#[test]
+fn a_failing_member_pod_is_diagnosed_from_its_last_words() {
+    use etcd_operator::runtime::kubernetes::members::pod_diagnosis;
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
+    let with = |ready: bool, restarts: i32, message: Option<&str>| Pod {
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            container_statuses: Some(vec![ContainerStatus {
+                name: "etcd".into(),
+                ready,
+                restart_count: restarts,
+                last_state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 1,
+                        message: message.map(str::to_owned),
+                        ..ContainerStateTerminated::default()
+                    }),
+                    ..ContainerState::default()
+                }),
+                ..ContainerStatus::default()
+            }]),
+            ..PodStatus::default()
+        }),
+        ..Pod::default()
+    };
+    let denied = concat!(
+        r#"{"level":"info","ts":"2026-12-04T02:00:00Z","msg":"starting an etcd server"}"#,
+        "\n",
+        r#"{"level":"fatal","ts":"2026-12-04T02:00:01Z","msg":"failed to start etcd","#,
+        r#""error":"open /var/lib/etcd/data/member/snap/db: permission denied"}"#,
+        "\n"
+    );
+    let why = pod_diagnosis(&with(false, 3, Some(denied))).expect("diagnosed");
+    assert!(
+        why.contains("cannot write its volume at /var/lib/etcd"),
+        "{why}"
+    );
+    assert!(
+        why.contains("failed to start etcd: open /var/lib/etcd/data/member/snap/db"),
+        "{why}"
+    );
+    assert!(why.contains("65532"), "{why}");
+    let other =
+        pod_diagnosis(&with(false, 2, Some("plain text\nlast line  \n\n"))).expect("diagnosed");
+    assert_eq!(other, "etcd exited 2 times; its last words: last line");
+    let long = "x".repeat(1000);
+    let cut = pod_diagnosis(&with(false, 1, Some(&long))).expect("diagnosed");
+    assert!(cut.len() < 400, "{}", cut.len());
+    // A ready member, one that never restarted, or one without a message: nothing to say.
+    assert_eq!(pod_diagnosis(&with(true, 3, Some(denied))), None);
+    assert_eq!(pod_diagnosis(&with(false, 0, Some(denied))), None);
+    assert_eq!(pod_diagnosis(&with(false, 3, None)), None);
 }

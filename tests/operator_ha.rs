@@ -863,3 +863,38 @@ fn two_leaders_between_two_scrapes_of_one_are_found() {
     ];
     assert!(simultaneous_leaders(&ok).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_that_cannot_list_etcdclusters_is_not_ready_and_says_why() {
+    // No turn needed: this operator can act on nothing.
+    let k = shared_kube();
+    let ns = k.namespace("no-rights").expect("namespace");
+    k.kubectl(&["create", "serviceaccount", "nobody", "-n", &ns])
+        .expect("service account");
+    let token = k
+        .kubectl(&["create", "token", "nobody", "-n", &ns, "--duration=1h"])
+        .expect("TokenRequest");
+    let kubeconfig = k
+        .kubeconfig_with_token("nobody", token.trim())
+        .expect("kubeconfig");
+    let args: Vec<String> = ["run", "--leader-elect=false"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let op = Operator::start(k, "no-rights", &kubeconfig, &args, &[]);
+    // Alive, but not ready: the controller cannot watch what it reconciles.
+    let (code, body) = wait_for("/readyz to give the reason", || async {
+        http_get(op.port, "/readyz")
+            .await
+            .filter(|(_, body)| body.contains("listing EtcdClusters failed"))
+    })
+    .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("forbidden"), "{body}");
+    assert_eq!(
+        http_get(op.port, "/healthz").await.map(|(c, _)| c),
+        Some(200)
+    );
+    let log = op.log();
+    assert!(log.contains("not ready"), "{log}");
+}

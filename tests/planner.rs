@@ -51,6 +51,7 @@ fn runtime(ordinal: u32, version: Version) -> RuntimeMember {
         version,
         config_hash: CFG.to_owned(),
         failures: 0,
+        diagnosis: None,
     }
 }
 
@@ -1743,6 +1744,7 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
                     CFG.to_owned()
                 },
                 failures: g.failures,
+                diagnosis: None,
             });
         }
     }

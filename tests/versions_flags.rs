@@ -183,6 +183,7 @@ fn member_pod_command_lines_parse_on_each_version() {
         name: "demo".into(),
         namespace: "prod".into(),
         uid: "1234-abcd".into(),
+        cluster_domain: "cluster.local".into(),
         template: member_template(&spec),
     };
     for v in VERSIONS {

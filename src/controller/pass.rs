@@ -19,13 +19,17 @@ use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
 use super::plan::{Desired, Intent, Observed, Plan, RuntimeMember, Step, plan};
 use super::status::{
-    StatusInput, build_status, invalid_status, last_snapshot_time, mark_defragmented, mark_failed,
-    record_backup_error, record_maintenance, same_status,
+    StatusInput, blocked_status, build_status, invalid_status, last_snapshot_time,
+    mark_defragmented, mark_failed, record_backup_error, record_maintenance, same_status,
 };
 use super::validate::{Placement, SpecError, validate};
 
 /// The condition reason of a restore that failed.
 pub const RESTORE_FAILED: &str = "RestoreFailed";
+/// The condition reason of members that keep failing (with the runtime's diagnosis).
+pub const MEMBER_FAILING: &str = "MemberFailing";
+/// The condition and Event reason of a step in flight whose record cannot be read.
+pub const INTENT_UNREADABLE: &str = "IntentUnreadable";
 
 /// The time of one pass, read once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +237,30 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         .observe_members(&desired)
         .await
         .map_err(PassError::Observe)?;
-    let intent = rt.read_intent().map_err(PassError::Intent)?;
+    let intent = match rt.read_intent() {
+        Ok(intent) => intent,
+        Err(e) => {
+            // A half-done membership step may be behind it: nothing is planned until a person
+            // looked, and says so once (the status changes, an Event), not at every retry.
+            let why = format!(
+                "the record of the step in flight cannot be read ({e}); nothing is changed until \
+                 it is repaired or removed (the etcd.operator.dev/intent annotation, or \
+                 intent.yaml in the local runtime), after checking the member list"
+            );
+            let status = blocked_status(previous, generation, INTENT_UNREADABLE, &why, &now.text);
+            if previous.is_none_or(|old| !same_status(old, &status)) {
+                rt.write_status(&status).await.map_err(PassError::Status)?;
+                rt.publish(StepEvent {
+                    warning: true,
+                    reason: INTENT_UNREADABLE.to_owned(),
+                    note: why,
+                    action: "ReadIntent",
+                })
+                .await;
+            }
+            return Err(PassError::Intent(e));
+        }
+    };
     let (client, view) = if endpoints.is_empty() {
         (None, Err(Unreachable::NoMember))
     } else {
@@ -275,6 +302,17 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         generation,
         now: &now.text,
     });
+    let failing: Vec<String> = observed
+        .runtime
+        .iter()
+        .filter_map(|m| {
+            let why = m.diagnosis.as_ref()?;
+            Some(format!("{}: {why}", desired.member_name(m.ordinal)))
+        })
+        .collect();
+    if !failing.is_empty() {
+        mark_failed(&mut status, MEMBER_FAILING, &failing.join("; "), &now.text);
+    }
     if let Some(why) = validated.backup_unsupported {
         record_backup_error(&mut status, why);
     }

@@ -355,6 +355,19 @@ pub fn invalid_status(
     message: &str,
     now: &str,
 ) -> EtcdClusterStatus {
+    blocked_status(previous, generation, "InvalidSpec", message, now)
+}
+
+/// The status of a cluster the operator will not act on until a person changes something
+/// (`reason` says what: `InvalidSpec`, `IntentUnreadable`): `Degraded` with the message,
+/// not `Progressing`, `Available` as it was.
+pub fn blocked_status(
+    previous: Option<&EtcdClusterStatus>,
+    generation: Option<i64>,
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> EtcdClusterStatus {
     let mut status = previous.cloned().unwrap_or_default();
     let old = |t: &str| previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == t).cloned());
     let condition = |type_: &str, on: bool, reason: &str, message: &str| {
@@ -370,8 +383,8 @@ pub fn invalid_status(
                 "no member answered yet",
             )
         }),
-        condition("Progressing", false, "InvalidSpec", message),
-        condition("Degraded", true, "InvalidSpec", message),
+        condition("Progressing", false, reason, message),
+        condition("Degraded", true, reason, message),
     ];
     status.phase = Some(phase_name(Phase::Degraded).to_owned());
     status.observed_generation = generation;

@@ -36,6 +36,18 @@ pub trait MemberRuntime {
         intent: Option<&Intent>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Makes member `ordinal` reachable at its peer URL before etcd is told about it (the
+    /// Kubernetes runtime creates the member's Service, whose DNS name then resolves from the
+    /// first lookup); called after the intent is recorded, before MemberAdd. Nothing to do by
+    /// default.
+    fn prepare_member(
+        &mut self,
+        ordinal: u32,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = ordinal;
+        async { Ok(()) }
+    }
+
     /// Creates and starts the seed member `ordinal` of a new cluster
     /// (`--initial-cluster-state=new`, itself the only member of the initial cluster).
     fn start_seed(

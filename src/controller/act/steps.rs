@@ -43,6 +43,10 @@ pub(super) async fn add_learner<R: MemberRuntime>(
         .record_intent(intent.as_ref())
         .await
         .map_err(rt_err(step))?;
+    runtime
+        .prepare_member(ordinal)
+        .await
+        .map_err(rt_err(step))?;
     let added = match call(step, client.member_add([peer_url], true)).await? {
         Ok(added) => added.member.id,
         Err(e) => {

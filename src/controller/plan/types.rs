@@ -97,7 +97,7 @@ pub struct Desired {
     /// How to build a member's peer URL: `{name}` is replaced by `<cluster>-<ordinal>`,
     /// `{ordinal}` by the ordinal, and `{port:BASE}` by `BASE + ordinal` (for the local runtime,
     /// where members share an address). For example
-    /// `https://{name}.demo.default.svc:2380` or `http://127.0.0.1:{port:12380}`.
+    /// `https://{name}.default.svc.cluster.local:2380` or `http://127.0.0.1:{port:12380}`.
     pub peer_url_template: String,
     /// Replace a member after this many consecutive failures ([`RuntimeMember::failures`]);
     /// 0 never replaces a member for failing (a member whose data is lost is still replaced).
@@ -284,6 +284,9 @@ pub struct RuntimeMember {
     /// Consecutive failures the observe layer counted (crash restarts or failed health checks);
     /// 0 when healthy.
     pub failures: u32,
+    /// Why it keeps failing, when the runtime can tell (its last words, or a known cause with
+    /// its remedy): reported in the status, never read by the planner.
+    pub diagnosis: Option<String>,
 }
 
 /// A step in flight, recorded by the act layer before it mutates etcd (see [`Step::intent`]).

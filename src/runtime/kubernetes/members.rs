@@ -1,11 +1,12 @@
 //! Members as Pods and PersistentVolumeClaims: what the runtime observes ([`runtime_members`],
 //! pure), the intent store (an annotation on the `EtcdCluster`), and [`KubeMembers`], the
-//! [`MemberRuntime`] that creates and deletes Pods and PVCs by server-side apply.
+//! [`MemberRuntime`] that creates and deletes Pods, PVCs and member Services by server-side
+//! apply.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
 use crate::api::EtcdCluster;
@@ -15,8 +16,8 @@ use crate::controller::plan::{DataState, Desired, Intent, RuntimeMember, Version
 
 use super::KubeError;
 use super::objects::{
-    ANNOTATION_CONFIG_HASH, ANNOTATION_VERSION, Blueprint, FIELD_MANAGER, InitialState,
-    LABEL_ORDINAL, member_pod, member_pvc,
+    ANNOTATION_CONFIG_HASH, ANNOTATION_VERSION, Blueprint, DATA_MOUNT, FIELD_MANAGER, InitialState,
+    LABEL_ORDINAL, RUN_AS, member_pod, member_pvc, member_service,
 };
 
 /// Annotation on the `EtcdCluster` holding the step in flight (JSON).
@@ -24,6 +25,12 @@ pub const ANNOTATION_INTENT: &str = "etcd.operator.dev/intent";
 
 /// How long a restart waits for the old Pod to go away.
 pub const POD_GONE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How old a member's Service must be before etcd is told about the member: time for the
+/// cluster DNS to learn the new name (CoreDNS watches Services; it usually knows within a
+/// second), so that the first lookup of the member's peer URL is not answered, and cached, as
+/// a name that does not exist.
+pub const DNS_SETTLE: Duration = Duration::from_secs(2);
 
 /// The intent as the annotation's value.
 pub fn encode_intent(intent: &Intent) -> Result<String, serde_json::Error> {
@@ -94,6 +101,62 @@ fn pod_failures(pod: &Pod) -> u32 {
         .sum()
 }
 
+/// The longest diagnosis taken from a member's last words.
+const DIAGNOSIS_MAX: usize = 300;
+
+/// Why a member Pod keeps failing, from the termination message of its etcd container (etcd's
+/// last log lines: the Pod asks for `FallbackToLogsOnError`), once it restarted at least once
+/// and is not ready. A volume etcd may not write is named with its remedy; anything else is
+/// etcd's own last message.
+pub fn pod_diagnosis(pod: &Pod) -> Option<String> {
+    let status = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == "etcd" && !c.ready && c.restart_count > 0)?;
+    let terminated = |s: Option<&k8s_openapi::api::core::v1::ContainerState>| {
+        s.and_then(|s| s.terminated.as_ref())
+            .and_then(|t| t.message.clone())
+    };
+    let message =
+        terminated(status.state.as_ref()).or_else(|| terminated(status.last_state.as_ref()))?;
+    let last = last_words(&message)?;
+    if last.to_ascii_lowercase().contains("permission denied") {
+        return Some(format!(
+            "etcd cannot write its volume at {DATA_MOUNT} ({last}); the volume must be writable \
+             by UID/GID {RUN_AS}: use a StorageClass whose volumes honour the Pod's fsGroup \
+             (most CSI drivers, local-path), or give the volume's directory to {RUN_AS}:{RUN_AS}"
+        ));
+    }
+    Some(format!(
+        "etcd exited {} times; its last words: {last}",
+        status.restart_count
+    ))
+}
+
+/// The last line of an etcd log excerpt, as `msg: error` when it is one of etcd's JSON lines,
+/// at most [`DIAGNOSIS_MAX`] bytes.
+fn last_words(log: &str) -> Option<String> {
+    let line = log.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+    let text = match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(v) if v.get("msg").is_some() => {
+            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+            match (field("msg"), field("error")) {
+                (msg, "") => msg.to_owned(),
+                (msg, error) => format!("{msg}: {error}"),
+            }
+        }
+        _ => line.to_owned(),
+    };
+    let mut end = text.len().min(DIAGNOSIS_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(text[..end].to_owned())
+}
+
 /// The runtime's members from the cluster's Pods and PVCs: a member exists when its Pod or its
 /// PVC (not being deleted) does. Its data is lost when its Pod exists without its PVC (or the
 /// PVC is being deleted); with ephemeral storage the data lives and dies with the Pod. The
@@ -152,6 +215,7 @@ pub fn runtime_members(
                 config_hash: annotation(ANNOTATION_CONFIG_HASH)
                     .unwrap_or_else(|| desired.config_hash.clone()),
                 failures: pod.map_or(0, pod_failures),
+                diagnosis: pod.and_then(pod_diagnosis),
             }
         })
         .collect()
@@ -163,6 +227,7 @@ pub struct KubeMembers {
     info: Blueprint,
     pods: Api<Pod>,
     pvcs: Api<PersistentVolumeClaim>,
+    services: Api<Service>,
     clusters: Api<EtcdCluster>,
 }
 
@@ -191,6 +256,7 @@ impl KubeMembers {
         KubeMembers {
             pods: Api::namespaced(client.clone(), ns),
             pvcs: Api::namespaced(client.clone(), ns),
+            services: Api::namespaced(client.clone(), ns),
             clusters: Api::namespaced(client, ns),
             info,
         }
@@ -208,6 +274,31 @@ impl KubeMembers {
                 .await
                 .map_err(kube_err(format!("applying PVC {name}")))?;
         }
+        Ok(())
+    }
+
+    /// Applies member `ordinal`'s Service; answers how long ago it was created.
+    async fn ensure_service(&self, ordinal: u32) -> Result<Option<Duration>, KubeError> {
+        let name = self.info.member_name(ordinal);
+        let svc = self
+            .services
+            .patch(
+                &name,
+                &Self::apply_params(),
+                &Patch::Apply(&member_service(&self.info, ordinal)),
+            )
+            .await
+            .map_err(kube_err(format!("applying Service {name}")))?;
+        Ok(svc.metadata.creation_timestamp.and_then(|t| {
+            let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+            Duration::try_from(age).ok()
+        }))
+    }
+
+    /// Applies the PVC and the Service of member `ordinal`, the objects its Pod needs.
+    async fn ensure_volume_and_service(&self, ordinal: u32) -> Result<(), KubeError> {
+        self.ensure_pvc(ordinal).await?;
+        self.ensure_service(ordinal).await?;
         Ok(())
     }
 
@@ -281,6 +372,18 @@ impl MemberRuntime for KubeMembers {
         ))
     }
 
+    async fn prepare_member(&mut self, ordinal: u32) -> Result<(), KubeError> {
+        // A clock behind the API server's reads a negative age: wait the whole settle time.
+        let age = self
+            .ensure_service(ordinal)
+            .await?
+            .unwrap_or(Duration::ZERO);
+        if let Some(rest) = DNS_SETTLE.checked_sub(age).filter(|d| !d.is_zero()) {
+            tokio::time::sleep(rest).await;
+        }
+        Ok(())
+    }
+
     async fn record_intent(&mut self, intent: Option<&Intent>) -> Result<(), KubeError> {
         let value = match intent {
             Some(i) => serde_json::Value::String(encode_intent(i).map_err(KubeError::Json)?),
@@ -304,7 +407,7 @@ impl MemberRuntime for KubeMembers {
         if self.pod(ordinal).await?.is_some_and(|p| !pod_running(&p)) {
             self.delete_pod_and_wait(ordinal).await?;
         }
-        self.ensure_pvc(ordinal).await?;
+        self.ensure_volume_and_service(ordinal).await?;
         self.create_pod(ordinal, version, &InitialState::New).await
     }
 
@@ -320,7 +423,7 @@ impl MemberRuntime for KubeMembers {
             Some(_) => self.delete_pod_and_wait(ordinal).await?,
             None => {}
         }
-        self.ensure_pvc(ordinal).await?;
+        self.ensure_volume_and_service(ordinal).await?;
         self.create_pod(
             ordinal,
             version,
@@ -341,6 +444,15 @@ impl MemberRuntime for KubeMembers {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(kube_err(format!("deleting PVC {name}"))(e)),
         }
+        // A member replaced at its ordinal keeps its Service (and so its address and a name
+        // that never stops resolving); a member scaled away takes it along.
+        if i64::from(ordinal) >= i64::from(self.info.template.replicas) {
+            match self.services.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(kube_err(format!("deleting Service {name}"))(e)),
+            }
+        }
         Ok(())
     }
 
@@ -349,7 +461,7 @@ impl MemberRuntime for KubeMembers {
     }
 
     async fn start_again(&mut self, ordinal: u32, version: Version) -> Result<(), KubeError> {
-        self.ensure_pvc(ordinal).await?;
+        self.ensure_volume_and_service(ordinal).await?;
         // The member has data: etcd ignores the initial cluster, which names only itself.
         let own = vec![(self.info.member_name(ordinal), self.info.peer_url(ordinal))];
         self.create_pod(ordinal, version, &InitialState::Existing(own))

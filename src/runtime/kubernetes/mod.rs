@@ -61,13 +61,17 @@ pub struct RunArgs {
     /// Replace a member after this many consecutive failures (0: never for failures alone).
     #[arg(long, default_value_t = crate::controller::plan::DEFAULT_REPLACE_AFTER_FAILURES)]
     pub replace_after_failures: u32,
+    /// The Kubernetes cluster's DNS domain: member URLs are fully qualified names under it
+    /// (`http://<cluster>-<ordinal>.<namespace>.svc.<domain>:2380`).
+    #[arg(long, default_value = objects::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
     /// Dial `HOST:PORT` at `ADDR:PORT` instead (repeatable), for running outside the cluster
-    /// network: `--resolve demo-0.demo.default.svc:2379=127.0.0.1:32379`.
+    /// network: `--resolve demo-0.default.svc.cluster.local:2379=127.0.0.1:32379`.
     #[arg(long = "resolve", value_name = "HOST:PORT=ADDR:PORT")]
     pub resolve: Vec<String>,
 }
 
-/// Maps the client URL a member advertises (`http://<pod>.<cluster>.<ns>.svc:2379`) to the URL
+/// Maps the client URL a member advertises (`http://<member>.<ns>.svc.<domain>:2379`) to the URL
 /// the operator dials.
 pub type Resolver = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
@@ -188,7 +192,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartError> {
         metrics.clone(),
         ready.clone(),
     ));
-    let checker = tokio::spawn(check_api(client.clone(), ready));
+    let checker = tokio::spawn(check_api(client.clone(), args.namespace.clone(), ready));
     let result = match election {
         None => {
             let identity = process_identity();
@@ -232,16 +236,25 @@ async fn run_elected(
     }
 }
 
-/// Keeps `ready` up to date: the API server's `/version` answered within the period.
-async fn check_api(client: kube::Client, ready: Readiness) {
+/// Keeps `ready` up to date: `EtcdCluster`s in the watched namespace (all when `None`) could
+/// be listed within the period, so the controller can watch them: the API answers, the CRD is
+/// installed and RBAC allows it. A replica that cannot list them reconciles nothing and says
+/// so.
+async fn check_api(client: kube::Client, namespace: Option<String>, ready: Readiness) {
+    let clusters: Api<EtcdCluster> = match namespace.as_deref() {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let probe = kube::api::ListParams::default().limit(1);
     loop {
-        let state = match tokio::time::timeout(READINESS_PERIOD, client.apiserver_version()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("the Kubernetes API failed: {e}")),
-            Err(_) => Err(format!(
-                "the Kubernetes API did not answer within {READINESS_PERIOD:?}"
-            )),
-        };
+        let state =
+            match tokio::time::timeout(READINESS_PERIOD, clusters.list_metadata(&probe)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("listing EtcdClusters failed: {e}")),
+                Err(_) => Err(format!(
+                    "the Kubernetes API did not answer within {READINESS_PERIOD:?}"
+                )),
+            };
         if let Err(why) = &state {
             tracing::warn!(reason = %why, "not ready");
         }
@@ -289,12 +302,15 @@ pub async fn run_controller(
     let pvcs: Api<PersistentVolumeClaim> = api(&client, ns);
     let services: Api<Service> = api(&client, ns);
     let pdbs: Api<PodDisruptionBudget> = api(&client, ns);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics,
-        resolver,
-        args.replace_after_failures,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            metrics,
+            resolver,
+            args.replace_after_failures,
+        )
+        .with_cluster_domain(args.cluster_domain.clone()),
+    );
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     tracing::info!(namespace = ?args.namespace, "starting the EtcdCluster controller");
     Controller::new(clusters, watcher::Config::default())

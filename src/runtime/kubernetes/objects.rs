@@ -1,7 +1,15 @@
-//! The desired Kubernetes objects of a cluster, as pure functions of the `EtcdCluster`: a Pod
-//! and a PersistentVolumeClaim per member, the headless peer Service, the client Service and the
-//! PodDisruptionBudget. Every object carries the operator's labels and an owner reference to the
-//! `EtcdCluster`, so that deleting the cluster deletes them.
+//! The desired Kubernetes objects of a cluster, as pure functions of the `EtcdCluster`: a Pod,
+//! a PersistentVolumeClaim and a Service per member, the headless peer Service, the client
+//! Service and the PodDisruptionBudget. Every object carries the operator's labels and an owner
+//! reference to the `EtcdCluster`, so that deleting the cluster deletes them.
+//!
+//! A member's peer and client URLs name its own Service, fully qualified
+//! (`http://<cluster>-<ordinal>.<namespace>.svc.<cluster domain>:2380`). That Service is
+//! created before etcd is told about the member, so the name resolves from the first lookup:
+//! a name under the headless Service exists only once the Pod has an address, and a lookup
+//! made before that (the leader dials a new member right after MemberAdd) is cached as a
+//! negative answer for up to 30 s by a kubeadm-configured CoreDNS. Its address also stays the
+//! same when the Pod is recreated elsewhere.
 
 use std::collections::BTreeMap;
 
@@ -32,9 +40,9 @@ pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Label: the object's part (`member`, `peers`, `client`).
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
-/// Label: the member's name, on its Pod and PVC.
+/// Label: the member's name, on its Pod, PVC and Service.
 pub const LABEL_MEMBER: &str = "etcd.operator.dev/member";
-/// Label: the member's ordinal, on its Pod and PVC.
+/// Label: the member's ordinal, on its Pod, PVC and Service.
 pub const LABEL_ORDINAL: &str = "etcd.operator.dev/ordinal";
 /// Annotation: the etcd version a Pod runs.
 pub const ANNOTATION_VERSION: &str = "etcd.operator.dev/version";
@@ -55,6 +63,8 @@ pub const DATA_MOUNT: &str = "/var/lib/etcd";
 pub const DATA_DIR: &str = "/var/lib/etcd/data";
 /// The user and group etcd runs as.
 pub const RUN_AS: i64 = 65532;
+/// The cluster's DNS domain when `--cluster-domain` is not given.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// What every Kubernetes object of one cluster is built from, read once from the `EtcdCluster`.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +75,8 @@ pub struct Blueprint {
     pub namespace: String,
     /// Its UID (owner references, the per-incarnation cluster token).
     pub uid: String,
+    /// The Kubernetes cluster's DNS domain (`cluster.local`), which member URLs end with.
+    pub cluster_domain: String,
     /// What every member is started from.
     pub template: MemberTemplate,
 }
@@ -81,8 +93,9 @@ pub enum BlueprintError {
 }
 
 impl Blueprint {
-    /// Reads the facts from a resource the apiserver returned.
-    pub fn of(cluster: &EtcdCluster) -> Result<Self, BlueprintError> {
+    /// Reads the facts from a resource the apiserver returned; member URLs end with
+    /// `cluster_domain`.
+    pub fn of(cluster: &EtcdCluster, cluster_domain: &str) -> Result<Self, BlueprintError> {
         let name = cluster.metadata.name.clone().unwrap_or_default();
         let namespace = cluster
             .metadata
@@ -98,6 +111,7 @@ impl Blueprint {
             name,
             namespace,
             uid,
+            cluster_domain: cluster_domain.to_owned(),
             template: member_template(&cluster.spec),
         })
     }
@@ -117,13 +131,13 @@ impl Blueprint {
         format!("{}-client", self.name)
     }
 
-    /// The DNS name of a member's Pod through the headless Service.
+    /// The fully qualified DNS name of a member's own Service ([`member_service`]).
     pub fn member_host(&self, ordinal: u32) -> String {
         format!(
-            "{}.{}.{}.svc",
+            "{}.{}.svc.{}",
             self.member_name(ordinal),
-            self.peer_service(),
-            self.namespace
+            self.namespace,
+            self.cluster_domain
         )
     }
 
@@ -140,9 +154,8 @@ impl Blueprint {
     /// The planner's peer URL template, matching [`Blueprint::peer_url`].
     pub fn peer_url_template(&self) -> String {
         format!(
-            "http://{{name}}.{}.{}.svc:{PEER_PORT}",
-            self.peer_service(),
-            self.namespace
+            "http://{{name}}.{}.svc.{}:{PEER_PORT}",
+            self.namespace, self.cluster_domain
         )
     }
 
@@ -411,6 +424,9 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
             mount_path: DATA_MOUNT.to_owned(),
             ..VolumeMount::default()
         }]),
+        // etcd's last log lines become the termination message: the runtime reads why a
+        // member cannot start (a volume it may not write) from the Pod's status.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -509,6 +525,35 @@ pub fn peer_service(info: &Blueprint) -> Service {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
             selector: Some(info.member_selector()),
+            ports: Some(vec![
+                service_port("client", CLIENT_PORT),
+                service_port("peer", PEER_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The Service of member `ordinal`: a stable address and a DNS name that exist before the
+/// member's Pod does, so that etcd can be told about the member before its Pod starts. It
+/// publishes the member before it is ready (a learner or a restarting member must be reached
+/// to become ready).
+pub fn member_service(info: &Blueprint, ordinal: u32) -> Service {
+    let name = info.member_name(ordinal);
+    let mut meta = info.meta(name.clone(), "member");
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.insert(LABEL_MEMBER.to_owned(), name.clone());
+        labels.insert(LABEL_ORDINAL.to_owned(), ordinal.to_string());
+    }
+    let mut selector = info.member_selector();
+    selector.insert(LABEL_MEMBER.to_owned(), name);
+    Service {
+        metadata: meta,
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector),
             ports: Some(vec![
                 service_port("client", CLIENT_PORT),
                 service_port("peer", PEER_PORT),

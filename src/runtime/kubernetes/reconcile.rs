@@ -15,7 +15,7 @@ use crate::controller::validate::{SpecError, validate};
 use crate::metrics::Metrics;
 
 use super::cluster::{KubeCluster, placement};
-use super::objects::{Blueprint, BlueprintError, MANAGER};
+use super::objects::{Blueprint, BlueprintError, DEFAULT_CLUSTER_DOMAIN, MANAGER};
 use super::pacing::{Pacing, PassEnd};
 use super::{KubeError, Resolver, process_identity};
 
@@ -38,6 +38,8 @@ pub struct Context {
     pub resolver: Resolver,
     /// [`Desired::replace_after_failures`] for every cluster.
     pub replace_after_failures: u32,
+    /// The Kubernetes cluster's DNS domain, which member URLs end with.
+    pub cluster_domain: String,
     /// When each cluster's next pass may run (back-off of refused steps; the operator's own
     /// writes do not re-run a pass at once).
     pub pacing: Pacing,
@@ -62,8 +64,15 @@ impl Context {
             metrics,
             resolver,
             replace_after_failures,
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             pacing: Pacing::default(),
         }
+    }
+
+    /// The same context for a Kubernetes cluster whose DNS domain is `domain`.
+    pub fn with_cluster_domain(mut self, domain: impl Into<String>) -> Self {
+        self.cluster_domain = domain.into();
+        self
     }
 }
 
@@ -139,7 +148,7 @@ async fn run_pass(cluster: &EtcdCluster, ctx: &Context) -> Result<Option<PassEnd
         // Owner references let the garbage collector delete the members.
         return Ok(None);
     }
-    let info = Blueprint::of(cluster).inspect_err(|_| {
+    let info = Blueprint::of(cluster, &ctx.cluster_domain).inspect_err(|_| {
         ctx.metrics.reconciled(Duration::ZERO, Some("resource"));
     })?;
     let mut runtime = KubeCluster::new(ctx, cluster, info);
@@ -150,7 +159,8 @@ async fn run_pass(cluster: &EtcdCluster, ctx: &Context) -> Result<Option<PassEnd
     }))
 }
 
-/// What to do after a failed pass: retry soon; an invalid spec waits for a change.
+/// What to do after a failed pass: retry soon; an invalid spec or an unreadable intent waits
+/// for a change (a person must edit the resource).
 pub fn error_policy(
     _cluster: Arc<EtcdCluster>,
     error: &ReconcileError,
@@ -158,7 +168,7 @@ pub fn error_policy(
 ) -> Action {
     tracing::warn!(error = %error, "reconcile failed");
     match error {
-        ReconcileError::Pass(PassError::Spec(_)) => Action::await_change(),
+        ReconcileError::Pass(PassError::Spec(_) | PassError::Intent(_)) => Action::await_change(),
         _ => Action::requeue(REQUEUE_AFTER_ERROR),
     }
 }

@@ -282,6 +282,7 @@ impl LocalMembers {
                 version,
                 config_hash: rec.config_hash.clone(),
                 failures: sup.map_or(0, Supervised::crashes),
+                diagnosis: None,
             });
         }
         Ok(out)
