@@ -177,8 +177,8 @@ fn deleted_cluster_leaves_nothing() {
         .node
         .names(s.ns(), owned, "app.kubernetes.io/instance=gone")
         .expect("owned objects");
-    // 3 Pods, 3 PVCs, 2 Services, 1 PodDisruptionBudget at least.
-    assert!(before.len() >= 9, "owned objects: {before:?}");
+    // 3 Pods, 3 PVCs, 5 Services (peers, client, one per member), 1 PodDisruptionBudget.
+    assert!(before.len() >= 12, "owned objects: {before:?}");
     assert_eq!(
         e2e.node
             .names(s.ns(), "pods", &member_selector("gone"))
@@ -211,4 +211,162 @@ fn deleted_cluster_leaves_nothing() {
         },
     )
     .expect("owned objects deleted");
+}
+
+/// The member Pods' etcd versions (`etcd.operator.dev/version`) and whether any container
+/// argument still uses an `--experimental-` name.
+fn pod_versions(s: &Scenario) -> (Vec<String>, bool) {
+    let out = s
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            &member_selector(&s.cluster),
+            "-o",
+            "json",
+        ])
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    let pods = v["items"].as_array().cloned().unwrap_or_default();
+    let versions = pods
+        .iter()
+        .map(|p| {
+            p["metadata"]["annotations"]["etcd.operator.dev/version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let experimental = pods.iter().any(|p| {
+        p["spec"]["containers"][0]["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a.as_str().is_some_and(|a| a.starts_with("--experimental-")))
+    });
+    (versions, experimental)
+}
+
+/// A rolling upgrade along etcd's path, 3.5.35 -> 3.6.16 -> 3.7.3, each requested with
+/// `kubectl patch` while a writer runs: every member ends on the new version as etcd reports it,
+/// the cluster serves throughout (no acknowledged write lost), and a flag 3.7 renamed
+/// (`--experimental-initial-corrupt-check`) is passed under its new name from the 3.7 restart on.
+#[test]
+fn rolling_upgrade_along_the_supported_path() {
+    let e2e = E2e::lock().expect("test node");
+    let s = Scenario::new(&e2e.node, "upgrade", "up").expect("namespace");
+    let manifest = "apiVersion: etcd.operator.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  \
+                    name: up\nspec:\n  replicas: 3\n  version: \"3.5.35\"\n  storage:\n    \
+                    size: 256Mi\n  etcd:\n    extraFlags:\n    \
+                    - --experimental-initial-corrupt-check=true\n";
+    e2e.node.apply(s.ns(), manifest).expect("apply");
+    s.wait_ready(3, BOOTSTRAP).expect("3 ready on 3.5.35");
+    assert!(pod_versions(&s).1, "3.5 takes the experimental name");
+    s.start_writer().expect("writer");
+    for version in ["3.6.16", "3.7.3"] {
+        let patch = format!("{{\"spec\":{{\"version\":\"{version}\"}}}}");
+        s.kubectl(&["patch", "etcdcluster", "up", "--type=merge", "-p", &patch])
+            .expect("patch the version");
+        wait_for(
+            &format!("every member on {version}"),
+            Duration::from_secs(600),
+            || {
+                let reported = s
+                    .kubectl(&[
+                        "get",
+                        "etcdcluster",
+                        "up",
+                        "-o",
+                        "jsonpath={.status.members[*].version}",
+                    ])
+                    .map_err(|e| e.to_string())?;
+                let (pods, _) = pod_versions(&s);
+                let etcd: Vec<&str> = reported.split_whitespace().collect();
+                if etcd.len() == 3
+                    && etcd.iter().all(|v| *v == version)
+                    && pods.iter().all(|v| v == version)
+                {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("etcd reports {etcd:?}, pods {pods:?}"))
+                }
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", e2e.node.operator_logs()));
+        s.wait_ready(3, BOOTSTRAP)
+            .expect("3 ready after the upgrade");
+    }
+    assert!(!pod_versions(&s).1, "3.7 has no --experimental- flags");
+    let acked = s.stop_writer().expect("stop writer");
+    assert!(acked.len() > 10, "few writes got through: {}", acked.len());
+    let present = s.written_keys().expect("read keys");
+    let lost: Vec<u64> = acked.difference(&present).copied().collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
+
+/// A volume the non-root etcd (UID 65532) cannot write: a hostPath PersistentVolume, which
+/// fsGroup does not apply to. The member cannot start, and the cluster says why and what to do.
+#[test]
+fn an_unwritable_volume_is_reported_with_its_remedy() {
+    let e2e = E2e::lock().expect("test node");
+    let s = Scenario::new(&e2e.node, "unwritable", "ro").expect("namespace");
+    // Under the node's state folder, which `hack/node.sh down` removes.
+    let dir = support::node::kubeconfig_path()
+        .parent()
+        .expect("cluster folder")
+        .join("state/e2e-hostpath")
+        .join(s.ns());
+    let class = format!("{}-hostpath", s.ns());
+    let pv = format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: {class}\nspec:\n  \
+         capacity: {{storage: 256Mi}}\n  accessModes: [ReadWriteOnce]\n  \
+         storageClassName: {class}\n  persistentVolumeReclaimPolicy: Retain\n  \
+         hostPath: {{path: {}, type: DirectoryOrCreate}}\n",
+        dir.display()
+    );
+    e2e.node.apply(s.ns(), &pv).expect("the PersistentVolume");
+    let manifest = format!(
+        "apiVersion: etcd.operator.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: ro\n\
+         spec:\n  replicas: 1\n  version: \"{}\"\n  storage:\n    size: 256Mi\n    \
+         storageClassName: {class}\n",
+        support::e2e::etcd_version()
+    );
+    e2e.node.apply(s.ns(), &manifest).expect("apply");
+    let message = wait_for(
+        "the cluster to say why its member fails",
+        Duration::from_secs(240),
+        || {
+            let conditions = s
+                .kubectl(&[
+                    "get",
+                    "etcdcluster",
+                    "ro",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Degraded\")]}",
+                ])
+                .map_err(|e| e.to_string())?;
+            let c: serde_json::Value = serde_json::from_str(&conditions).unwrap_or_default();
+            if c["reason"] == "MemberFailing" {
+                Ok(Some(c["message"].as_str().unwrap_or_default().to_owned()))
+            } else {
+                Err(conditions)
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", e2e.node.operator_logs()));
+    assert!(message.contains("ro-0"), "{message}");
+    assert!(message.contains("cannot write its volume"), "{message}");
+    assert!(message.contains("permission denied"), "{message}");
+    assert!(message.contains("65532"), "{message}");
+    s.kubectl(&[
+        "delete",
+        "etcdcluster",
+        "ro",
+        "--wait=true",
+        "--timeout=120s",
+    ])
+    .expect("delete the cluster");
+    e2e.node
+        .kubectl(&["delete", "pv", &class, "--wait=false"])
+        .expect("delete the PersistentVolume");
 }

@@ -122,24 +122,31 @@ pub fn pod_diagnosis(pod: &Pod) -> Option<String> {
     };
     let message =
         terminated(status.state.as_ref()).or_else(|| terminated(status.last_state.as_ref()))?;
-    let last = last_words(&message)?;
-    if last.to_ascii_lowercase().contains("permission denied") {
+    let denied = message
+        .lines()
+        .rev()
+        .find(|l| l.to_ascii_lowercase().contains("permission denied"));
+    if let Some(line) = denied.and_then(words) {
         return Some(format!(
-            "etcd cannot write its volume at {DATA_MOUNT} ({last}); the volume must be writable \
+            "etcd cannot write its volume at {DATA_MOUNT} ({line}); the volume must be writable \
              by UID/GID {RUN_AS}: use a StorageClass whose volumes honour the Pod's fsGroup \
              (most CSI drivers, local-path), or give the volume's directory to {RUN_AS}:{RUN_AS}"
         ));
     }
+    let last = message.lines().rev().find_map(words)?;
     Some(format!(
         "etcd exited {} times; its last words: {last}",
         status.restart_count
     ))
 }
 
-/// The last line of an etcd log excerpt, as `msg: error` when it is one of etcd's JSON lines,
-/// at most [`DIAGNOSIS_MAX`] bytes.
-fn last_words(log: &str) -> Option<String> {
-    let line = log.lines().rev().map(str::trim).find(|l| !l.is_empty())?;
+/// One line of an etcd log, as `msg: error` when it is one of etcd's JSON lines, at most
+/// [`DIAGNOSIS_MAX`] bytes; `None` when blank.
+fn words(line: &str) -> Option<String> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
     let text = match serde_json::from_str::<serde_json::Value>(line) {
         Ok(v) if v.get("msg").is_some() => {
             let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
