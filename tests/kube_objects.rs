@@ -321,6 +321,18 @@ fn member_pod_shape() {
             .0,
         "2Gi"
     );
+    // Resources as given: no default requests added to the user's own.
+    assert_eq!(c.resources.as_ref().and_then(|r| r.requests.as_ref()), None);
+    // Unset, the etcd container requests a modest share and has no limits.
+    let default_pod = member_pod(&info(), 0, v("3.6.16"), &InitialState::New);
+    let default = default_pod.spec.expect("spec").containers[0]
+        .resources
+        .clone()
+        .expect("default resources");
+    let requests = default.requests.expect("requests");
+    assert_eq!(requests["cpu"].0, "100m");
+    assert_eq!(requests["memory"].0, "128Mi");
+    assert_eq!(default.limits, None);
     let ports: Vec<i32> = c
         .ports
         .as_ref()

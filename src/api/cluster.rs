@@ -149,7 +149,7 @@ pub struct EtcdClusterSpec {
     #[serde(default)]
     pub storage: StorageSpec,
     /// CPU and memory requests and limits of the etcd container; each a Kubernetes quantity
-    /// (`500m`, `2Gi`).
+    /// (`500m`, `2Gi`). Unset: requests of 100m CPU and 128Mi memory, no limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::resources")]
     pub resources: Option<ResourceRequirements>,

@@ -37,6 +37,10 @@ pub const VERSION_MAX_LEN: usize = 32;
 
 /// The replica range.
 pub const REPLICAS: (i32, i32) = (1, 9);
+/// The etcd container's CPU request when `spec.resources` is not set.
+pub const DEFAULT_CPU_REQUEST: &str = "100m";
+/// The etcd container's memory request when `spec.resources` is not set.
+pub const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
 /// The range of `spec.etcd.quotaBackendBytes` (1 MiB to 64 GiB).
 pub const QUOTA_BACKEND_BYTES: (i64, i64) = (1_048_576, 68_719_476_736);
 /// The range of `spec.maintenance.defragmentation.minDbSizeBytes` (0 to 64 GiB).

@@ -5,6 +5,7 @@
 //! What differs between runtimes is passed in as a [`Placement`]: how members are addressed,
 //! the hash of what a member is started with, where snapshots go and whether restores run.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -91,6 +92,24 @@ pub struct MemberTemplate {
     pub pod_hash: String,
 }
 
+/// What the etcd container requests when `spec.resources` is not set: a modest guaranteed share
+/// (the scheduler counts it; no limits, so nothing is throttled or killed for using more).
+pub fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            (
+                "cpu".to_owned(),
+                Quantity(rules::DEFAULT_CPU_REQUEST.to_owned()),
+            ),
+            (
+                "memory".to_owned(),
+                Quantity(rules::DEFAULT_MEMORY_REQUEST.to_owned()),
+            ),
+        ])),
+        ..ResourceRequirements::default()
+    }
+}
+
 /// The member template of `spec`.
 pub fn member_template(spec: &EtcdClusterSpec) -> MemberTemplate {
     let input = serde_json::json!({
@@ -104,7 +123,7 @@ pub fn member_template(spec: &EtcdClusterSpec) -> MemberTemplate {
     MemberTemplate {
         replicas: spec.replicas,
         image: spec.image.clone(),
-        resources: spec.resources.clone(),
+        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
         pod_template: spec.pod_template.clone().unwrap_or_default(),
         ephemeral: spec.storage.ephemeral,
         storage_size: spec.storage.size.clone(),
