@@ -256,6 +256,18 @@ fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
+/// Deletes the object `name` (`what` names its kind in errors); gone already is fine.
+async fn delete_if_present<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), KubeError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(kube_err(format!("deleting {what} {name}"))(e)),
+    }
+}
+
 impl KubeMembers {
     /// The runtime of the cluster `info` describes.
     pub fn new(client: kube::Client, info: Blueprint) -> Self {
@@ -339,11 +351,7 @@ impl KubeMembers {
             return Ok(());
         };
         let uid = pod.metadata.uid.clone();
-        match self.pods.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(kube_err(format!("deleting Pod {name}"))(e)),
-        }
+        delete_if_present(&self.pods, &name, "Pod").await?;
         let deadline = Instant::now() + POD_GONE_TIMEOUT;
         loop {
             let current = self
@@ -441,24 +449,12 @@ impl MemberRuntime for KubeMembers {
 
     async fn delete_member(&mut self, ordinal: u32) -> Result<(), KubeError> {
         let name = self.info.member_name(ordinal);
-        match self.pods.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(kube_err(format!("deleting Pod {name}"))(e)),
-        }
-        match self.pvcs.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(kube_err(format!("deleting PVC {name}"))(e)),
-        }
+        delete_if_present(&self.pods, &name, "Pod").await?;
+        delete_if_present(&self.pvcs, &name, "PVC").await?;
         // A member replaced at its ordinal keeps its Service (and so its address and a name
         // that never stops resolving); a member scaled away takes it along.
         if i64::from(ordinal) >= i64::from(self.info.template.replicas) {
-            match self.services.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(kube_err(format!("deleting Service {name}"))(e)),
-            }
+            delete_if_present(&self.services, &name, "Service").await?;
         }
         Ok(())
     }
