@@ -286,12 +286,147 @@ fn validate_backup(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
             1,
             rules::PATH_MAX_LEN,
         );
+        if b.directory.is_some() && b.destination.is_some() {
+            out.push(err(
+                "spec.backup.directory",
+                rules::BACKUP_DIRECTORY_OR_DESTINATION_MESSAGE,
+            ));
+        }
+        if let Some(d) = &b.destination {
+            validate_destination(d, out);
+        }
+        if let Some(e) = &b.encryption {
+            check_secret_name(out, "spec.backup.encryption.keySecret", &e.key_secret);
+        }
     }
     if let Some(r) = spec.bootstrap.as_ref().and_then(|b| b.restore.as_ref()) {
         check_len(
             out,
             "spec.bootstrap.restore.path",
             Some(r.path.as_str()),
+            1,
+            rules::PATH_MAX_LEN,
+        );
+    }
+}
+
+/// Whether `s` matches [`rules::SECRET_NAME_PATTERN`] (a DNS subdomain).
+fn is_subdomain(s: &str) -> bool {
+    let inner = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    s.bytes().next().is_some_and(inner)
+        && s.bytes().last().is_some_and(inner)
+        && s.bytes().all(|b| inner(b) || b == b'-' || b == b'.')
+}
+
+fn check_secret_name(out: &mut Vec<FieldError>, path: &str, name: &str) {
+    let n = name.chars().count();
+    if n == 0 || n > rules::SECRET_NAME_MAX_LEN || !is_subdomain(name) {
+        out.push(err(
+            path,
+            format!(
+                "{name:?} is not a Secret name: at most {} lower-case letters, digits, '-' and \
+                 '.', starting and ending with a letter or digit",
+                rules::SECRET_NAME_MAX_LEN
+            ),
+        ));
+    }
+}
+
+/// Whether `s` matches [`rules::ENDPOINT_PATTERN`]: `http://` or `https://` and no whitespace.
+fn is_endpoint(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.contains([' ', '\t', '\n', '\r', '\x0c']))
+}
+
+fn check_endpoint(out: &mut Vec<FieldError>, path: &str, endpoint: Option<&str>) {
+    let Some(e) = endpoint else {
+        return;
+    };
+    let n = e.chars().count();
+    if n == 0 || n > rules::ENDPOINT_MAX_LEN || !is_endpoint(e) {
+        out.push(err(
+            path,
+            format!(
+                "{e:?} is not an endpoint URL: use http:// or https:// and a host, at most {} \
+                 characters",
+                rules::ENDPOINT_MAX_LEN
+            ),
+        ));
+    }
+}
+
+/// `spec.backup.destination`: exactly one store, its fields within bounds
+/// ([`rules::BACKUP_ONE_DESTINATION_RULE`], [`rules::BACKUP_LOCAL_CREDENTIALS_RULE`]).
+fn validate_destination(d: &crate::api::BackupDestination, out: &mut Vec<FieldError>) {
+    let base = "spec.backup.destination";
+    let stores = [
+        d.s3.is_some(),
+        d.gcs.is_some(),
+        d.azure.is_some(),
+        d.local.is_some(),
+    ];
+    if stores.iter().filter(|s| **s).count() != 1 {
+        out.push(err(base, rules::BACKUP_ONE_DESTINATION_MESSAGE));
+    }
+    if let Some(name) = &d.credentials_secret {
+        check_secret_name(out, &format!("{base}.credentialsSecret"), name);
+        if d.local.is_some() {
+            out.push(err(
+                &format!("{base}.credentialsSecret"),
+                rules::BACKUP_LOCAL_CREDENTIALS_MESSAGE,
+            ));
+        }
+    }
+    let bucket = |out: &mut Vec<FieldError>, path: String, v: &str| {
+        check_len(out, &path, Some(v), 1, rules::BUCKET_MAX_LEN);
+    };
+    let prefix = |out: &mut Vec<FieldError>, path: String, v: Option<&str>| {
+        check_len(out, &path, v, 0, rules::PREFIX_MAX_LEN);
+    };
+    if let Some(s3) = &d.s3 {
+        bucket(out, format!("{base}.s3.bucket"), &s3.bucket);
+        prefix(out, format!("{base}.s3.prefix"), s3.prefix.as_deref());
+        check_endpoint(out, &format!("{base}.s3.endpoint"), s3.endpoint.as_deref());
+        check_len(
+            out,
+            &format!("{base}.s3.region"),
+            s3.region.as_deref(),
+            1,
+            64,
+        );
+    }
+    if let Some(gcs) = &d.gcs {
+        bucket(out, format!("{base}.gcs.bucket"), &gcs.bucket);
+        prefix(out, format!("{base}.gcs.prefix"), gcs.prefix.as_deref());
+        check_endpoint(
+            out,
+            &format!("{base}.gcs.endpoint"),
+            gcs.endpoint.as_deref(),
+        );
+    }
+    if let Some(az) = &d.azure {
+        bucket(out, format!("{base}.azure.container"), &az.container);
+        prefix(out, format!("{base}.azure.prefix"), az.prefix.as_deref());
+        check_len(
+            out,
+            &format!("{base}.azure.account"),
+            az.account.as_deref(),
+            1,
+            64,
+        );
+        check_endpoint(
+            out,
+            &format!("{base}.azure.endpoint"),
+            az.endpoint.as_deref(),
+        );
+    }
+    if let Some(local) = &d.local {
+        check_len(
+            out,
+            &format!("{base}.local.directory"),
+            Some(&local.directory),
             1,
             rules::PATH_MAX_LEN,
         );
@@ -608,6 +743,8 @@ mod tests {
             every: every.into(),
             keep,
             directory: None,
+            destination: None,
+            encryption: None,
         };
         let mut s = spec();
         s.backup = Some(backup("10s", 1));
@@ -632,6 +769,58 @@ mod tests {
             }),
         });
         assert_eq!(paths(&s), ["spec.bootstrap.restore.path"]);
+    }
+
+    #[test]
+    fn backup_destinations() {
+        let with = |backup: serde_json::Value| -> Vec<String> {
+            let s: EtcdClusterSpec =
+                serde_json::from_value(serde_json::json!({ "backup": backup })).expect("spec");
+            paths(&s)
+        };
+        let s3 = serde_json::json!({"bucket": "b", "endpoint": "http://127.0.0.1:9000"});
+        assert!(with(serde_json::json!({"every": "1h", "destination": {"s3": s3}})).is_empty());
+        assert_eq!(
+            with(serde_json::json!({"every": "1h", "destination": {}})),
+            ["spec.backup.destination"]
+        );
+        assert_eq!(
+            with(serde_json::json!({"every": "1h", "destination":
+                {"s3": s3, "gcs": {"bucket": "g"}}})),
+            ["spec.backup.destination"]
+        );
+        assert_eq!(
+            with(serde_json::json!({"every": "1h", "directory": "/b",
+                "destination": {"local": {"directory": "/c"}}})),
+            ["spec.backup.directory"]
+        );
+        assert_eq!(
+            with(serde_json::json!({"every": "1h", "destination":
+                {"local": {"directory": "/c"}, "credentialsSecret": "creds"}})),
+            ["spec.backup.destination.credentialsSecret"]
+        );
+        assert_eq!(
+            with(serde_json::json!({"every": "1h", "destination":
+                {"s3": {"bucket": "b", "endpoint": "ftp://x"}, "credentialsSecret": "Creds"}})),
+            [
+                "spec.backup.destination.credentialsSecret",
+                "spec.backup.destination.s3.endpoint"
+            ]
+        );
+        assert_eq!(
+            with(serde_json::json!({"every": "1h", "destination":
+                {"azure": {"container": "", "account": ""}}, "encryption": {"keySecret": "-k"}})),
+            [
+                "spec.backup.destination.azure.container",
+                "spec.backup.destination.azure.account",
+                "spec.backup.encryption.keySecret"
+            ]
+        );
+        assert!(is_endpoint("https://s3.example.com:9000/x"));
+        assert!(!is_endpoint("http://"));
+        assert!(!is_endpoint("http://a b"));
+        assert!(is_subdomain("backup-creds.v1"));
+        assert!(!is_subdomain("backup_creds"));
     }
 
     #[test]
