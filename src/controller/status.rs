@@ -243,7 +243,7 @@ pub fn record_backup_error(status: &mut EtcdClusterStatus, error: &str) {
 }
 
 /// Records in `status` that a snapshot attempt failed at `now`, and why: one more consecutive
-/// failure, and the next attempt after the back-off ([`backoff`]).
+/// failure, and the next attempt after the back-off ([`backoff()`]).
 pub fn record_backup_failure(status: &mut EtcdClusterStatus, error: &str, now: SystemTime) {
     let b = status.backup.get_or_insert_with(BackupStatus::default);
     b.last_error = Some(error.to_owned());

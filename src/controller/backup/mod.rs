@@ -1,6 +1,6 @@
-//! Scheduled snapshots: where they go ([`target`]: a [`crate::snapshot_store::SnapshotStore`]
+//! Scheduled snapshots: where they go ([`mod@target`]: a [`crate::snapshot_store::SnapshotStore`]
 //! over S3, GCS, Azure Blob or a local folder, with the credentials and encryption key from the
-//! Secrets the spec names), what they are called, when a failed one is retried ([`backoff`]),
+//! Secrets the spec names), what they are called, when a failed one is retried ([`mod@backoff`]),
 //! and the one I/O function that streams a snapshot from a member into the store, commits it
 //! and applies the retention ([`take::take`]).
 //!

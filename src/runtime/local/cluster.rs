@@ -280,10 +280,15 @@ impl Runtime for LocalCluster {
                 }
             }
             Report::Maintained { done } => tracing::info!("{key}: {done}"),
-            Report::Failed { error, .. } => {
+            Report::Failed { step, error } => {
                 let line = format!("not yet: {error}");
                 if line != self.last_message {
-                    tracing::warn!("{key}: {error}; retrying on the next pass");
+                    let when = if matches!(step, Step::Snapshot { .. }) {
+                        "retrying after the back-off (status.backup.nextAttempt)"
+                    } else {
+                        "retrying on the next pass"
+                    };
+                    tracing::warn!("{key}: {error}; {when}");
                     self.last_message = line;
                 }
             }
