@@ -10,6 +10,11 @@
 //!   maintenance included (`Compact`, `Defragment`, `DisarmAlarm`).
 //! - `etcd_operator_members{namespace, cluster, role, healthy}`: members per cluster by role
 //!   (`leader`, `follower`, `learner`) and health.
+//! - `etcd_operator_backups_total{namespace, cluster}` and
+//!   `etcd_operator_backup_failures_total{namespace, cluster}`: scheduled snapshots stored and
+//!   failed attempts;
+//!   `etcd_operator_backup_last_success_timestamp_seconds`, `etcd_operator_backup_last_size_bytes`
+//!   and `etcd_operator_backup_last_duration_seconds` (same labels): the last one stored.
 //! - `etcd_operator_leader_is_leader{identity}` and `etcd_operator_leader_acquisitions_total`:
 //!   whether this replica leads (see [`crate::leader::LeaderMetrics`]).
 
@@ -63,6 +68,25 @@ pub struct MemberLabels {
     pub healthy: String,
 }
 
+/// Labels of the backup metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// The cluster's namespace.
+    pub namespace: String,
+    /// The cluster's name.
+    pub cluster: String,
+}
+
+/// The backup metrics.
+#[derive(Debug, Default)]
+struct BackupMetrics {
+    taken: Family<ClusterLabels, Counter>,
+    failures: Family<ClusterLabels, Counter>,
+    last_success: Family<ClusterLabels, Gauge>,
+    last_size: Family<ClusterLabels, Gauge>,
+    last_duration: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
 /// The operator's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -72,6 +96,7 @@ pub struct Metrics {
     duration: Histogram,
     steps: Family<StepLabels, Counter>,
     members: Family<MemberLabels, Gauge>,
+    backups: BackupMetrics,
     leader: LeaderMetrics,
 }
 
@@ -120,8 +145,35 @@ impl Metrics {
             "Members per cluster by role and health",
             members.clone(),
         );
+        let backups = BackupMetrics::default();
+        registry.register(
+            "backups",
+            "Scheduled snapshots stored",
+            backups.taken.clone(),
+        );
+        registry.register(
+            "backup_failures",
+            "Failed scheduled snapshot attempts",
+            backups.failures.clone(),
+        );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the last scheduled snapshot was stored (Unix time)",
+            backups.last_success.clone(),
+        );
+        registry.register(
+            "backup_last_size_bytes",
+            "Size of the last scheduled snapshot stored",
+            backups.last_size.clone(),
+        );
+        registry.register(
+            "backup_last_duration_seconds",
+            "Time the last scheduled snapshot took to stream and commit",
+            backups.last_duration.clone(),
+        );
         Metrics {
             registry: root,
+            backups,
             reconciles,
             errors,
             duration,
@@ -183,6 +235,42 @@ impl Metrics {
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
+    }
+
+    /// Records a snapshot of `namespace/cluster` stored at `when` (Unix seconds): `size` bytes,
+    /// in `duration`.
+    pub fn backup_taken(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        when: i64,
+        size: u64,
+        duration: Duration,
+    ) {
+        let labels = ClusterLabels {
+            namespace: namespace.to_owned(),
+            cluster: cluster.to_owned(),
+        };
+        let b = &self.backups;
+        b.taken.get_or_create(&labels).inc();
+        b.last_success.get_or_create(&labels).set(when);
+        b.last_size
+            .get_or_create(&labels)
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        b.last_duration
+            .get_or_create(&labels)
+            .set(duration.as_secs_f64());
+    }
+
+    /// Counts a failed snapshot attempt of `namespace/cluster`.
+    pub fn backup_failed(&self, namespace: &str, cluster: &str) {
+        self.backups
+            .failures
+            .get_or_create(&ClusterLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+            })
+            .inc();
     }
 
     /// The metrics in the OpenMetrics text format.

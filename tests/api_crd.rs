@@ -352,6 +352,41 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             "spec.backup.keep in body should be less than or equal to 1000",
         ),
         (
+            "backup-two-stores",
+            json!({"backup": {"every": "1h", "destination":
+                {"s3": {"bucket": "b"}, "gcs": {"bucket": "g"}}}}),
+            "backup.destination must name exactly one store: s3, gcs, azure or local",
+        ),
+        (
+            "backup-no-store",
+            json!({"backup": {"every": "1h", "destination": {"credentialsSecret": "creds"}}}),
+            "backup.destination must name exactly one store",
+        ),
+        (
+            "backup-directory-and-destination",
+            json!({"backup": {"every": "1h", "directory": "/b",
+                "destination": {"local": {"directory": "/c"}}}}),
+            "set backup.directory or backup.destination, not both",
+        ),
+        (
+            "backup-local-credentials",
+            json!({"backup": {"every": "1h", "destination":
+                {"local": {"directory": "/c"}, "credentialsSecret": "creds"}}}),
+            "a local folder needs no credentials",
+        ),
+        (
+            "backup-endpoint-scheme",
+            json!({"backup": {"every": "1h", "destination":
+                {"s3": {"bucket": "b", "endpoint": "ftp://store"}}}}),
+            "spec.backup.destination.s3.endpoint in body should match",
+        ),
+        (
+            "backup-secret-name",
+            json!({"backup": {"every": "1h", "destination":
+                {"s3": {"bucket": "b"}, "credentialsSecret": "Backup_Creds"}}}),
+            "spec.backup.destination.credentialsSecret in body should match",
+        ),
+        (
             "restore-path-empty",
             json!({"bootstrap": {"restore": {"path": ""}}}),
             "spec.bootstrap.restore.path in body should be at least 1 chars long",
@@ -685,6 +720,27 @@ fn valid_specs() -> Vec<(&'static str, Value)> {
         ),
         ("backup-defaults", json!({"backup": {"every": "1h30m"}})),
         (
+            "backup-s3",
+            json!({"backup": {"every": "1h", "destination": {"s3": {"bucket": "b",
+                "prefix": "prod/demo", "endpoint": "http://127.0.0.1:9000", "region": "eu-west-1",
+                "forcePathStyle": true}, "credentialsSecret": "backup-creds"},
+                "encryption": {"keySecret": "backup-key"}}}),
+        ),
+        (
+            "backup-gcs",
+            json!({"backup": {"every": "1h", "destination": {"gcs": {"bucket": "b"}}}}),
+        ),
+        (
+            "backup-azure",
+            json!({"backup": {"every": "1h", "destination": {"azure": {"container": "c",
+                "account": "acct", "endpoint": "https://acct.blob.core.windows.net"},
+                "credentialsSecret": "az.creds"}}}),
+        ),
+        (
+            "backup-local",
+            json!({"backup": {"every": "1h", "destination": {"local": {"directory": "bk"}}}}),
+        ),
+        (
             "restore",
             json!({"bootstrap": {"restore": {"path": "backups/demo.db"}}}),
         ),
@@ -804,6 +860,27 @@ fn more_invalid_specs() -> Vec<(&'static str, Value)> {
         (
             "backup-every-digits",
             json!({"backup": {"every": "1234567s"}}),
+        ),
+        (
+            "backup-key-secret-name",
+            json!({"backup": {"every": "1h", "encryption": {"keySecret": "-key"}}}),
+        ),
+        (
+            "backup-container-empty",
+            json!({"backup": {"every": "1h", "destination": {"azure": {"container": ""}}}}),
+        ),
+        (
+            "backup-endpoint-space",
+            json!({"backup": {"every": "1h", "destination":
+                {"gcs": {"bucket": "b", "endpoint": "http://a b"}}}}),
+        ),
+        (
+            "backup-local-directory-empty",
+            json!({"backup": {"every": "1h", "destination": {"local": {"directory": ""}}}}),
+        ),
+        (
+            "backup-s3-no-bucket",
+            json!({"backup": {"every": "1h", "destination": {"s3": {"prefix": "p"}}}}),
         ),
         (
             "backup-directory-empty",

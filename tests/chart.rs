@@ -382,6 +382,7 @@ fn expected_cluster_rules() -> BTreeSet<(String, String, BTreeSet<String>)> {
             &["list", "watch", "create", "patch"],
         ),
         ("events.k8s.io", "events", &["create", "patch"]),
+        ("", "secrets", &["get"]),
     ];
     want.into_iter()
         .map(|(g, r, v)| {
@@ -445,6 +446,46 @@ fn cluster_role_is_least_privilege_and_identical_in_chart_and_config() {
             "Role"
         )),
         want
+    );
+}
+
+/// With `rbac.secretNamespaces`, Secrets are readable in those namespaces only: the ClusterRole
+/// loses its secrets rule and each namespace gets a Role with it (and a binding to the
+/// operator's ServiceAccount); `rbac.readSecrets=false` grants no Secret at all.
+#[test]
+fn secret_access_can_be_narrowed_to_namespaces_or_dropped() {
+    let docs = template(&["--set", "rbac.secretNamespaces={team-a,team-b}"]);
+    let secrets: (String, String, BTreeSet<String>) =
+        (String::new(), "secrets".into(), ["get".to_string()].into());
+    assert!(!flatten_rules(one(&docs, "ClusterRole")).contains(&secrets));
+    let roles: Vec<&Value> = of_kind(&docs, "Role")
+        .into_iter()
+        .filter(|r| r["metadata"]["name"] == "eo-etcd-operator-secrets")
+        .collect();
+    let namespaces: Vec<&str> = roles
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().expect("namespace"))
+        .collect();
+    assert_eq!(namespaces, ["team-a", "team-b"]);
+    for r in &roles {
+        assert_eq!(flatten_rules(r), [secrets.clone()].into());
+    }
+    let bindings: Vec<&Value> = of_kind(&docs, "RoleBinding")
+        .into_iter()
+        .filter(|b| b["metadata"]["name"] == "eo-etcd-operator-secrets")
+        .collect();
+    assert_eq!(bindings.len(), 2);
+    assert!(
+        bindings
+            .iter()
+            .all(|b| b["subjects"][0]["name"] == "eo-etcd-operator")
+    );
+    let none = template(&["--set", "rbac.readSecrets=false"]);
+    assert!(!flatten_rules(one(&none, "ClusterRole")).contains(&secrets));
+    assert!(
+        of_kind(&none, "Role")
+            .iter()
+            .all(|r| r["metadata"]["name"] != "eo-etcd-operator-secrets")
     );
 }
 
@@ -558,7 +599,8 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
             &["delete", "etcdclusters.etcd.operator.dev", "-n", "x"][..],
             false,
         ),
-        (&["get", "secrets", "-n", "ops"][..], false),
+        (&["get", "secrets", "-n", "ops"][..], true),
+        (&["list", "secrets", "-n", "ops"][..], false),
         (&["create", "deployments.apps", "-n", "ops"][..], false),
         (&["update", "pods", "-n", "x"][..], false),
         // A member's own Service goes with a member scaled away; the PDB never by the operator.
@@ -764,7 +806,8 @@ async fn kubectl_applies_crds_and_the_config_manifests() {
             "etcd-operator-system"
         ]
     ));
-    assert!(!can_i(&cp, sa, &["get", "secrets", "-n", "x"]));
+    assert!(can_i(&cp, sa, &["get", "secrets", "-n", "x"]));
+    assert!(!can_i(&cp, sa, &["list", "secrets", "-n", "x"]));
 
     // The samples are valid against the CRD (server-side dry run, then stored).
     cp.kubectl(&[

@@ -696,8 +696,9 @@ fn desired_state_from_the_spec() {
     assert!(desired_with(json!({"replicas": -1}), 5).is_err());
 }
 
-/// Backups and restores run in the local runtime only: the Kubernetes desired state plans no
-/// snapshot, and a restore is reported as unsupported rather than creating an empty cluster.
+/// The Kubernetes desired state plans snapshots to object stores only (a schedule without a
+/// destination, or with a local folder, has no schedule), and a restore (local runtime only for
+/// now) is reported as unsupported rather than creating an empty cluster.
 #[test]
 fn kubernetes_plans_no_snapshot_and_refuses_a_restore() {
     use etcd_operator::controller::plan::{Bootstrap, Observed, plan};
@@ -714,6 +715,13 @@ fn kubernetes_plans_no_snapshot_and_refuses_a_restore() {
     assert!(p.status.message.contains("local runtime only"), "{p:?}");
     let d = desired_with(json!({}), 5).expect("desired");
     assert_eq!(d.bootstrap, Bootstrap::Empty);
+    let d = desired_with(
+        json!({"backup": {"every": "10s", "destination": {"s3": {"bucket": "b"}}}}),
+        5,
+    )
+    .expect("desired");
+    let schedule = d.backup.expect("a schedule to S3");
+    assert!(!schedule.target.is_local(), "{schedule:?}");
 }
 
 #[test]

@@ -100,7 +100,8 @@ async fn snapshots_on_a_schedule_are_kept_and_restore_a_new_cluster() {
     let started = Instant::now();
     op.wait_status("two more snapshots", CONVERGE, |s| {
         last_snapshot(s).is_some_and(|l| {
-            l.file != first_after.file && op_count_at_least(&first_after.file, &l.file)
+            l.location != first_after.location
+                && op_count_at_least(&first_after.location, &l.location)
         })
     });
     let taken = op.log().matches("Snapshot of member").count();
@@ -124,13 +125,13 @@ async fn snapshots_on_a_schedule_are_kept_and_restore_a_new_cluster() {
     assert_eq!(files.len(), 2, "retention keeps exactly 2: {files:?}");
     assert_eq!(
         files.last().map(|f| f.display().to_string()),
-        Some(last.file.clone()),
+        Some(last.location.clone()),
         "the status records the newest file"
     );
     assert!(
         !files
             .iter()
-            .any(|f| f.display().to_string() == first_after.file),
+            .any(|f| f.display().to_string() == first_after.location),
         "the older snapshot was deleted by retention"
     );
     for f in &files {
@@ -143,7 +144,7 @@ async fn snapshots_on_a_schedule_are_kept_and_restore_a_new_cluster() {
         assert!(revision >= name_revision(f), "{f:?}: revision {revision}");
         assert!(revision >= written, "{f:?}: taken before the writes");
     }
-    let size = std::fs::metadata(&last.file).expect("last file").len();
+    let size = std::fs::metadata(&last.location).expect("last file").len();
     assert_eq!(u64::try_from(last.size).expect("size"), size);
     assert_eq!(last.sha256.len(), 64, "{last:?}");
     assert!(last.member.starts_with("bk-"), "{last:?}");
@@ -167,7 +168,7 @@ async fn snapshots_on_a_schedule_are_kept_and_restore_a_new_cluster() {
     let restore = format!(
         "{}  bootstrap:\n    restore:\n      path: {}\n",
         manifest("rs", 3, "3.5.16"),
-        last.file
+        last.location
     );
     let started = Instant::now();
     let mut restored = LocalOperator::start("rs", &restore).expect("operator");

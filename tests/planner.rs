@@ -1783,6 +1783,7 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
         // A snapshot schedule that is due unless the configuration changed too.
         now: Some(UNIX_EPOCH + Duration::from_secs(1000)),
         last_snapshot: c.new_config.then(|| UNIX_EPOCH + Duration::from_secs(990)),
+        snapshot_retry_at: None,
     };
     (d, observed)
 }
@@ -2257,7 +2258,7 @@ fn backup_every(secs: u64) -> BackupSchedule {
     BackupSchedule {
         every: Duration::from_secs(secs),
         keep: 2,
-        directory: "/backups".into(),
+        target: etcd_operator::controller::backup::BackupTarget::folder("/backups"),
     }
 }
 
@@ -2289,6 +2290,20 @@ fn snapshot_is_taken_when_none_exists_from_a_follower() {
     );
     assert_eq!(p.status.phase, Phase::Healthy);
     assert!(p.status.message.contains("no snapshot yet"), "{p:?}");
+}
+
+#[test]
+fn a_failed_snapshot_backs_off_until_its_retry_time() {
+    // Never snapshotted, the last attempt failed: nothing before the recorded retry time.
+    let (d, mut o) = scheduled(None);
+    o.snapshot_retry_at = Some(at(1004));
+    assert_eq!(plan(&d, &o).next, None);
+    o.snapshot_retry_at = Some(at(1000));
+    assert!(matches!(plan(&d, &o).next, Some(Step::Snapshot { .. })));
+    // A retry time in the past does not make a snapshot due before `every`.
+    let (d, mut o) = scheduled(Some(990));
+    o.snapshot_retry_at = Some(at(995));
+    assert_eq!(plan(&d, &o).next, None);
 }
 
 #[test]

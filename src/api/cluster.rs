@@ -13,6 +13,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::backup::{BackupSpec, BackupStatus};
+
 /// The etcd version a cluster gets when `spec.version` is not set.
 /// 3.6 is etcd's stable line (3.6.0 shipped in May 2025; 3.7 is newer but younger), and 3.6.16
 /// is its latest patch: above the 3.6.11 floor etcd's guide names for the later step to 3.7.
@@ -163,8 +165,8 @@ pub struct EtcdClusterSpec {
     /// NOSPACE alarm. On by default.
     #[serde(default)]
     pub maintenance: MaintenanceSpec,
-    /// Snapshots of the keyspace on a schedule, with retention. Absent: no backups. Run by the
-    /// local runtime only for now; the Kubernetes runtime does not act on it yet.
+    /// Snapshots of the keyspace on a schedule, with retention, to an object store (S3, GCS,
+    /// Azure Blob) or (local runtime) a folder. Absent: no backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
     /// How a new cluster is created: empty (the default) or restored from a snapshot. Read only
@@ -172,40 +174,6 @@ pub struct EtcdClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(super::rules::BOOTSTRAP_IMMUTABLE_RULE).message(super::rules::BOOTSTRAP_IMMUTABLE_MESSAGE))]
     pub bootstrap: Option<BootstrapSpec>,
-}
-
-/// The number of snapshots kept when `spec.backup.keep` is not set.
-pub const DEFAULT_BACKUP_KEEP: i32 = 5;
-
-fn default_backup_keep() -> i32 {
-    DEFAULT_BACKUP_KEEP
-}
-
-/// Scheduled snapshots. A snapshot is taken from a healthy follower (the leader only in a
-/// single-member cluster) once the last successful one is older than `every`, and only while
-/// the cluster is healthy with a leader and nothing else is under way.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct BackupSpec {
-    /// How often to take a snapshot: hours, minutes and seconds such as `6h`, `30m`, `1h30m` or
-    /// `45s`; at least 10s.
-    #[schemars(
-        length(min = 2, max = super::rules::BACKUP_EVERY_MAX_LEN),
-        regex(pattern = super::rules::BACKUP_EVERY_PATTERN)
-    )]
-    #[x_kube(validation = Rule::new(super::rules::backup_every_rule()).message(Message::Message(super::rules::backup_every_message())))]
-    pub every: String,
-    /// How many snapshot files to keep (default 5; 1 to 1000). After each successful snapshot
-    /// the oldest files beyond this count are deleted; the newest is never deleted.
-    #[serde(default = "default_backup_keep")]
-    #[schemars(range(min = super::rules::BACKUP_KEEP.0, max = super::rules::BACKUP_KEEP.1))]
-    pub keep: i32,
-    /// Where the snapshot files go (local runtime; default `<state dir>/<namespace>/<name>/backups`;
-    /// a relative path is taken from the state directory). Files are named
-    /// `<cluster>-<UTC time>-r<revision>.db`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = super::rules::PATH_MAX_LEN))]
-    pub directory: Option<String>,
 }
 
 /// How a new cluster is created.
@@ -497,38 +465,6 @@ pub struct EtcdClusterStatus {
     /// The scheduled snapshots (`spec.backup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
-}
-
-/// What the scheduled snapshots did.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BackupStatus {
-    /// The last snapshot that was written completely (its SHA-256 checked).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_snapshot: Option<SnapshotRecord>,
-    /// Why the last attempt failed, if it did (cleared by the next success).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
-/// A snapshot the operator wrote.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SnapshotRecord {
-    /// When it finished (RFC 3339).
-    pub time: String,
-    /// The file.
-    pub file: String,
-    /// Its size in bytes (the 32-byte SHA-256 trailer included).
-    pub size: i64,
-    /// The member's store revision when the snapshot started (the file holds at least it).
-    pub revision: i64,
-    /// The SHA-256 of the database bytes (hex), as checked against the trailer.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub sha256: String,
-    /// The member it was taken from.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub member: String,
 }
 
 /// The cluster-wide maintenance the operator ran last.

@@ -2,6 +2,7 @@
 //!
 //! The doc comments of these types become the CRD's schema descriptions (`kubectl explain`).
 
+mod backup;
 mod cluster;
 /// Kubernetes quantities.
 pub mod quantity;
@@ -9,6 +10,7 @@ mod schema;
 pub mod validation;
 pub mod versions;
 
+pub use backup::*;
 pub use cluster::*;
 
 /// The CEL admission rules of the CRD and their messages.

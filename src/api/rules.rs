@@ -93,6 +93,40 @@ pub fn backup_every_message() -> String {
     format!("backup.every must be at least {BACKUP_EVERY_MIN_SECS}s")
 }
 
+/// `spec.backup.directory` is the shorthand of a local destination: not both.
+pub const BACKUP_DIRECTORY_OR_DESTINATION_RULE: &str =
+    "!has(self.directory) || !has(self.destination)";
+/// Message of [`BACKUP_DIRECTORY_OR_DESTINATION_RULE`].
+pub const BACKUP_DIRECTORY_OR_DESTINATION_MESSAGE: &str = "backup.directory is the shorthand of \
+backup.destination.local.directory: set backup.directory or backup.destination, not both";
+
+/// `spec.backup.destination` names exactly one store.
+pub const BACKUP_ONE_DESTINATION_RULE: &str = "(has(self.s3) ? 1 : 0) + (has(self.gcs) ? 1 : 0) \
++ (has(self.azure) ? 1 : 0) + (has(self.local) ? 1 : 0) == 1";
+/// Message of [`BACKUP_ONE_DESTINATION_RULE`].
+pub const BACKUP_ONE_DESTINATION_MESSAGE: &str =
+    "backup.destination must name exactly one store: s3, gcs, azure or local";
+
+/// A local folder has no credentials.
+pub const BACKUP_LOCAL_CREDENTIALS_RULE: &str = "!has(self.local) || !has(self.credentialsSecret)";
+/// Message of [`BACKUP_LOCAL_CREDENTIALS_RULE`].
+pub const BACKUP_LOCAL_CREDENTIALS_MESSAGE: &str = "backup.destination.credentialsSecret cannot be set with local: a local folder needs no credentials";
+
+/// A Secret name: a DNS subdomain (lower-case letters, digits, '-' and '.', starting and
+/// ending with a letter or digit).
+pub const SECRET_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+/// The longest Secret name.
+pub const SECRET_NAME_MAX_LEN: usize = 253;
+/// The longest bucket or container name (GCS allows 222 characters; S3 and Azure fewer, which
+/// the stores themselves report).
+pub const BUCKET_MAX_LEN: usize = 222;
+/// The longest object prefix.
+pub const PREFIX_MAX_LEN: usize = 512;
+/// An endpoint URL: `http://` or `https://`, then no whitespace.
+pub const ENDPOINT_PATTERN: &str = r"^https?://[^\s]+$";
+/// The longest endpoint URL.
+pub const ENDPOINT_MAX_LEN: usize = 2048;
+
 /// `spec.bootstrap` is fixed (transition rule): it is read only when the cluster is created.
 pub const BOOTSTRAP_IMMUTABLE_RULE: &str = "self == oldSelf";
 /// Message of [`BOOTSTRAP_IMMUTABLE_RULE`].

@@ -15,7 +15,8 @@
 //! - [`flags`]: the etcd flags a member gets from the spec's etcd options.
 //! - [`intent`]: how a step in flight is stored.
 //! - [`status`]: the status to report, with its conditions.
-//! - [`backup`]: snapshot files: names, retention, streaming one to a [`backup::SnapshotStore`].
+//! - [`backup`]: scheduled snapshots: destinations and credentials, names, back-off, streaming
+//!   one into a [`crate::snapshot_store::SnapshotStore`] with its retention.
 
 pub mod act;
 pub mod backup;

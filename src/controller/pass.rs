@@ -15,14 +15,17 @@ use crate::etcd::Client;
 use crate::metrics::Metrics;
 
 use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
+use super::backup::{BackupError, BackupTarget, ReadSecrets, SecretData, store_config};
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
 use super::plan::{Desired, Intent, Observed, Plan, RuntimeMember, Step, plan};
 use super::status::{
     StatusInput, blocked_status, build_status, invalid_status, last_snapshot_time,
-    mark_defragmented, mark_failed, record_backup_error, record_maintenance, same_status,
+    mark_backup_failing, mark_defragmented, mark_failed, record_backup_error,
+    record_backup_failure, record_maintenance, same_status, snapshot_retry_at,
 };
 use super::validate::{Placement, SpecError, validate};
+use crate::snapshot_store::SnapshotStore;
 
 /// The condition reason of a restore that failed.
 pub const RESTORE_FAILED: &str = "RestoreFailed";
@@ -145,6 +148,12 @@ pub trait Runtime: Send {
     ) -> Result<Vec<RuntimeMember>, Self::Error>;
     /// The step in flight, as recorded.
     fn read_intent(&self) -> Result<Option<Intent>, Self::Error>;
+    /// The Secret `name` in the cluster's namespace (the backup credentials and encryption
+    /// key); `None` when it does not exist. Its values are never logged.
+    fn read_secret(
+        &mut self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<SecretData>, Self::Error>> + Send;
     /// Writes the status.
     fn write_status(
         &mut self,
@@ -219,6 +228,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     let target = rt.target();
     let (namespace, name) = (target.namespace.to_owned(), target.name.to_owned());
     let generation = target.generation;
+    let has_backup = target.spec.backup.is_some();
     let previous = target.status.cloned();
     let previous = previous.as_ref();
     let validated = match validate(target.spec, &rt.placement()) {
@@ -291,6 +301,9 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         intent,
         now: Some(now.system),
         last_snapshot: last_snapshot_time(previous),
+        // A spec change tries again at once.
+        snapshot_retry_at: snapshot_retry_at(previous)
+            .filter(|_| previous.is_some_and(|p| p.observed_generation == generation)),
     };
     let the_plan = plan(&desired, &observed);
 
@@ -315,7 +328,13 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     }
     if let Some(why) = validated.backup_unsupported {
         record_backup_error(&mut status, why);
+    } else if !has_backup && let Some(b) = status.backup.as_mut() {
+        // No schedule (any more): nothing fails.
+        b.last_error = None;
+        b.consecutive_failures = 0;
+        b.next_attempt = None;
     }
+    mark_backup_failing(&mut status, previous, &now.text);
     let restoring = matches!(the_plan.next, Some(Step::RestoreCluster { .. }));
     let restore_failure = restore_failure(previous).filter(|_| restoring);
     if let Some(why) = &restore_failure {
@@ -342,7 +361,30 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     });
     let kind = step_kind(step);
     let client = client.as_ref().filter(|_| view.is_some());
-    let outcome = act(step, &desired, client, view.as_ref(), rt.members()).await;
+    let store = match (step, desired.backup.as_ref()) {
+        (Step::Snapshot { .. }, Some(schedule)) => {
+            Some(open_store(rt, &namespace, &schedule.target).await)
+        }
+        _ => None,
+    };
+    let outcome = match store {
+        Some(Err(source)) => Err(ActError::Backup {
+            step: step.to_string(),
+            source,
+        }),
+        Some(Ok(store)) => {
+            act(
+                step,
+                &desired,
+                client,
+                view.as_ref(),
+                rt.members(),
+                Some(&store),
+            )
+            .await
+        }
+        None => act(step, &desired, client, view.as_ref(), rt.members(), None).await,
+    };
     match outcome {
         Ok(Outcome::Done) => {
             rt.metrics().step(kind, "done");
@@ -357,7 +399,33 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
             rt.report(Report::Maintained { done: &done });
             rt.publish(normal(done.reason(), done.to_string(), kind))
                 .await;
-            record_maintenance(&mut status, &done, &Now::current().text);
+            let done_at = Now::current();
+            record_maintenance(&mut status, &done, &done_at.text);
+            if let Maintained::Snapshotted { taken, .. } = &done {
+                let when = done_at
+                    .system
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                rt.metrics().backup_taken(
+                    &namespace,
+                    &name,
+                    when,
+                    taken.stored.size,
+                    taken.duration,
+                );
+                // Rebuilt from this pass: the failure marked before the success is gone, a
+                // failed retention is marked.
+                status.conditions = build_status(StatusInput {
+                    desired: &desired,
+                    plan: &the_plan,
+                    view: view.as_ref(),
+                    previous,
+                    generation,
+                    now: &now.text,
+                })
+                .conditions;
+                mark_backup_failing(&mut status, previous, &now.text);
+            }
             rt.write_status(&status).await.map_err(PassError::Status)?;
             Ok(Passed::Stepped)
         }
@@ -368,16 +436,24 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         }
         Err(e) => {
             rt.metrics().step(kind, "error");
+            let snapshot = matches!(step, Step::Snapshot { .. });
             rt.publish(StepEvent {
                 warning: true,
-                reason: "StepFailed".to_owned(),
+                reason: if snapshot {
+                    "BackupFailed"
+                } else {
+                    "StepFailed"
+                }
+                .to_owned(),
                 note: e.to_string(),
                 action: kind,
             })
             .await;
             match step {
                 Step::Snapshot { .. } => {
-                    record_backup_error(&mut status, &e.to_string());
+                    rt.metrics().backup_failed(&namespace, &name);
+                    record_backup_failure(&mut status, &e.to_string(), SystemTime::now());
+                    mark_backup_failing(&mut status, previous, &now.text);
                     rt.write_status(&status).await.map_err(PassError::Status)?;
                 }
                 Step::RestoreCluster { .. } => {
@@ -393,6 +469,32 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
             Err(PassError::Act(e))
         }
     }
+}
+
+/// Opens the store of a backup `target`, reading the Secrets it names through the runtime.
+async fn open_store<R: Runtime>(
+    rt: &mut R,
+    namespace: &str,
+    target: &BackupTarget,
+) -> Result<SnapshotStore, BackupError> {
+    let mut secrets = ReadSecrets::new();
+    for name in target.secrets() {
+        let data = rt
+            .read_secret(name)
+            .await
+            .map_err(|e| BackupError::SecretRead {
+                name: format!("{namespace}/{name}"),
+                source: Box::new(e),
+            })?;
+        secrets.insert(name.to_owned(), data);
+    }
+    let (config, key) =
+        store_config(target, namespace, &secrets).map_err(BackupError::Credentials)?;
+    let store = SnapshotStore::open(&config).map_err(BackupError::Store)?;
+    Ok(match key {
+        Some(key) => store.with_encryption(key),
+        None => store,
+    })
 }
 
 fn normal(reason: &str, note: String, action: &'static str) -> StepEvent {

@@ -8,7 +8,10 @@ use crate::api::{
     EtcdClusterStatus, MaintenanceStatus, MemberStatus, SnapshotRecord,
 };
 
+use std::time::SystemTime;
+
 use super::act::Maintained;
+use super::backup::backoff;
 use super::observe::EtcdView;
 use super::plan::{Desired, Membership, Phase, Plan, Version, quorum};
 
@@ -230,12 +233,70 @@ pub fn last_snapshot_time(status: Option<&EtcdClusterStatus>) -> Option<std::tim
     Some(std::time::SystemTime::from(ts))
 }
 
-/// Records in `status` that the last snapshot attempt failed, and why.
+/// Records in `status` why `spec.backup` is not run at all (nothing is attempted, so no
+/// back-off).
 pub fn record_backup_error(status: &mut EtcdClusterStatus, error: &str) {
     status
         .backup
         .get_or_insert_with(BackupStatus::default)
         .last_error = Some(error.to_owned());
+}
+
+/// Records in `status` that a snapshot attempt failed at `now`, and why: one more consecutive
+/// failure, and the next attempt after the back-off ([`backoff()`]).
+pub fn record_backup_failure(status: &mut EtcdClusterStatus, error: &str, now: SystemTime) {
+    let b = status.backup.get_or_insert_with(BackupStatus::default);
+    b.last_error = Some(error.to_owned());
+    b.consecutive_failures = b.consecutive_failures.saturating_add(1);
+    let wait = backoff(u32::try_from(b.consecutive_failures).unwrap_or(u32::MAX));
+    b.next_attempt = Some(rfc3339(now + wait));
+}
+
+/// `t` as RFC 3339, UTC, whole seconds rounded up (a retry is never planned early).
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+    k8s_openapi::jiff::Timestamp::from_second(i64::try_from(secs).unwrap_or(i64::MAX))
+        .map_or_else(|_| String::new(), |ts| ts.to_string())
+}
+
+/// When the next snapshot attempt may start after recorded failures (`status.backup.nextAttempt`).
+pub fn snapshot_retry_at(status: Option<&EtcdClusterStatus>) -> Option<SystemTime> {
+    let b = status?.backup.as_ref()?;
+    if b.consecutive_failures == 0 {
+        return None;
+    }
+    let ts: k8s_openapi::jiff::Timestamp = b.next_attempt.as_deref()?.parse().ok()?;
+    Some(SystemTime::from(ts))
+}
+
+/// The `Degraded` reason of a backup schedule that fails or cannot run.
+pub const BACKUP_FAILING: &str = "BackupFailing";
+
+/// Marks the `Degraded` condition (not the phase: the members are fine) when the backups fail
+/// or cannot run (`status.backup.lastError` set), unless the cluster is degraded for another
+/// reason already. The transition time is the previous one while it stays so.
+pub fn mark_backup_failing(
+    status: &mut EtcdClusterStatus,
+    previous: Option<&EtcdClusterStatus>,
+    now: &str,
+) {
+    let Some(why) = status.backup.as_ref().and_then(|b| b.last_error.clone()) else {
+        return;
+    };
+    let was = previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == "Degraded"))
+        .filter(|c| c.status == "True")
+        .and_then(|c| c.last_transition_time.clone());
+    for c in &mut status.conditions {
+        if c.type_ == "Degraded" && c.status != "True" {
+            c.status = "True".to_owned();
+            c.reason = BACKUP_FAILING.to_owned();
+            c.message = format!("backups: {why}");
+            c.last_transition_time = Some(was.clone().unwrap_or_else(|| now.to_owned()));
+        }
+    }
 }
 
 /// Marks `status` Degraded (phase and condition, reason `reason`) with `message`: a step that
@@ -302,22 +363,29 @@ pub fn record_maintenance(status: &mut EtcdClusterStatus, done: &Maintained, now
         }
         Maintained::Snapshotted {
             member,
-            file,
-            size,
-            revision,
-            sha256,
-            ..
+            cluster_id,
+            taken,
         } => {
+            let size = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            let stored = &taken.stored;
             status.backup = Some(BackupStatus {
                 last_snapshot: Some(SnapshotRecord {
                     time: now.to_owned(),
-                    file: file.clone(),
-                    size: i64::try_from(*size).unwrap_or(i64::MAX),
-                    revision: *revision,
-                    sha256: sha256.clone(),
+                    location: taken.location.clone(),
+                    name: stored.name.clone(),
+                    size: size(stored.size),
+                    stored_size: Some(size(stored.stored_size)),
+                    revision: taken.revision,
+                    sha256: stored.sha256.clone(),
                     member: member.clone(),
+                    etcd_version: taken.etcd_version.clone().unwrap_or_default(),
+                    cluster_id: cluster_id.clone(),
+                    duration_ms: i64::try_from(taken.duration.as_millis()).unwrap_or(i64::MAX),
+                    key_id: stored.key_id.clone(),
                 }),
-                last_error: None,
+                last_error: taken.retention_error.clone(),
+                consecutive_failures: 0,
+                next_attempt: None,
             });
         }
         Maintained::Disarmed { member, alarm } => {

@@ -3,7 +3,8 @@
 //! [`SpecError`] that says which field the operator cannot act on.
 //!
 //! What differs between runtimes is passed in as a [`Placement`]: how members are addressed,
-//! the hash of what a member is started with, where snapshots go and whether restores run.
+//! the hash of what a member is started with, whether snapshots may go to a local folder and
+//! whether restores run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::api::rules;
 use crate::api::{EtcdClusterSpec, PodTemplateSpec};
 
+use super::backup::{BackupTarget, Folders, target};
 use super::flags::option_flags;
 
 use super::plan::{
@@ -32,24 +34,12 @@ pub enum SpecError {
     Replicas(i32),
 }
 
-/// Where snapshot files go in this runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotPlacement {
-    /// A local folder: `spec.backup.directory` resolved against `base` when relative, else
-    /// `default`.
-    Folder {
-        /// What a relative `spec.backup.directory` is relative to.
-        base: PathBuf,
-        /// The folder when `spec.backup.directory` is unset.
-        default: PathBuf,
-    },
-    /// This runtime takes no snapshot yet; `spec.backup` is reported with this text.
-    Unsupported(&'static str),
-}
-
 /// What differs between runtimes in the desired state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
+    /// The cluster's namespace (the default object prefix of its snapshots is
+    /// `<namespace>/<cluster>`).
+    pub namespace: String,
     /// The cluster's name.
     pub cluster: String,
     /// A hash of everything a member is started with except its version.
@@ -58,8 +48,8 @@ pub struct Placement {
     pub peer_url_template: String,
     /// See [`Desired::replace_after_failures`].
     pub replace_after_failures: u32,
-    /// Where snapshots go.
-    pub snapshots: SnapshotPlacement,
+    /// Whether snapshots may go to a local folder, and which.
+    pub snapshots: Folders,
     /// What a relative `spec.bootstrap.restore.path` is relative to; `None` when this runtime
     /// cannot restore (a cluster asking for it is then not created at all).
     pub restore_base: Option<PathBuf>,
@@ -166,19 +156,15 @@ pub fn validate(spec: &EtcdClusterSpec, placement: &Placement) -> Result<Validat
     desired.replace_after_failures = placement.replace_after_failures;
     desired.maintenance = maintenance(spec);
     let mut backup_unsupported = None;
-    match &placement.snapshots {
-        SnapshotPlacement::Folder { base, default } => {
-            let folder = spec
-                .backup
-                .as_ref()
-                .and_then(|b| b.directory.as_deref())
-                .map_or_else(|| default.clone(), |dir| resolve(base, dir));
-            desired.backup = backup(spec, folder);
-        }
-        SnapshotPlacement::Unsupported(why) => {
-            if spec.backup.is_some() {
-                backup_unsupported = Some(*why);
-            }
+    if let Some(b) = &spec.backup {
+        match target(
+            b,
+            &placement.snapshots,
+            &placement.namespace,
+            &placement.cluster,
+        ) {
+            Ok(t) => desired.backup = backup(spec, t),
+            Err(why) => backup_unsupported = Some(why),
         }
     }
     if let Some(path) = restore_path(spec) {
@@ -215,16 +201,16 @@ pub fn restore_path(spec: &EtcdClusterSpec) -> Option<&str> {
         .map(|r| r.path.as_str())
 }
 
-/// The backup schedule for `spec.backup`, with `directory` the folder the runtime chose (the
-/// spec's, resolved, or its default). `None` when no backup is asked for or `every` does not
-/// parse (the admission rules refuse that).
-pub fn backup(spec: &EtcdClusterSpec, directory: PathBuf) -> Option<BackupSchedule> {
+/// The backup schedule for `spec.backup`, its snapshots going to `target` (the runtime's reading
+/// of the destination). `None` when no backup is asked for or `every` does not parse (the
+/// admission rules refuse that).
+pub fn backup(spec: &EtcdClusterSpec, target: BackupTarget) -> Option<BackupSchedule> {
     let b = spec.backup.as_ref()?;
     let every = crate::api::validation::parse_every(&b.every)?;
     Some(BackupSchedule {
         every: every.max(std::time::Duration::from_secs(rules::BACKUP_EVERY_MIN_SECS)),
         keep: u32::try_from(b.keep.clamp(rules::BACKUP_KEEP.0, rules::BACKUP_KEEP.1)).unwrap_or(1),
-        directory,
+        target,
     })
 }
 
@@ -281,11 +267,12 @@ mod tests {
     #[test]
     fn bad_version_and_replicas_are_typed_errors() {
         let placement = Placement {
+            namespace: "ns".into(),
             cluster: "c".into(),
             config_hash: "h".into(),
             peer_url_template: "http://{name}:2380".into(),
             replace_after_failures: 5,
-            snapshots: SnapshotPlacement::Unsupported("no"),
+            snapshots: Folders::Refused,
             restore_base: None,
         };
         let spec = EtcdClusterSpec {

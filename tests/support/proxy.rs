@@ -35,6 +35,9 @@ pub struct Counters {
     pub bytes_down: AtomicU64,
     pub headers_frames_up: AtomicU64,
     pub data_frames_up: AtomicU64,
+    /// When not 0: once this many bytes went to the client, every connection stalls until the
+    /// mode changes (a stream cut mid-way at a known point).
+    pub stall_down_after: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -135,6 +138,13 @@ impl FaultProxy {
     pub fn resume(&self) {
         self.set_mode(Mode::Pass)
     }
+    /// Stalls every connection once `bytes` went to the clients (0: never), until the mode
+    /// changes.
+    pub fn stall_down_after(&self, bytes: u64) {
+        self.counters
+            .stall_down_after
+            .store(bytes, Ordering::Relaxed);
+    }
     pub fn counts(&self) -> Counts {
         let c = &self.counters;
         Counts {
@@ -234,8 +244,12 @@ async fn serve(
             }
             r = ur.read(&mut down_buf) => {
                 let n = match r { Ok(0) | Err(_) => return, Ok(n) => n };
-                counters.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+                let total = counters.bytes_down.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
                 if cw.write_all(&down_buf[..n]).await.is_err() { return; }
+                let limit = counters.stall_down_after.load(Ordering::Relaxed);
+                if limit > 0 && total >= limit && mode.changed().await.is_err() {
+                    return;
+                }
             }
             c = mode.changed() => { if c.is_err() { return; } }
         }

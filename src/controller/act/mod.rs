@@ -138,7 +138,7 @@ pub enum ActError {
     /// A snapshot step without a backup schedule (never planned so).
     #[error("{0}: no backup is configured")]
     NoBackup(String),
-    /// Writing the snapshot or applying the retention failed.
+    /// The snapshot was not stored (credentials, the store, the stream).
     #[error("{step}: {source}")]
     Backup {
         /// The step.
@@ -187,20 +187,14 @@ pub enum Maintained {
         /// The alarm.
         alarm: Alarm,
     },
-    /// A snapshot was written (and the retention applied).
+    /// A snapshot was stored (and the retention applied).
     Snapshotted {
         /// The member it was taken from.
         member: String,
-        /// The file.
-        file: String,
-        /// Its size in bytes.
-        size: u64,
-        /// The member's revision when it started.
-        revision: i64,
-        /// The SHA-256 of the database bytes, hex.
-        sha256: String,
-        /// How many older files retention deleted.
-        deleted: usize,
+        /// The cluster ID (hex), as observed.
+        cluster_id: String,
+        /// What was stored.
+        taken: Box<super::backup::Taken>,
     },
 }
 
@@ -244,19 +238,22 @@ impl std::fmt::Display for Maintained {
             Maintained::Disarmed { member, alarm } => {
                 write!(f, "Disarmed the {alarm} alarm of member {member}")
             }
-            Maintained::Snapshotted {
-                member,
-                file,
-                size,
-                revision,
-                deleted,
-                ..
-            } => write!(
-                f,
-                "Snapshot of member {member} at revision {revision} written to {file} ({}); \
-                 {deleted} older file(s) deleted by retention",
-                mib(*size)
-            ),
+            Maintained::Snapshotted { member, taken, .. } => {
+                write!(
+                    f,
+                    "Snapshot of member {member} at revision {} written to {} ({}, {} ms); {} \
+                     older snapshot(s) deleted by retention",
+                    taken.revision,
+                    taken.location,
+                    mib(taken.stored.size),
+                    taken.duration.as_millis(),
+                    taken.deleted.len()
+                )?;
+                match &taken.retention_error {
+                    Some(e) => write!(f, "; {e}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -360,13 +357,15 @@ async fn added_id(client: &Client, peer_url: &str) -> Option<u64> {
         .map(|m| m.id)
 }
 
-/// Runs one step. `client` and `view` are the observation the plan came from.
+/// Runs one step. `client` and `view` are the observation the plan came from; `store` is the
+/// opened snapshot store of the backup schedule (needed by [`Step::Snapshot`] only).
 pub async fn act<R: MemberRuntime>(
     step: &Step,
     desired: &Desired,
     client: Option<&Client>,
     view: Option<&EtcdView>,
     runtime: &mut R,
+    store: Option<&crate::snapshot_store::SnapshotStore>,
 ) -> Result<Outcome, ActError> {
     let need_client = || client.ok_or_else(|| ActError::Unreachable(step.to_string()));
     match step {
@@ -406,7 +405,8 @@ pub async fn act<R: MemberRuntime>(
             steps::disarm_alarm(step, need_client()?, view, *member_id, *alarm).await
         }
         Step::Snapshot { member_id, .. } => {
-            steps::snapshot(step, need_client()?, desired, view, *member_id).await
+            let store = store.ok_or_else(|| ActError::NoBackup(step.to_string()))?;
+            steps::snapshot(step, need_client()?, desired, view, *member_id, store).await
         }
         Step::RestoreCluster {
             members,

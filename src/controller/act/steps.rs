@@ -5,12 +5,13 @@ use std::path::Path;
 
 use crate::etcd::maintenance::AlarmType;
 use crate::etcd::{Client, ServerError};
+use crate::snapshot_store::{Destination, SnapshotStore};
 
 use super::{
     ActError, ETCD_CALL_TIMEOUT, MAINTENANCE_CALL_TIMEOUT, Maintained, MemberRuntime, Outcome,
     added_id, call, etcd_err, initial_cluster, listed, long_call, rt_err,
 };
-use crate::controller::backup::{LocalFolder, take};
+use crate::controller::backup::take::{Source, take};
 use crate::controller::crash::CrashPoint;
 use crate::controller::observe::EtcdView;
 use crate::controller::plan::{Alarm, Desired, Intent, Step, Version};
@@ -311,6 +312,7 @@ pub(super) async fn snapshot(
     desired: &Desired,
     view: Option<&EtcdView>,
     member_id: u64,
+    store: &SnapshotStore,
 ) -> Result<Outcome, ActError> {
     let backup = desired
         .backup
@@ -320,37 +322,36 @@ pub(super) async fn snapshot(
     let endpoint = member
         .and_then(|m| m.endpoint.clone())
         .ok_or_else(|| ActError::NoEndpoint(step.to_string()))?;
-    let revision = member
-        .and_then(|m| m.status.as_ref())
-        .map_or(0, |s| s.revision);
-    let store = LocalFolder::new(&backup.directory);
-    let taken = tokio::time::timeout(
+    let status = member.and_then(|m| m.status.as_ref());
+    let source = Source {
+        endpoint: &endpoint,
+        cluster: &desired.cluster,
+        revision: status.map_or(0, |s| s.revision),
+        version: status.map(|s| s.version.as_str()),
+    };
+    let local_dir = match &backup.target.destination {
+        Destination::Local { path } => Some(path.as_path()),
+        _ => None,
+    };
+    let taken = take(
+        store,
+        client,
+        source,
+        backup.keep,
         MAINTENANCE_CALL_TIMEOUT,
-        take(
-            &store,
-            client,
-            &endpoint,
-            &desired.cluster,
-            revision,
-            backup.keep,
-        ),
+        local_dir,
     )
     .await
-    .map_err(|_| ActError::Timeout {
-        step: step.to_string(),
-        timeout: MAINTENANCE_CALL_TIMEOUT,
-    })?
     .map_err(|source| ActError::Backup {
         step: step.to_string(),
         source,
     })?;
     Ok(Outcome::Maintained(Maintained::Snapshotted {
         member: member.map_or_else(|| format!("{member_id:x}"), |m| m.member.name.clone()),
-        file: taken.file,
-        size: taken.size,
-        revision: taken.revision,
-        sha256: taken.sha256,
-        deleted: taken.deleted.len(),
+        cluster_id: view
+            .and_then(|v| v.cluster_id)
+            .map_or_else(String::new, |id| format!("{id:x}")),
+        taken: Box::new(taken),
     }))
 }
 

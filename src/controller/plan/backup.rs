@@ -5,12 +5,17 @@ use super::*;
 
 impl<'a> ReachableCluster<'a> {
     /// Once nothing else is to do: a snapshot when the last one is at least
-    /// [`BackupSchedule::every`] old (or there is none), from the lowest-ordinal healthy
-    /// follower (the leader only when it is the only voter).
+    /// [`BackupSchedule::every`] old (or there is none) and no back-off after a failure runs
+    /// ([`Observed::snapshot_retry_at`]), from the lowest-ordinal healthy follower (the leader
+    /// only when it is the only voter).
     pub(super) fn snapshot_due(&self) -> Option<Plan> {
         let every = self.desired.backup.as_ref()?.every;
         let now = self.observed.now?;
         if self.maintenance_blocked().is_some() {
+            return None;
+        }
+        // A failed attempt backs off (the time is recorded in the status).
+        if self.observed.snapshot_retry_at.is_some_and(|at| now < at) {
             return None;
         }
         let age = match self.observed.last_snapshot {

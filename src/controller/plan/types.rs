@@ -57,10 +57,10 @@ impl Maintenance {
 pub struct BackupSchedule {
     /// A snapshot is due once the last successful one is at least this old.
     pub every: Duration,
-    /// How many snapshot files the act layer keeps (retention runs after each snapshot).
+    /// How many snapshots the act layer keeps (retention runs after each snapshot).
     pub keep: u32,
-    /// The folder the snapshot files go to.
-    pub directory: std::path::PathBuf,
+    /// Where the snapshots go.
+    pub target: crate::controller::backup::BackupTarget,
 }
 
 /// How a new cluster is created when nothing of it exists yet.
@@ -323,6 +323,9 @@ pub struct Observed {
     pub now: Option<SystemTime>,
     /// When the last successful snapshot finished (from the recorded status), if any.
     pub last_snapshot: Option<SystemTime>,
+    /// After failed snapshot attempts: no snapshot is planned before this time (the back-off
+    /// recorded in the status).
+    pub snapshot_retry_at: Option<SystemTime>,
 }
 
 /// The phase to report.

@@ -5,18 +5,19 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
 use crate::api::{EtcdCluster, EtcdClusterStatus};
+use crate::controller::backup::{Folders, SecretData};
 use crate::controller::events::StepEvent;
 use crate::controller::observe::{Resolve, Unreachable};
 use crate::controller::pass::{Report, Runtime, Target};
 use crate::controller::plan::{Desired, Intent, RuntimeMember};
-use crate::controller::validate::{Placement, SnapshotPlacement};
+use crate::controller::validate::Placement;
 use crate::etcd::{Client, ConnectOptions};
 use crate::metrics::Metrics;
 
@@ -25,21 +26,18 @@ use super::members::{KubeMembers, decode_intent, member_ordinal, pod_started, ru
 use super::objects::{Blueprint, FIELD_MANAGER, client_service, disruption_budget, peer_service};
 use super::reconcile::Context;
 
-/// What `status.backup.lastError` says when `spec.backup` is set on a Kubernetes cluster.
-pub const BACKUP_UNSUPPORTED: &str =
-    "spec.backup is run by the local runtime only for now; no snapshot is taken";
-
 /// The Kubernetes runtime's part of the desired state.
 pub fn placement(info: &Blueprint, replace_after_failures: u32) -> Placement {
     Placement {
+        namespace: info.namespace.clone(),
         cluster: info.name.clone(),
         config_hash: info.config_hash(),
         peer_url_template: info.peer_url_template(),
         replace_after_failures,
-        // Scheduled snapshots and restores run in the local runtime only for now: no Snapshot
-        // step is planned here, and a cluster asking for a restore is not created empty behind
-        // the user's back.
-        snapshots: SnapshotPlacement::Unsupported(BACKUP_UNSUPPORTED),
+        // Snapshots go to object stores only: the operator Pod has no volume for a folder.
+        snapshots: Folders::Refused,
+        // Restores run in the local runtime only for now: a cluster asking for one is not
+        // created empty behind the user's back.
         restore_base: None,
     }
 }
@@ -194,6 +192,27 @@ impl Runtime for KubeCluster<'_> {
 
     fn read_intent(&self) -> Result<Option<Intent>, KubeError> {
         decode_intent(self.cluster).map_err(KubeError::Json)
+    }
+
+    async fn read_secret(&mut self, name: &str) -> Result<Option<SecretData>, KubeError> {
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.info.namespace);
+        let secret = secrets.get_opt(name).await.map_err(kube_err(format!(
+            "reading Secret {}/{name}",
+            self.info.namespace
+        )))?;
+        Ok(secret.map(|s| {
+            let mut data: std::collections::BTreeMap<String, Vec<u8>> = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            // stringData is write-only in the API; honoured should a server return it.
+            for (k, v) in s.string_data.unwrap_or_default() {
+                data.insert(k, v.into_bytes());
+            }
+            SecretData::new(data)
+        }))
     }
 
     async fn write_status(&mut self, status: &EtcdClusterStatus) -> Result<(), KubeError> {

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::EtcdClusterStatus;
+use crate::controller::backup::{Folders, SecretData};
 use crate::controller::events::StepEvent;
 use crate::controller::observe::{Resolve, Unreachable, same_url};
 use crate::controller::pass::{Now, Report, Runtime, Target};
 use crate::controller::plan::{Desired, Intent, RuntimeMember, Step};
 use crate::controller::status::phase_name;
+use crate::controller::validate::Placement;
 use crate::controller::validate::member_template;
-use crate::controller::validate::{Placement, SnapshotPlacement};
 use crate::etcd::{Client, ConnectOptions};
 use crate::metrics::Metrics;
 
@@ -145,11 +146,12 @@ impl Runtime for LocalCluster {
     fn placement(&self) -> Placement {
         let backups = self.members.dir().root().join("backups");
         Placement {
+            namespace: self.manifest.namespace.clone(),
             cluster: self.manifest.name.clone(),
             config_hash: config_hash(&member_template(&self.manifest.cluster.spec).flags),
             peer_url_template: self.members.record().peer_url_template(),
             replace_after_failures: crate::controller::plan::DEFAULT_REPLACE_AFTER_FAILURES,
-            snapshots: SnapshotPlacement::Folder {
+            snapshots: Folders::Allowed {
                 base: self.state_dir.clone(),
                 default: backups,
             },
@@ -197,6 +199,15 @@ impl Runtime for LocalCluster {
 
     fn read_intent(&self) -> Result<Option<Intent>, LocalError> {
         self.members.dir().read_intent()
+    }
+
+    async fn read_secret(&mut self, name: &str) -> Result<Option<SecretData>, LocalError> {
+        // The `kind: Secret` documents of the manifests, in the cluster's namespace.
+        Ok(self
+            .manifest
+            .secrets
+            .get(&self.manifest.namespace, name)
+            .cloned())
     }
 
     async fn write_status(&mut self, status: &EtcdClusterStatus) -> Result<(), LocalError> {
@@ -269,10 +280,15 @@ impl Runtime for LocalCluster {
                 }
             }
             Report::Maintained { done } => tracing::info!("{key}: {done}"),
-            Report::Failed { error, .. } => {
+            Report::Failed { step, error } => {
                 let line = format!("not yet: {error}");
                 if line != self.last_message {
-                    tracing::warn!("{key}: {error}; retrying on the next pass");
+                    let when = if matches!(step, Step::Snapshot { .. }) {
+                        "retrying after the back-off (status.backup.nextAttempt)"
+                    } else {
+                        "retrying on the next pass"
+                    };
+                    tracing::warn!("{key}: {error}; {when}");
                     self.last_message = line;
                 }
             }

@@ -1,11 +1,19 @@
 //! Manifests: `EtcdCluster` resources read from a YAML file (several documents allowed) or from
 //! every `.yaml`/`.yml` file of a folder, checked field by field before anything acts on them.
+//!
+//! `kind: Secret` documents (`v1`, `data` in base64 and/or `stringData`) in the same files are
+//! the local runtime's Secrets: what `spec.backup` names for credentials and encryption keys.
+//! Their values are never logged.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use serde_json::Value;
+
+use crate::controller::backup::SecretData;
 
 use crate::api::validation::validate_cluster;
 use crate::api::{EtcdCluster, GROUP, VERSION};
@@ -24,6 +32,19 @@ pub struct Manifest {
     pub name: String,
     /// The resource.
     pub cluster: EtcdCluster,
+    /// Every Secret of the manifests (the cluster reads those of its namespace).
+    pub secrets: Arc<LocalSecrets>,
+}
+
+/// The Secrets of the manifests, by namespace and name. `Debug` shows no value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalSecrets(BTreeMap<(String, String), SecretData>);
+
+impl LocalSecrets {
+    /// The Secret `namespace/name`, if a manifest defines it.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&SecretData> {
+        self.0.get(&(namespace.to_owned(), name.to_owned()))
+    }
 }
 
 impl Manifest {
@@ -108,8 +129,32 @@ pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
     Ok(files)
 }
 
-/// Reads and checks one file's text.
+/// What one file holds.
+#[derive(Debug, Default)]
+struct Parsed {
+    clusters: Vec<Manifest>,
+    secrets: Vec<(String, String, SecretData)>,
+}
+
+/// Reads and checks one file's text: its clusters (with the file's own Secrets attached).
 pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Manifest>, ManifestErrors> {
+    let parsed = parse_documents(file, text)?;
+    let mut secrets = LocalSecrets::default();
+    for (ns, name, data) in parsed.secrets {
+        secrets.0.insert((ns, name), data);
+    }
+    let secrets = Arc::new(secrets);
+    Ok(parsed
+        .clusters
+        .into_iter()
+        .map(|m| Manifest {
+            secrets: secrets.clone(),
+            ..m
+        })
+        .collect())
+}
+
+fn parse_documents(file: &Path, text: &str) -> Result<Parsed, ManifestErrors> {
     let at = |document: Option<usize>, field: Option<&str>, message: String| ManifestError {
         file: file.to_path_buf(),
         document,
@@ -118,11 +163,18 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Manifest>, ManifestErro
     };
     let docs: Vec<Value> = serde_saphyr::from_multiple(text)
         .map_err(|e| ManifestErrors(vec![at(None, None, format!("not valid YAML: {e}"))]))?;
-    let mut out = Vec::new();
+    let mut out = Parsed::default();
     let mut errors = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let n = Some(i + 1);
         if doc.is_null() {
+            continue;
+        }
+        if doc.get("kind").and_then(Value::as_str) == Some("Secret") {
+            match parse_secret(&doc) {
+                Ok(secret) => out.secrets.push(secret),
+                Err((field, message)) => errors.push(at(n, field.as_deref(), message)),
+            }
             continue;
         }
         match parse_document(doc) {
@@ -142,11 +194,12 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Manifest>, ManifestErro
                     .clone()
                     .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
                 let name = cluster.metadata.name.clone().unwrap_or_default();
-                out.push(Manifest {
+                out.clusters.push(Manifest {
                     file: file.to_path_buf(),
                     namespace,
                     name,
                     cluster,
+                    secrets: Arc::default(),
                 });
             }
             Err((field, message)) => errors.push(at(n, field.as_deref(), message)),
@@ -159,10 +212,69 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Manifest>, ManifestErro
     }
 }
 
+/// A `v1` Secret document: (namespace, name, data), `stringData` over `data` as the apiserver
+/// merges them. Errors name the key, never a value.
+fn parse_secret(doc: &Value) -> Result<(String, String, SecretData), DocError> {
+    use base64::Engine;
+    match doc.get("apiVersion").and_then(Value::as_str) {
+        Some("v1") => {}
+        other => {
+            return Err((
+                Some("apiVersion".to_owned()),
+                format!("a Secret has apiVersion v1, not {other:?}"),
+            ));
+        }
+    }
+    let meta = doc.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| (Some("metadata.name".to_owned()), "is required".to_owned()))?;
+    let namespace = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_NAMESPACE);
+    let mut data = BTreeMap::new();
+    let map = |field: &str| -> Result<Vec<(String, String)>, DocError> {
+        match doc.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err((Some(format!("{field}.{k}")), "must be a string".to_owned())),
+                })
+                .collect(),
+            Some(_) => Err((
+                Some(field.to_owned()),
+                "must be a mapping of keys to strings".to_owned(),
+            )),
+        }
+    };
+    for (k, v) in map("data")? {
+        let clean: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(clean)
+            .map_err(|_| {
+                (
+                    Some(format!("data.{k}")),
+                    "is not base64 (use stringData for plain text)".to_owned(),
+                )
+            })?;
+        data.insert(k, bytes);
+    }
+    for (k, v) in map("stringData")? {
+        data.insert(k, v.into_bytes());
+    }
+    Ok((namespace.to_owned(), name.to_owned(), SecretData::new(data)))
+}
+
 /// Reads every manifest under `path`; refuses duplicates of one `namespace/name`.
 pub fn load(path: &Path) -> Result<Vec<Manifest>, ManifestErrors> {
     let files = manifest_files(path).map_err(|e| ManifestErrors(vec![e]))?;
     let mut out: Vec<Manifest> = Vec::new();
+    let mut secrets = LocalSecrets::default();
     let mut errors = Vec::new();
     for file in files {
         let text = match std::fs::read_to_string(&file) {
@@ -177,10 +289,26 @@ pub fn load(path: &Path) -> Result<Vec<Manifest>, ManifestErrors> {
                 continue;
             }
         };
-        match parse_file(&file, &text) {
-            Ok(ms) => out.extend(ms),
+        match parse_documents(&file, &text) {
+            Ok(parsed) => {
+                out.extend(parsed.clusters);
+                for (ns, name, data) in parsed.secrets {
+                    if secrets.0.insert((ns.clone(), name.clone()), data).is_some() {
+                        errors.push(ManifestError {
+                            file: file.clone(),
+                            document: None,
+                            field: Some("metadata.name".to_owned()),
+                            message: format!("Secret {ns}/{name} is defined twice"),
+                        });
+                    }
+                }
+            }
             Err(ManifestErrors(es)) => errors.extend(es),
         }
+    }
+    let secrets = Arc::new(secrets);
+    for m in &mut out {
+        m.secrets = secrets.clone();
     }
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     for m in &out {
@@ -240,7 +368,7 @@ fn parse_document(mut doc: Value) -> Result<EtcdCluster, DocError> {
         Some(k) => {
             return Err((
                 Some("kind".to_owned()),
-                format!("{k:?} is not supported; use EtcdCluster"),
+                format!("{k:?} is not supported; use EtcdCluster (or Secret, apiVersion v1)"),
             ));
         }
         None => {
@@ -366,6 +494,20 @@ mod tests {
         assert_eq!(ms[0].cluster.spec.replicas, 1);
         assert_eq!(ms[1].key(), "team/b");
         assert_eq!(ms[1].cluster.spec.replicas, 3);
+    }
+
+    #[test]
+    fn secrets_are_read_and_never_shown() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  accessKeyId: QUtJRA==\nstringData:\n  secretAccessKey: TOPSECRET\n---\napiVersion: etcd.operator.dev/v1alpha1\nkind: EtcdCluster\nmetadata:\n  name: a\n";
+        let ms = parse_file(Path::new("x.yaml"), text).expect("valid");
+        assert_eq!(ms.len(), 1);
+        let s = ms[0].secrets.get("default", "creds").expect("the Secret");
+        assert_eq!(s.get("accessKeyId"), Some(&b"AKID"[..]));
+        assert_eq!(s.get("secretAccessKey"), Some(&b"TOPSECRET"[..]));
+        assert!(!format!("{ms:?}").contains("TOPSECRET"));
+        let bad = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  k: '!!'\n";
+        let errs = parse_file(Path::new("x.yaml"), bad).expect_err("invalid");
+        assert_eq!(errs.0[0].field.as_deref(), Some("data.k"));
     }
 
     #[test]

@@ -130,6 +130,12 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The file versitygw's posix backend keeps the object `key` of [`BUCKET`] in: the bytes as
+    /// stored, not through any client.
+    pub fn object_file(&self, key: &str) -> PathBuf {
+        self._dir.path().join("root").join(BUCKET).join(key)
+    }
+
     /// A store config for the bucket under `prefix`.
     pub fn config(&self, prefix: &str) -> StoreConfig {
         StoreConfig::new(Destination::S3 {

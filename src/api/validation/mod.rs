@@ -10,6 +10,11 @@
 
 use std::fmt;
 
+mod backup;
+
+pub use backup::parse_every;
+use backup::validate_backup;
+
 use super::quantity::is_quantity;
 use super::rules::{
     self, DEFAULT_ELECTION_MS, DEFAULT_HEARTBEAT_MS, DEFRAG_MAX_FRAGMENTATION_PERCENT,
@@ -224,78 +229,6 @@ pub fn validate_spec(spec: &EtcdClusterSpec) -> Vec<FieldError> {
     validate_maintenance(spec, &mut out);
     validate_backup(spec, &mut out);
     out
-}
-
-/// Parses `spec.backup.every` ([`rules::BACKUP_EVERY_PATTERN`]: hours, minutes and seconds in
-/// that order, each optional, at least one present, at most six digits each).
-pub fn parse_every(s: &str) -> Option<std::time::Duration> {
-    let mut rest = s;
-    let mut secs = 0u64;
-    let mut seen = false;
-    for (unit, factor) in [('h', 3600u64), ('m', 60), ('s', 1)] {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 || digits > 6 || !rest[digits..].starts_with(unit) {
-            continue;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        secs += n * factor;
-        rest = &rest[digits + 1..];
-        seen = true;
-    }
-    (seen && rest.is_empty()).then(|| std::time::Duration::from_secs(secs))
-}
-
-fn validate_backup(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
-    if let Some(b) = &spec.backup {
-        let path = "spec.backup.every";
-        match parse_every(&b.every) {
-            _ if b.every.len() > rules::BACKUP_EVERY_MAX_LEN => out.push(err(
-                path,
-                format!(
-                    "{:?} is longer than {} characters",
-                    b.every,
-                    rules::BACKUP_EVERY_MAX_LEN
-                ),
-            )),
-            None => out.push(err(
-                path,
-                format!(
-                    "{:?} is not a duration; expected hours, minutes and seconds such as 6h, \
-                     30m, 1h30m or 45s",
-                    b.every
-                ),
-            )),
-            Some(d) if d.as_secs() < rules::BACKUP_EVERY_MIN_SECS => {
-                out.push(err(path, rules::backup_every_message()));
-            }
-            Some(_) => {}
-        }
-        check_range(
-            out,
-            "spec.backup.keep",
-            Some(i64::from(b.keep)),
-            (
-                i64::from(rules::BACKUP_KEEP.0),
-                i64::from(rules::BACKUP_KEEP.1),
-            ),
-        );
-        check_len(
-            out,
-            "spec.backup.directory",
-            b.directory.as_deref(),
-            1,
-            rules::PATH_MAX_LEN,
-        );
-    }
-    if let Some(r) = spec.bootstrap.as_ref().and_then(|b| b.restore.as_ref()) {
-        check_len(
-            out,
-            "spec.bootstrap.restore.path",
-            Some(r.path.as_str()),
-            1,
-            rules::PATH_MAX_LEN,
-        );
-    }
 }
 
 fn quantity_error(path: &str, value: &str) -> FieldError {
@@ -591,47 +524,6 @@ mod tests {
             paths(&s),
             ["spec.maintenance.defragmentation.minDbSizeBytes"]
         );
-    }
-
-    #[test]
-    fn backup_fields() {
-        use crate::api::{BackupSpec, BootstrapSpec, RestoreSpec};
-        use std::time::Duration;
-        assert_eq!(parse_every("30m"), Some(Duration::from_secs(1800)));
-        assert_eq!(parse_every("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_every("1h30m15s"), Some(Duration::from_secs(5415)));
-        assert_eq!(parse_every("45s"), Some(Duration::from_secs(45)));
-        for bad in ["", "30", "m", "1m1h", "1.5h", "1d", "1234567s", "30m "] {
-            assert_eq!(parse_every(bad), None, "{bad:?}");
-        }
-        let backup = |every: &str, keep: i32| BackupSpec {
-            every: every.into(),
-            keep,
-            directory: None,
-        };
-        let mut s = spec();
-        s.backup = Some(backup("10s", 1));
-        assert!(paths(&s).is_empty());
-        s.backup = Some(backup("9s", 5));
-        assert_eq!(paths(&s), ["spec.backup.every"]);
-        s.backup = Some(backup("every hour", 5));
-        assert_eq!(paths(&s), ["spec.backup.every"]);
-        s.backup = Some(backup("1h", 0));
-        assert_eq!(paths(&s), ["spec.backup.keep"]);
-        s.backup = Some(backup("1h", 1001));
-        assert_eq!(paths(&s), ["spec.backup.keep"]);
-        s.backup = Some(BackupSpec {
-            directory: Some(String::new()),
-            ..backup("1h", 5)
-        });
-        assert_eq!(paths(&s), ["spec.backup.directory"]);
-        let mut s = spec();
-        s.bootstrap = Some(BootstrapSpec {
-            restore: Some(RestoreSpec {
-                path: String::new(),
-            }),
-        });
-        assert_eq!(paths(&s), ["spec.bootstrap.restore.path"]);
     }
 
     #[test]
