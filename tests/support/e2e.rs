@@ -150,12 +150,14 @@ impl Scenario {
     }
 
     /// Starts a writer pod putting `/w/<n>` for n = 1, 2, ... through the client Service and
-    /// printing `ack <n>` for every acknowledged write.
+    /// printing `ack <n>` for every acknowledged write. Once stopped it prints `done` and
+    /// stays up: a container that exited under the `kubectl exec` that stopped it made that
+    /// exec fail with 137 (seen in a CI run).
     pub fn start_writer(&self) -> Result<()> {
         let script = format!(
             "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); \
              if etcdctl --endpoints={} --command-timeout=5s put /w/$i v$i >/dev/null 2>&1; \
-             then echo ack $i; fi; sleep 0.1; done; echo done",
+             then echo ack $i; fi; sleep 0.1; done; echo done; exec sleep 86400",
             self.client_url()
         );
         let command = format!("[sh, -c, {}]", serde_json::Value::String(script));
