@@ -150,14 +150,14 @@ impl SnapshotStore for LocalFolder {
             .await
             .map_err(io(format!("creating {}", dir.display())))?;
         // A `.part` left by an operator that died mid-stream is never completed: drop it.
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.filter_map(Result::ok) {
+        if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
+            while let Ok(Some(e)) = entries.next_entry().await {
                 let part = e.file_name();
                 let part = part.to_string_lossy();
                 if let Some(db) = part.strip_suffix(".part")
                     && is_snapshot_of(cluster, db)
                 {
-                    let _ = std::fs::remove_file(e.path());
+                    let _ = tokio::fs::remove_file(e.path()).await;
                 }
             }
         }
@@ -168,9 +168,12 @@ impl SnapshotStore for LocalFolder {
                 endpoint: endpoint.to_owned(),
                 source,
             })?;
-        // The rename is durable once the folder is synced.
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
+        // The rename is durable once the folder is synced (on a blocking thread).
+        let d = tokio::fs::File::open(dir)
+            .await
+            .map_err(io(format!("syncing {}", dir.display())))?;
+        d.sync_all()
+            .await
             .map_err(io(format!("syncing {}", dir.display())))?;
         Ok(info)
     }
