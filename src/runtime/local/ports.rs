@@ -402,7 +402,8 @@ mod tests {
         assert_eq!(free_slots(r, &[], 0), [20000, 20020, 20040, 20060]);
         assert_eq!(free_slots(r, &[], 2), [20040, 20060, 20000, 20020]);
         // An unaligned record from elsewhere takes the two slots it touches.
-        assert_eq!(free_slots(r, &[20019..20021], 0), [20040, 20060]);
+        let unaligned = std::iter::once(20019..20021).collect::<Vec<_>>();
+        assert_eq!(free_slots(r, &unaligned, 0), [20040, 20060]);
         // A range ending where a slot begins leaves it free.
         assert_eq!(
             free_slots(r, &[19990..20000, 20080..20100], 3),
