@@ -199,6 +199,7 @@ async fn supervise(
         if stopped(&stop) {
             break;
         }
+        // One that came during the pass.
         if manifest.has_changed().unwrap_or(false) {
             let m = manifest.borrow_and_update().clone();
             cluster.update(m);
@@ -222,7 +223,13 @@ async fn supervise(
             biased;
             _ = stop.changed() => break,
             // A new manifest passes at once; a closed channel means the driver is gone.
-            changed = manifest.changed() => if changed.is_err() { break },
+            changed = manifest.changed() => match changed {
+                Ok(()) => {
+                    let m = manifest.borrow_and_update().clone();
+                    cluster.update(m);
+                }
+                Err(_) => break,
+            },
             _ = tokio::time::sleep(pause) => {}
         }
     }
