@@ -19,4 +19,10 @@ if [[ -n "$needed" ]]; then
   echo "$needed" >&2
   exit 1
 fi
-echo "check-static: $bin is statically linked ($(stat -c %s "$bin") bytes)"
+# The shipped binary has no crash injection (a test-only build feature, `crash-points`): the
+# environment variable that drives it must not even be named in it.
+if grep -aq ETCD_OPERATOR_CRASH_AT "$bin"; then
+  echo "check-static: $bin has crash points (built with the crash-points feature?)" >&2
+  exit 1
+fi
+echo "check-static: $bin is statically linked, without crash points ($(stat -c %s "$bin") bytes)"

@@ -10,7 +10,8 @@
 //!   report and at most one next step. It knows nothing of Kubernetes, processes or I/O.
 //! - [`act`]: run that step, recording the step's intent before any etcd mutation so that a crash
 //!   between the etcd change and the runtime change is resumed on the next pass.
-//! - [`crash`]: crash injection for tests (`ETCD_OPERATOR_CRASH_AT`).
+//! - [`crash`]: crash injection for tests (`ETCD_OPERATOR_CRASH_AT`, the `crash-points` build
+//!   feature only).
 //! - [`events`]: how steps are named in metrics and Events.
 //! - [`flags`]: the etcd flags a member gets from the spec's etcd options.
 //! - [`intent`]: how a step in flight is stored.

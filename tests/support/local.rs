@@ -35,11 +35,20 @@ pub struct LocalOperator {
     starts: u32,
     /// The cluster the helpers look at.
     pub cluster: String,
+    /// Arguments added to every launch (say `--port-range`).
+    pub extra_args: Vec<String>,
 }
 
 impl LocalOperator {
     /// Writes `manifest` and starts the operator on it.
     pub fn start(cluster: &str, manifest: &str) -> Result<Self> {
+        let mut op = Self::prepare(cluster, manifest)?;
+        op.launch(&[])?;
+        Ok(op)
+    }
+
+    /// Writes `manifest` and the etcd bin folder; the operator is not started ([`Self::launch`]).
+    pub fn prepare(cluster: &str, manifest: &str) -> Result<Self> {
         let dir = temp_dir("local")?;
         let bin = dir.path().join("bin");
         for v in EtcdVersion::ALL {
@@ -50,15 +59,20 @@ impl LocalOperator {
             std::os::unix::fs::symlink(&target, link.join("bin"))
                 .map_err(|e| HarnessError::io("linking an etcd bin folder", e))?;
         }
-        let mut op = LocalOperator {
+        let op = LocalOperator {
             dir,
             proc: None,
             starts: 0,
             cluster: cluster.to_owned(),
+            extra_args: Vec::new(),
         };
         op.write_manifest(manifest)?;
-        op.launch(&[])?;
         Ok(op)
+    }
+
+    /// The folder `--etcd-bin-dir` names: `etcd-<version>/bin` links to each version's binaries.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.dir.path().join("bin")
     }
 
     pub fn manifest_path(&self) -> PathBuf {
@@ -95,15 +109,16 @@ impl LocalOperator {
             return Err(HarnessError::msg("the operator is already running"));
         }
         self.starts += 1;
-        let args = vec![
+        let mut args = vec![
             "local".to_owned(),
             "--manifest".to_owned(),
             self.manifest_path().display().to_string(),
             "--state-dir".to_owned(),
             self.state_dir().display().to_string(),
             "--etcd-bin-dir".to_owned(),
-            self.dir.path().join("bin").display().to_string(),
+            self.bin_dir().display().to_string(),
         ];
+        args.extend(self.extra_args.iter().cloned());
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -261,10 +276,9 @@ impl LocalOperator {
     }
 
     /// Client URLs of the members that exist now (a folder under `members/`), from the ports the
-    /// operator chose (`cluster.yaml`). Only those: a port of an ordinal the cluster does not use
-    /// may belong to another test's cluster (each operator picks its block of ports at random,
-    /// and two started at once can pick overlapping blocks), and a client that also talked to it
-    /// would spread its writes over two clusters.
+    /// operator chose (`cluster.yaml`). Only those: a client that also dialed a port of an
+    /// ordinal the cluster does not use would wait on a member that does not exist (blocks of
+    /// different clusters never overlap, see `tests/local_ports.rs`).
     pub fn all_client_urls(&self) -> Vec<String> {
         let text =
             std::fs::read_to_string(self.cluster_dir().join("cluster.yaml")).unwrap_or_default();

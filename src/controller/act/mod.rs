@@ -12,8 +12,9 @@
 //! change nothing) and answers [`Outcome::Maintained`] with what it did, for the status
 //! ([`super::status::record_maintenance`]), an Event and the log.
 //!
-//! Crash injection for tests: with `ETCD_OPERATOR_CRASH_AT=<point>` the process exits at once
-//! (status 99) when it reaches a [`CrashPoint`](super::crash::CrashPoint).
+//! Crash injection for tests (builds with the `crash-points` feature only): with
+//! `ETCD_OPERATOR_CRASH_AT=<point>` the process exits at once (status 99) when it reaches a
+//! [`CrashPoint`](super::crash::CrashPoint).
 
 mod steps;
 

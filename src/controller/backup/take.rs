@@ -126,7 +126,9 @@ pub async fn take(
     local_dir: Option<&Path>,
 ) -> Result<Taken, BackupError> {
     if let Some(dir) = local_dir {
-        remove_leftovers(dir, source.cluster);
+        // Folder listing and deletions on a blocking thread, not the pass's.
+        let (dir, cluster) = (dir.to_path_buf(), source.cluster.to_owned());
+        let _ = tokio::task::spawn_blocking(move || remove_leftovers(&dir, &cluster)).await;
     }
     let started = Instant::now();
     let name = file_name(

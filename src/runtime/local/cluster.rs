@@ -21,7 +21,8 @@ use crate::metrics::Metrics;
 use super::LocalError;
 use super::manifest::Manifest;
 use super::members::{LocalMembers, config_hash};
-use super::store::{StateFolder, read_yaml, write_yaml};
+use super::ports::Allocator;
+use super::store::{StateFolder, blocking, read_yaml, write_yaml};
 
 /// One cluster under reconciliation.
 #[derive(Debug)]
@@ -40,15 +41,24 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Opens (or creates) the cluster's state and starts the members it already has.
-    pub fn open(
+    /// Opens (or creates) the cluster's state and starts the members it already has. A new
+    /// cluster's ports are chosen by `ports`.
+    pub async fn open(
         manifest: Manifest,
         state_dir: &Path,
         bin_dir: Option<PathBuf>,
         metrics: Arc<Metrics>,
+        ports: &Allocator,
     ) -> Result<Self, LocalError> {
         let dir = StateFolder::new(state_dir, &manifest.namespace, &manifest.name);
-        let record = dir.load_or_create_record(&manifest.namespace, &manifest.name)?;
+        let record = {
+            let (dir, state_dir, ports) = (dir.clone(), state_dir.to_path_buf(), ports.clone());
+            let (ns, name) = (manifest.namespace.clone(), manifest.name.clone());
+            blocking("choosing the cluster's ports", move || {
+                dir.load_or_create_record(&state_dir, &ports, &ns, &name)
+            })
+            .await?
+        };
         let mut members =
             LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
         members.set_flags(member_template(&manifest.cluster.spec).flags);
@@ -168,7 +178,7 @@ impl Runtime for LocalCluster {
     }
 
     async fn observe_members(&mut self, _desired: &Desired) -> Result<Vec<String>, LocalError> {
-        self.members.poll()?;
+        self.members.poll().await?;
         self.members.client_urls()
     }
 
@@ -211,7 +221,8 @@ impl Runtime for LocalCluster {
     }
 
     async fn write_status(&mut self, status: &EtcdClusterStatus) -> Result<(), LocalError> {
-        write_yaml(&self.members.dir().status_path(), status)?;
+        let (path, value) = (self.members.dir().status_path(), status.clone());
+        blocking("writing the status", move || write_yaml(&path, &value)).await?;
         self.last_status = Some(status.clone());
         Ok(())
     }
@@ -230,13 +241,17 @@ impl Runtime for LocalCluster {
             event.note
         );
         let path = self.members.dir().root().join("events.log");
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        let written = blocking("appending an Event", move || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()))
+                .map_err(|e| LocalError::io(format!("appending to {}", path.display()), e))
+        })
+        .await;
         if let Err(e) = written {
-            tracing::warn!("{}: cannot write {}: {e}", self.key(), path.display());
+            tracing::warn!("{}: {e}", self.key());
         }
         self.last_event = Some(event);
     }

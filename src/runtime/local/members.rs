@@ -10,7 +10,7 @@ use crate::controller::plan::{DataState, Intent, RuntimeMember, Version};
 
 use super::LocalError;
 use super::process::{Event, Launch, STOP_GRACE, Supervised};
-use super::store::{MemberRecord, PortBlock, StateFolder};
+use super::store::{MemberRecord, PortBlock, StateFolder, blocking};
 
 /// The configuration hash of a set of flags: a member started with other flags is restarted.
 pub fn config_hash(flags: &[String]) -> String {
@@ -209,9 +209,18 @@ impl LocalMembers {
         Ok(())
     }
 
+    /// Writes the record of member `ordinal` (synced) on a blocking thread.
+    async fn write_record(&self, ordinal: u32, rec: &MemberRecord) -> Result<(), LocalError> {
+        let (dir, rec) = (self.dir.clone(), rec.clone());
+        blocking("writing a member record", move || {
+            dir.write_member(ordinal, &rec)
+        })
+        .await
+    }
+
     /// Reaps crashed processes and restarts them when their back-off is over; marks members
     /// whose data etcd has written.
-    pub fn poll(&mut self) -> Result<(), LocalError> {
+    pub async fn poll(&mut self) -> Result<(), LocalError> {
         let ordinals: Vec<u32> = self.running.keys().copied().collect();
         for o in ordinals {
             let event = match self.running.get_mut(&o) {
@@ -223,7 +232,7 @@ impl LocalMembers {
                 Event::None => {
                     if !rec.initialized && self.dir.has_data(o) {
                         rec.initialized = true;
-                        self.dir.write_member(o, &rec)?;
+                        self.write_record(o, &rec).await?;
                     }
                 }
                 Event::Crashed {
@@ -396,17 +405,25 @@ impl MemberRuntime for LocalMembers {
         // Every member is restored into a staging folder first; nothing is moved into place
         // (and nothing starts) unless all of them were restored.
         let staging = self.dir.root().join("restore");
-        match std::fs::remove_dir_all(&staging) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(LocalError::io(format!("clearing {}", staging.display()), e)),
-        }
         // The whole `members/` folder (each member's data and record) is built under the
         // staging folder and moved into place with one rename: a crash leaves either no member
         // (the restore runs again) or all of them.
         let staged = staging.join("members");
-        std::fs::create_dir_all(&staged)
-            .map_err(|e| LocalError::io(format!("creating {}", staged.display()), e))?;
+        {
+            let (staging, staged) = (staging.clone(), staged.clone());
+            blocking("preparing the restore", move || {
+                match std::fs::remove_dir_all(&staging) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(LocalError::io(format!("clearing {}", staging.display()), e));
+                    }
+                }
+                std::fs::create_dir_all(&staged)
+                    .map_err(|e| LocalError::io(format!("creating {}", staged.display()), e))
+            })
+            .await?;
+        }
         let mut records = Vec::new();
         for o in 0..members {
             let member_dir = staged.join(o.to_string());
@@ -421,26 +438,46 @@ impl MemberRuntime for LocalMembers {
             )
             .await;
             let rec = self.new_record(version, "new", initial_cluster.clone());
-            let written = restored
-                .and_then(|()| super::store::write_yaml(&member_dir.join("member.yaml"), &rec));
+            let written = match restored {
+                Ok(()) => {
+                    let (path, rec) = (member_dir.join("member.yaml"), rec.clone());
+                    blocking("writing a restored member's record", move || {
+                        super::store::write_yaml(&path, &rec)
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             if let Err(e) = written {
-                let _ = std::fs::remove_dir_all(&staging);
+                let staging = staging.clone();
+                let _ = blocking("clearing the restore", move || {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    Ok(())
+                })
+                .await;
                 return Err(e);
             }
             records.push((o, rec));
         }
-        let target = self.dir.root().join("members");
-        // An empty `members/` (every member deleted before) is replaced by the rename.
-        std::fs::rename(&staged, &target).map_err(|e| {
-            LocalError::io(
-                format!("moving the restored members to {}", target.display()),
-                e,
-            )
-        })?;
-        std::fs::File::open(self.dir.root())
-            .and_then(|d| d.sync_all())
-            .map_err(|e| LocalError::io(format!("syncing {}", self.dir.root().display()), e))?;
-        let _ = std::fs::remove_dir_all(&staging);
+        let (root, target) = (
+            self.dir.root().to_path_buf(),
+            self.dir.root().join("members"),
+        );
+        blocking("moving the restored members into place", move || {
+            // An empty `members/` (every member deleted before) is replaced by the rename.
+            std::fs::rename(&staged, &target).map_err(|e| {
+                LocalError::io(
+                    format!("moving the restored members to {}", target.display()),
+                    e,
+                )
+            })?;
+            std::fs::File::open(&root)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| LocalError::io(format!("syncing {}", root.display()), e))?;
+            let _ = std::fs::remove_dir_all(&staging);
+            Ok(())
+        })
+        .await?;
         tracing::info!(
             "{}: restored {members} members from {}; starting them",
             self.key,
@@ -453,7 +490,11 @@ impl MemberRuntime for LocalMembers {
     }
 
     async fn record_intent(&mut self, intent: Option<&Intent>) -> Result<(), LocalError> {
-        self.dir.write_intent(intent)
+        let (dir, intent) = (self.dir.clone(), intent.cloned());
+        blocking("recording the intent", move || {
+            dir.write_intent(intent.as_ref())
+        })
+        .await
     }
 
     async fn start_seed(&mut self, ordinal: u32, version: Version) -> Result<(), LocalError> {
@@ -472,7 +513,7 @@ impl MemberRuntime for LocalMembers {
         }
         let ic = format!("{}={}", self.name(ordinal), self.record.peer_url(ordinal));
         let rec = self.new_record(version, "new", ic);
-        self.dir.write_member(ordinal, &rec)?;
+        self.write_record(ordinal, &rec).await?;
         self.launch(ordinal, &rec)
     }
 
@@ -509,7 +550,7 @@ impl MemberRuntime for LocalMembers {
                 .map(|(n, u)| format!("{n}={u}"))
                 .collect();
             let rec = self.new_record(version, "existing", ic.join(","));
-            self.dir.write_member(ordinal, &rec)?;
+            self.write_record(ordinal, &rec).await?;
             rec
         };
         self.launch(ordinal, &rec)
@@ -519,7 +560,9 @@ impl MemberRuntime for LocalMembers {
         if let Some(mut s) = self.running.remove(&ordinal) {
             s.stop(Duration::from_secs(5)).await;
         }
-        self.dir.delete_member(ordinal)
+        // Its data may be large: deleted on a blocking thread.
+        let dir = self.dir.clone();
+        blocking("deleting a member", move || dir.delete_member(ordinal)).await
     }
 
     async fn stop_member(&mut self, ordinal: u32, version: Version) -> Result<(), LocalError> {
@@ -532,7 +575,7 @@ impl MemberRuntime for LocalMembers {
         rec.version = version.to_string();
         rec.config_hash = config_hash(&self.flags);
         rec.flags = self.flags.clone();
-        self.dir.write_member(ordinal, &rec)
+        self.write_record(ordinal, &rec).await
     }
 
     async fn start_again(&mut self, ordinal: u32, _version: Version) -> Result<(), LocalError> {

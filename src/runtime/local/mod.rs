@@ -3,27 +3,30 @@
 //! `etcd-operator local --manifest <file-or-dir> --state-dir <dir>` reads `EtcdCluster`
 //! manifests, and for each cluster runs the same observe → plan → act loop as the Kubernetes
 //! controller, with members as etcd processes (see [`members`]) whose ports, data and intents
-//! live under the state directory (see [`store`]). It re-reads the manifests every second,
-//! writes each cluster's status to `<state-dir>/<namespace>/<name>/status.yaml`, logs one line per
+//! live under the state directory (see [`store`]; ports are chosen by [`ports`]). Each cluster
+//! has a task of its own ([`fleet`]), so one cluster's long step (a defragmentation, a snapshot)
+//! never delays another's supervision. The operator re-reads the manifests every second, writes
+//! each cluster's status to `<state-dir>/<namespace>/<name>/status.yaml`, logs one line per
 //! action, and on SIGINT/SIGTERM stops its members gracefully, keeping their data.
 
 pub mod cluster;
+pub mod fleet;
 pub mod manifest;
 pub mod members;
+pub mod ports;
 pub mod process;
 pub mod store;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use cluster::LocalCluster;
-use manifest::{Manifest, ManifestErrors};
+use fleet::{Fleet, OpenWith};
+use manifest::ManifestErrors;
+use ports::{Allocator, PortRange};
 
-use crate::controller::pass::{PassError, Passed, pass};
 use crate::metrics::Metrics;
 
 /// Arguments of `etcd-operator local`.
@@ -39,6 +42,10 @@ pub struct LocalArgs {
     /// `etcd` on PATH when absent.
     #[arg(long)]
     pub etcd_bin_dir: Option<PathBuf>,
+    /// The loopback ports clusters' blocks are chosen in (`<first>-<last>`); a block of 20
+    /// ports is chosen once per cluster, never overlapping another local operator's.
+    #[arg(long, default_value_t = PortRange::default())]
+    pub port_range: PortRange,
 }
 
 /// Errors of the local runtime.
@@ -57,8 +64,23 @@ pub enum LocalError {
     #[error("corrupt state: {0}")]
     Corrupt(String),
     /// No free block of ports was found.
-    #[error("no free block of {} loopback ports found", store::PORTS_PER_CLUSTER)]
-    Ports,
+    #[error(
+        "no free block of {} loopback ports in {range} (every block is bound, recorded in a \
+         cluster.yaml of the state directory or reserved by another local operator)",
+        ports::PORTS_PER_CLUSTER
+    )]
+    Ports {
+        /// The range searched.
+        range: PortRange,
+    },
+    /// A blocking file operation's thread failed.
+    #[error("{context}: the blocking task failed: {reason}")]
+    Task {
+        /// What was being done.
+        context: String,
+        /// The panic or cancellation.
+        reason: String,
+    },
     /// No etcd binary for a version.
     #[error("no etcd {version} binary under {dir} (expected etcd-{version}/bin/etcd)")]
     NoBinary {
@@ -134,8 +156,17 @@ fn fingerprint(path: &std::path::Path) -> ManifestFingerprint {
 }
 
 /// Runs the local operator until SIGINT/SIGTERM.
+///
+/// Every cluster's task runs on the calling thread (a [`tokio::task::LocalSet`]): member
+/// processes are spawned with `PR_SET_PDEATHSIG`, which fires when the *thread* that spawned
+/// them ends, so they are all spawned from this thread, which lives as long as the operator.
+/// Blocking file operations go to tokio's blocking threads; those never spawn a process.
 pub async fn run(args: LocalArgs) -> Result<(), StartError> {
     init_logging();
+    tokio::task::LocalSet::new().run_until(drive(args)).await
+}
+
+async fn drive(args: LocalArgs) -> Result<(), StartError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
     let mut seen = fingerprint(&args.manifest);
@@ -143,56 +174,40 @@ pub async fn run(args: LocalArgs) -> Result<(), StartError> {
     std::fs::create_dir_all(&args.state_dir)
         .map_err(|e| LocalError::io(format!("creating {}", args.state_dir.display()), e))?;
     let _lock = StateLock::take(&args.state_dir)?;
-    let mut clusters: BTreeMap<String, LocalCluster> = BTreeMap::new();
     // Counted as in the Kubernetes runtime; not served yet.
-    let metrics = Arc::new(Metrics::new());
+    let mut fleet = Fleet::new(OpenWith {
+        state_dir: args.state_dir.clone(),
+        bin_dir: args.etcd_bin_dir.clone(),
+        metrics: Arc::new(Metrics::new()),
+        ports: Allocator::new(args.port_range),
+    });
     let result = async {
-        apply(&mut clusters, manifests, &args, &metrics).await?;
+        fleet.apply(manifests).await?;
         loop {
-            let now = fingerprint(&args.manifest);
-            if now != seen {
-                seen = now;
-                match manifest::load(&args.manifest) {
-                    Ok(ms) => {
-                        if let Err(e) = apply(&mut clusters, ms, &args, &metrics).await {
-                            tracing::error!("applying the edited manifests: {e}");
-                        }
-                    }
-                    Err(e) => tracing::error!("{e}; running clusters are left as they are"),
-                }
-            }
-            let pause = if pass_all(&mut clusters).await {
-                AFTER_STEP
-            } else {
-                RESYNC
-            };
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(RESYNC) => {}
                 _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping members gracefully"); break; }
                 _ = sigint.recv() => { tracing::info!("SIGINT: stopping members gracefully"); break; }
+            }
+            let now = fingerprint(&args.manifest);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match manifest::load(&args.manifest) {
+                Ok(ms) => {
+                    if let Err(e) = fleet.apply(ms).await {
+                        tracing::error!("applying the edited manifests: {e}");
+                    }
+                }
+                Err(e) => tracing::error!("{e}; running clusters are left as they are"),
             }
         }
         Ok::<(), LocalError>(())
     }
     .await;
-    for c in clusters.values_mut() {
-        c.shutdown().await;
-    }
+    fleet.shutdown().await;
     Ok(result?)
-}
-
-/// One pass over every cluster; `true` when a step ran (the next pass comes sooner).
-async fn pass_all(clusters: &mut BTreeMap<String, LocalCluster>) -> bool {
-    let mut stepped = false;
-    for c in clusters.values_mut() {
-        match pass(c).await {
-            Ok(passed) => stepped |= passed == Passed::Stepped,
-            // Reported by the pass (log line, Event, status); retried on the next one.
-            Err(PassError::Act(_)) => {}
-            Err(e) => tracing::warn!("{}: {e}", c.key()),
-        }
-    }
-    stepped
 }
 
 /// `<state-dir>/operator.pid`: one operator per state directory. Two would start the same
@@ -231,47 +246,4 @@ impl Drop for StateLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Starts loops for new clusters, updates changed ones, stops removed ones (keeping data).
-async fn apply(
-    clusters: &mut BTreeMap<String, LocalCluster>,
-    manifests: Vec<Manifest>,
-    args: &LocalArgs,
-    metrics: &Arc<Metrics>,
-) -> Result<(), LocalError> {
-    let keys: Vec<String> = manifests.iter().map(Manifest::key).collect();
-    let gone: Vec<String> = clusters
-        .keys()
-        .filter(|k| !keys.contains(k))
-        .cloned()
-        .collect();
-    for k in gone {
-        if let Some(mut c) = clusters.remove(&k) {
-            tracing::info!("{k}: no longer in the manifests; stopping its members (data kept)");
-            c.shutdown().await;
-        }
-    }
-    for m in manifests {
-        match clusters.get_mut(&m.key()) {
-            Some(c) => c.update(m),
-            None => {
-                let key = m.key();
-                tracing::info!(
-                    "{key}: reconciling from {} ({} members of etcd {})",
-                    m.file.display(),
-                    m.cluster.spec.replicas,
-                    m.cluster.spec.version
-                );
-                let c = LocalCluster::open(
-                    m,
-                    &args.state_dir,
-                    args.etcd_bin_dir.clone(),
-                    metrics.clone(),
-                )?;
-                clusters.insert(key, c);
-            }
-        }
-    }
-    Ok(())
 }

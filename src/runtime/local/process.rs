@@ -197,8 +197,9 @@ fn spawn(launch: &Launch) -> Result<Child, LocalError> {
         .stderr(err)
         .process_group(0);
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
-    // The operator spawns from the thread that runs its loop for its whole life, so the
-    // signal fires only when the operator itself dies.
+    // The signal fires when the spawning *thread* ends: the operator spawns only from the thread
+    // that runs every cluster's task for the operator's whole life (a LocalSet, see
+    // `super::run`), never from a blocking thread, so it fires only when the operator dies.
     unsafe {
         cmd.pre_exec(|| {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
@@ -208,8 +209,10 @@ fn spawn(launch: &Launch) -> Result<Child, LocalError> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| LocalError::io(format!("starting {}", launch.program.display()), e))?;
+    // Advisory (for people and tests; the operator tracks its children itself): not synced, so
+    // starting a member waits on no fsync.
     if let Some(pid) = child.id() {
-        let _ = super::store::write_atomic(&launch.pid_file, format!("{pid}\n").as_bytes());
+        let _ = super::store::write_replace(&launch.pid_file, format!("{pid}\n").as_bytes());
     }
     Ok(child)
 }

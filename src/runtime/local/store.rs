@@ -14,23 +14,16 @@
 //! half-written record.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::controller::intent::StoredIntent;
-use crate::controller::plan::{Intent, MAX_REPLICAS};
+use crate::controller::plan::Intent;
 
 use super::LocalError;
-
-/// Ports one cluster needs: a client and a peer port for every ordinal it may use.
-pub const PORTS_PER_CLUSTER: u16 = 2 * (MAX_REPLICAS as u16 + 1);
-
-/// The lowest and highest first port a cluster's block may start at (below Linux's ephemeral
-/// range, so clients' outgoing ports never take them).
-const PORT_RANGE: (u16, u16) = (12000, 32000);
+use super::ports::{Allocator, PORTS_PER_CLUSTER};
 
 /// A cluster's block of loopback ports and its `--initial-cluster-token`, written once, when the
 /// cluster is first seen.
@@ -127,25 +120,24 @@ impl StateFolder {
         self.data_dir(ordinal).join("member").is_dir()
     }
 
-    /// Reads `cluster.yaml`, or chooses free ports and a token and writes it.
+    /// Reads `cluster.yaml`, or chooses a free block of ports with `ports` (under its locks,
+    /// see [`super::ports`]) and a token and writes it. Blocks: call it from a blocking thread.
     pub fn load_or_create_record(
         &self,
+        state_dir: &Path,
+        ports: &Allocator,
         namespace: &str,
         name: &str,
     ) -> Result<PortBlock, LocalError> {
         let path = self.root.join("cluster.yaml");
-        if path.exists() {
-            return read_yaml(&path);
-        }
-        let base = allocate_ports()?;
-        let suffix: u32 = rand::rng().random();
-        let record = PortBlock {
-            client_base_port: base,
-            peer_base_port: base + PORTS_PER_CLUSTER / 2,
-            token: format!("{namespace}-{name}-{suffix:08x}"),
-        };
-        write_yaml(&path, &record)?;
-        Ok(record)
+        ports.load_or_allocate(state_dir, &path, |base| {
+            let suffix: u32 = rand::rng().random();
+            PortBlock {
+                client_base_port: base,
+                peer_base_port: base + PORTS_PER_CLUSTER / 2,
+                token: format!("{namespace}-{name}-{suffix:08x}"),
+            }
+        })
     }
 
     /// The ordinals that have a member folder, ascending.
@@ -223,18 +215,19 @@ impl StateFolder {
     }
 }
 
-/// Chooses the first port of a free block of [`PORTS_PER_CLUSTER`] loopback ports.
-fn allocate_ports() -> Result<u16, LocalError> {
-    let mut rng = rand::rng();
-    for _ in 0..200 {
-        let base = rng.random_range(PORT_RANGE.0..PORT_RANGE.1);
-        let free =
-            (0..PORTS_PER_CLUSTER).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return Ok(base);
-        }
-    }
-    Err(LocalError::Ports)
+/// Runs blocking file work (writes, fsyncs, deletions of data directories) on tokio's blocking
+/// threads, so that no cluster's task, and no other cluster sharing its thread, waits on the
+/// disk. `f` must not spawn processes (see [`super::run`]).
+pub async fn blocking<T: Send + 'static>(
+    context: &str,
+    f: impl FnOnce() -> Result<T, LocalError> + Send + 'static,
+) -> Result<T, LocalError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LocalError::Task {
+            context: context.to_owned(),
+            reason: e.to_string(),
+        })?
 }
 
 /// Reads a YAML file.
@@ -250,6 +243,15 @@ pub fn write_yaml<T: Serialize>(path: &Path, value: &T) -> Result<(), LocalError
     let text = serde_saphyr::to_string(value)
         .map_err(|e| LocalError::Corrupt(format!("serializing {}: {e}", path.display())))?;
     write_atomic(path, text.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, without syncing: a reader
+/// never sees half a file, but a power loss may lose it (for advisory files such as pid files).
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
+    let tmp = path.with_extension("tmp");
+    let io = |e| LocalError::io(format!("writing {}", path.display()), e);
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Writes `bytes` to `path` atomically.
