@@ -57,7 +57,7 @@ async fn a_schedule_to_s3_reads_its_secret_and_records_the_snapshot() {
         )
         .await
         .expect("create");
-    let host = format!("demo-0.demo.{ns}.svc");
+    let host = format!("demo-0.{ns}.svc.cluster.local");
     let seed = support::etcd::EtcdCluster::builder()
         .members(1)
         .flag("--name=demo-0")
