@@ -13,6 +13,7 @@
 //! [`Upload`]: crate::snapshot_store::Upload
 
 pub mod backoff;
+pub mod fetch;
 pub mod restore;
 pub mod take;
 pub mod target;
