@@ -22,6 +22,16 @@ enum Command {
     Local(etcd_operator::runtime::local::LocalArgs),
     /// Print the version.
     Version,
+    /// Snapshot tools the operator's own Pods run (a restore Pod's init container).
+    #[command(subcommand, hide = true)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Read one snapshot object from a store into a file (decrypted, its SHA-256 checked);
+    /// credentials and the key come from environment variables only.
+    Fetch(etcd_operator::controller::backup::fetch::FetchArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +76,37 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("etcd-operator run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Snapshot(SnapshotCommand::Fetch(args)) => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("etcd-operator snapshot fetch: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let env = std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_encoded_bytes())));
+            match rt.block_on(etcd_operator::controller::backup::fetch::fetch(&args, env)) {
+                Ok(got) => {
+                    println!(
+                        "fetched {} ({} bytes, sha256 {}) into {}",
+                        args.object,
+                        got.size,
+                        got.sha256,
+                        args.output.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    // Also the Pod's termination message, which the operator reports.
+                    if let Some(path) = &args.termination_log {
+                        let _ = std::fs::write(path, e.to_string());
+                    }
+                    eprintln!("etcd-operator snapshot fetch: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -392,6 +392,40 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             "spec.bootstrap.restore.path in body should be at least 1 chars long",
         ),
         (
+            "restore-path-and-store",
+            json!({"bootstrap": {"restore": {"path": "/a.db",
+                "destination": {"s3": {"bucket": "b"}}}}}),
+            "bootstrap.restore must name exactly one snapshot: a path or a destination",
+        ),
+        (
+            "restore-nothing",
+            json!({"bootstrap": {"restore": {}}}),
+            "bootstrap.restore must name exactly one snapshot: a path or a destination",
+        ),
+        (
+            "restore-object-without-store",
+            json!({"bootstrap": {"restore": {"path": "/a.db", "object": "x.db"}}}),
+            "bootstrap.restore.object, cluster and encryption need a destination",
+        ),
+        (
+            "restore-object-and-cluster",
+            json!({"bootstrap": {"restore": {"destination": {"s3": {"bucket": "b"}},
+                "object": "x.db", "cluster": "other"}}}),
+            "names an object or the cluster whose newest snapshot to take, not both",
+        ),
+        (
+            "restore-two-stores",
+            json!({"bootstrap": {"restore": {"destination": {"s3": {"bucket": "b"},
+                "gcs": {"bucket": "b"}}}}}),
+            "must name exactly one store",
+        ),
+        (
+            "restore-key-secret-name",
+            json!({"bootstrap": {"restore": {"destination": {"s3": {"bucket": "b"}},
+                "encryption": {"keySecret": "Bad_Key"}}}}),
+            "spec.bootstrap.restore.encryption.keySecret in body should match",
+        ),
+        (
             "storage-size-lots",
             json!({"storage": {"size": "lots"}}),
             "storage.size must be a Kubernetes quantity such as 8Gi or 500Mi, not lots",
@@ -743,6 +777,17 @@ fn valid_specs() -> Vec<(&'static str, Value)> {
         (
             "restore",
             json!({"bootstrap": {"restore": {"path": "backups/demo.db"}}}),
+        ),
+        (
+            "restore-from-s3-newest",
+            json!({"bootstrap": {"restore": {"destination": {"s3": {"bucket": "b",
+                "endpoint": "http://s3.test:7070"}, "credentialsSecret": "s3-creds"},
+                "encryption": {"keySecret": "backup-key"}, "cluster": "demo"}}}),
+        ),
+        (
+            "restore-from-azure-object",
+            json!({"bootstrap": {"restore": {"destination": {"azure": {"container": "c"}},
+                "object": "demo-20261122T073005Z-r812.db"}}}),
         ),
         ("bootstrap-empty", json!({"bootstrap": {}})),
     ]

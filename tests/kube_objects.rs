@@ -886,3 +886,120 @@ fn a_failing_member_pod_is_diagnosed_from_its_last_words() {
     assert_eq!(pod_diagnosis(&with(false, 0, Some(denied))), None);
     assert_eq!(pod_diagnosis(&with(false, 3, None)), None);
 }
+
+#[test]
+fn restore_pods_fetch_with_the_operator_image_and_restore_every_member() {
+    use etcd_operator::controller::backup::BackupTarget;
+    use etcd_operator::runtime::kubernetes::restore::{SNAPSHOT_FILE, restore_pod};
+    use etcd_operator::snapshot_store::Destination;
+    let mut c = EtcdCluster::new("rs", EtcdClusterSpec::default());
+    c.metadata.namespace = Some("prod".into());
+    c.metadata.uid = Some("u1".into());
+    let info = Blueprint::of(&c, "cluster.local").expect("info");
+    let target = BackupTarget {
+        destination: Destination::S3 {
+            bucket: "backups".into(),
+            region: None,
+            endpoint: Some("http://s3.prod.svc:7070".into()),
+            path_style: true,
+        },
+        prefix: "prod/demo".into(),
+        credentials_secret: Some("s3-creds".into()),
+        key_secret: Some("backup-key".into()),
+        field: "spec.bootstrap.restore",
+    };
+    let version = "3.6.16".parse().expect("version");
+    let object = "demo-20261122T073005Z-r812.db";
+    let pod = restore_pod(&info, 1, 3, version, &target, object, "etcd-operator:test")
+        .expect("a restore Pod");
+    assert_eq!(pod.metadata.name.as_deref(), Some("rs-1-restore"));
+    let spec = pod.spec.expect("spec");
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    let sc = spec.security_context.expect("pod security context");
+    assert_eq!(
+        (sc.run_as_user, sc.run_as_non_root),
+        (Some(65532), Some(true))
+    );
+    let claim = spec.volumes.expect("volumes")[0]
+        .persistent_volume_claim
+        .clone()
+        .expect("the member's PVC");
+    assert_eq!(claim.claim_name, "rs-1");
+    let init = spec.init_containers.expect("init")[0].clone();
+    assert_eq!(init.image.as_deref(), Some("etcd-operator:test"));
+    let args = init.args.expect("args").join(" ");
+    assert!(args.starts_with("snapshot fetch "), "{args}");
+    for want in [
+        "--store s3",
+        "--bucket backups",
+        "--prefix prod/demo",
+        "--endpoint http://s3.prod.svc:7070",
+        "--path-style",
+        &format!("--object {object}"),
+        &format!("--output {SNAPSHOT_FILE}"),
+        "--credentials-from-env",
+        "--key-from-env",
+    ] {
+        assert!(args.contains(want), "{want} in {args}");
+    }
+    assert!(
+        !args.contains("s3-creds") && !args.contains("backup-key"),
+        "{args}"
+    );
+    let env = init.env.expect("env");
+    let refs: Vec<(String, String, String)> = env
+        .iter()
+        .map(|e| {
+            assert!(e.value.is_none(), "{e:?}: a value in the Pod spec");
+            let r = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.clone())
+                .expect("secretKeyRef");
+            (e.name.clone(), r.name, r.key)
+        })
+        .collect();
+    assert!(refs.contains(&(
+        "ETCD_OPERATOR_CREDENTIAL_secretAccessKey".into(),
+        "s3-creds".into(),
+        "secretAccessKey".into()
+    )));
+    assert!(refs.contains(&(
+        "ETCD_OPERATOR_ENCRYPTION_KEY".into(),
+        "backup-key".into(),
+        "key".into()
+    )));
+    let main = spec.containers[0].clone();
+    assert_eq!(
+        main.image.as_deref(),
+        Some("gcr.io/etcd-development/etcd:v3.6.16")
+    );
+    let script = main.command.expect("command").join(" ");
+    let peers: Vec<String> = (0..3)
+        .map(|o| format!("rs-{o}={}", info.peer_url(o)))
+        .collect();
+    for want in [
+        format!("etcdutl snapshot restore {SNAPSHOT_FILE}"),
+        "--name=rs-1".to_owned(),
+        format!("--initial-cluster={}", peers.join(",")),
+        format!("--initial-cluster-token={}", info.cluster_token()),
+        format!("--initial-advertise-peer-urls={}", info.peer_url(1)),
+        "--data-dir=/var/lib/etcd/data".to_owned(),
+        format!("rm -f {SNAPSHOT_FILE}"),
+    ] {
+        assert!(script.contains(&want), "{want} in {script}");
+    }
+    // Nothing to fetch into or from.
+    assert!(
+        restore_pod(
+            &info,
+            0,
+            3,
+            version,
+            &BackupTarget::folder("/x"),
+            object,
+            "i"
+        )
+        .is_none()
+    );
+}

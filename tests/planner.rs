@@ -3,7 +3,7 @@
 
 use etcd_operator::controller::plan::{
     Alarm, BackupSchedule, Bootstrap, DataState, Desired, EtcdMember, Intent, Membership, Observed,
-    Phase, Plan, RuntimeMember, Step, Version, plan,
+    Phase, Plan, RestoreSource, RuntimeMember, Step, Version, plan,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -2402,7 +2402,7 @@ fn snapshot_dated_in_the_future_is_retaken() {
 fn restore_bootstraps_every_member_only_from_nothing() {
     let mut d = desired(3, "3.5.16");
     d.bootstrap = Bootstrap::Restore {
-        path: "/backups/demo.db".into(),
+        source: RestoreSource::File("/backups/demo.db".into()),
     };
     let p = plan(&d, &Observed::default());
     assert_eq!(
@@ -2410,7 +2410,7 @@ fn restore_bootstraps_every_member_only_from_nothing() {
         Some(Step::RestoreCluster {
             members: 3,
             version: v("3.5.16"),
-            path: "/backups/demo.db".into()
+            source: RestoreSource::File("/backups/demo.db".into())
         })
     );
     assert_eq!(p.status.phase, Phase::Bootstrapping);

@@ -180,21 +180,46 @@ pub struct EtcdClusterSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BootstrapSpec {
-    /// Create the cluster from a snapshot file instead of empty: every member's data directory
-    /// is restored from it (`etcdutl snapshot restore`) before any member starts. Local runtime
-    /// only for now.
+    /// Create the cluster from a snapshot instead of empty: every member's data directory is
+    /// restored from it (`etcdutl snapshot restore`) before any member starts. The snapshot is
+    /// a file (`path`, local runtime) or an object in a store (`destination`, both runtimes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreSpec>,
 }
 
-/// The snapshot a new cluster is restored from.
+/// The snapshot a new cluster is restored from: a file (`path`) or an object in a store
+/// (`destination`, the same shape as `spec.backup.destination`), exactly one of them.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(super::rules::RESTORE_ONE_SOURCE_RULE).message(super::rules::RESTORE_ONE_SOURCE_MESSAGE),
+    validation = Rule::new(super::rules::RESTORE_STORE_FIELDS_RULE).message(super::rules::RESTORE_STORE_FIELDS_MESSAGE),
+    validation = Rule::new(super::rules::RESTORE_OBJECT_OR_CLUSTER_RULE).message(super::rules::RESTORE_OBJECT_OR_CLUSTER_MESSAGE)
+)]
 pub struct RestoreSpec {
     /// The snapshot file (as written by `etcdctl snapshot save` or by `spec.backup`); a relative
-    /// path is taken from the state directory.
+    /// path is taken from the state directory. Local runtime only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = super::rules::PATH_MAX_LEN))]
-    pub path: String,
+    pub path: Option<String>,
+    /// The store holding the snapshot: exactly one of `s3`, `gcs`, `azure` or `local` (local
+    /// runtime only), with the Secret holding its credentials, as in `spec.backup.destination`.
+    /// The default prefix is `<namespace>/<cluster>` with `cluster` below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<super::BackupDestination>,
+    /// The encryption key the snapshot was written with (as `spec.backup.encryption`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<super::BackupEncryption>,
+    /// The object's name under the prefix; absent: the newest snapshot of `cluster` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = super::rules::OBJECT_NAME_MAX_LEN))]
+    pub object: Option<String>,
+    /// The cluster whose backups to take (default this cluster's own name): the newest object
+    /// named `<cluster>-<UTC time>-r<revision>.db` is restored, and the default prefix is
+    /// `<namespace>/<cluster>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub cluster: Option<String>,
 }
 
 impl Default for EtcdClusterSpec {

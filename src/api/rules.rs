@@ -127,6 +127,25 @@ pub const ENDPOINT_PATTERN: &str = r"^https?://[^\s]+$";
 /// The longest endpoint URL.
 pub const ENDPOINT_MAX_LEN: usize = 2048;
 
+/// `spec.bootstrap.restore` names exactly one snapshot: a file or a store.
+pub const RESTORE_ONE_SOURCE_RULE: &str = "has(self.path) != has(self.destination)";
+/// Message of [`RESTORE_ONE_SOURCE_RULE`].
+pub const RESTORE_ONE_SOURCE_MESSAGE: &str =
+    "bootstrap.restore must name exactly one snapshot: a path or a destination";
+/// `object`, `cluster` and `encryption` describe an object in a store.
+pub const RESTORE_STORE_FIELDS_RULE: &str =
+    "has(self.destination) || !(has(self.object) || has(self.cluster) || has(self.encryption))";
+/// Message of [`RESTORE_STORE_FIELDS_RULE`].
+pub const RESTORE_STORE_FIELDS_MESSAGE: &str =
+    "bootstrap.restore.object, cluster and encryption need a destination";
+/// An object is named, or the newest of a cluster's snapshots is taken, not both.
+pub const RESTORE_OBJECT_OR_CLUSTER_RULE: &str = "!(has(self.object) && has(self.cluster))";
+/// Message of [`RESTORE_OBJECT_OR_CLUSTER_RULE`].
+pub const RESTORE_OBJECT_OR_CLUSTER_MESSAGE: &str =
+    "bootstrap.restore names an object or the cluster whose newest snapshot to take, not both";
+/// The longest object name in `spec.bootstrap.restore.object`.
+pub const OBJECT_NAME_MAX_LEN: usize = 1024;
+
 /// `spec.bootstrap` is fixed (transition rule): it is read only when the cluster is created.
 pub const BOOTSTRAP_IMMUTABLE_RULE: &str = "self == oldSelf";
 /// Message of [`BOOTSTRAP_IMMUTABLE_RULE`].

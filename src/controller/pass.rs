@@ -15,10 +15,10 @@ use crate::etcd::Client;
 use crate::metrics::Metrics;
 
 use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
-use super::backup::{BackupError, BackupTarget, ReadSecrets, SecretData, store_config};
+use super::backup::{BackupTarget, OpenError, ReadSecrets, SecretData, store_config};
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
-use super::plan::{Desired, Intent, Observed, Plan, RuntimeMember, Step, plan};
+use super::plan::{Desired, Intent, Observed, Plan, RestoreSource, RuntimeMember, Step, plan};
 use super::status::{
     StatusInput, blocked_status, build_status, invalid_status, last_snapshot_time,
     mark_backup_failing, mark_defragmented, mark_failed, record_backup_error,
@@ -198,6 +198,7 @@ impl<E: std::error::Error + 'static> PassError<E> {
             PassError::Act(ActError::Etcd { .. } | ActError::Timeout { .. }) => "etcd",
             PassError::Act(ActError::Unreachable(_) | ActError::NoEndpoint(_)) => "unreachable",
             PassError::Act(ActError::NoBackup(_) | ActError::Backup { .. }) => "backup",
+            PassError::Act(ActError::Restore { .. }) => "restore",
             PassError::Act(ActError::Runtime { .. }) => "runtime",
         }
     }
@@ -362,16 +363,32 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     let kind = step_kind(step);
     let client = client.as_ref().filter(|_| view.is_some());
     let store = match (step, desired.backup.as_ref()) {
-        (Step::Snapshot { .. }, Some(schedule)) => {
-            Some(open_store(rt, &namespace, &schedule.target).await)
-        }
+        (Step::Snapshot { .. }, Some(schedule)) => Some(
+            open_store(rt, &namespace, &schedule.target)
+                .await
+                .map_err(|e| ActError::Backup {
+                    step: step.to_string(),
+                    source: e.into(),
+                }),
+        ),
+        (
+            Step::RestoreCluster {
+                source: RestoreSource::Store { target, .. },
+                ..
+            },
+            _,
+        ) => Some(
+            open_store(rt, &namespace, target)
+                .await
+                .map_err(|e| ActError::Restore {
+                    step: step.to_string(),
+                    source: Box::new(e.into()),
+                }),
+        ),
         _ => None,
     };
     let outcome = match store {
-        Some(Err(source)) => Err(ActError::Backup {
-            step: step.to_string(),
-            source,
-        }),
+        Some(Err(e)) => Err(e),
         Some(Ok(store)) => {
             act(
                 step,
@@ -471,26 +488,27 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     }
 }
 
-/// Opens the store of a backup `target`, reading the Secrets it names through the runtime.
+/// Opens the store of a backup or restore `target`, reading the Secrets it names through the
+/// runtime.
 async fn open_store<R: Runtime>(
     rt: &mut R,
     namespace: &str,
     target: &BackupTarget,
-) -> Result<SnapshotStore, BackupError> {
+) -> Result<SnapshotStore, OpenError> {
     let mut secrets = ReadSecrets::new();
     for name in target.secrets() {
         let data = rt
             .read_secret(name)
             .await
-            .map_err(|e| BackupError::SecretRead {
+            .map_err(|e| OpenError::SecretRead {
                 name: format!("{namespace}/{name}"),
                 source: Box::new(e),
             })?;
         secrets.insert(name.to_owned(), data);
     }
     let (config, key) =
-        store_config(target, namespace, &secrets).map_err(BackupError::Credentials)?;
-    let store = SnapshotStore::open(&config).map_err(BackupError::Store)?;
+        store_config(target, namespace, &secrets).map_err(OpenError::Credentials)?;
+    let store = SnapshotStore::open(&config).map_err(OpenError::Store)?;
     Ok(match key {
         Some(key) => store.with_encryption(key),
         None => store,

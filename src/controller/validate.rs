@@ -14,13 +14,14 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest, Sha256};
 
 use crate::api::rules;
-use crate::api::{EtcdClusterSpec, PodTemplateSpec};
+use crate::api::{EtcdClusterSpec, PodTemplateSpec, RestoreSpec};
 
-use super::backup::{BackupTarget, Folders, target};
+use super::backup::{BackupTarget, Folders, store_target, target};
 use super::flags::option_flags;
 
 use super::plan::{
-    BackupSchedule, Bootstrap, DEFAULT_QUOTA_BACKEND_BYTES, Desired, Maintenance, Version,
+    BackupSchedule, Bootstrap, DEFAULT_QUOTA_BACKEND_BYTES, Desired, Maintenance, RestoreSource,
+    Version,
 };
 
 /// Why a spec cannot be acted on (possible only when the admission rules were bypassed).
@@ -53,6 +54,9 @@ pub struct Placement {
     /// What a relative `spec.bootstrap.restore.path` is relative to; `None` when this runtime
     /// cannot restore (a cluster asking for it is then not created at all).
     pub restore_base: Option<PathBuf>,
+    /// Whether this runtime restores from an object in a store
+    /// (`spec.bootstrap.restore.destination`).
+    pub restore_stores: bool,
 }
 
 /// What every member is started from, read from the spec once: the parts of a member that do
@@ -134,9 +138,18 @@ pub struct Validated {
     pub template: MemberTemplate,
 }
 
-/// What `spec.bootstrap.restore` is refused with in a runtime that cannot restore.
-pub const RESTORE_UNSUPPORTED: &str =
-    "spec.bootstrap.restore is supported by the local runtime only for now; nothing is created";
+/// What `spec.bootstrap.restore.path` is refused with in a runtime that cannot read files.
+pub const RESTORE_UNSUPPORTED: &str = "spec.bootstrap.restore.path (a file) is supported by the \
+local runtime only: name the backup's store in spec.bootstrap.restore.destination instead; nothing \
+is created";
+/// What `spec.bootstrap.restore.destination` is refused with in a runtime that cannot restore
+/// from stores.
+pub const RESTORE_STORE_UNSUPPORTED: &str = "spec.bootstrap.restore.destination is not \
+supported by this runtime yet; nothing is created";
+/// What a restore from a local folder is refused with in a runtime without folders.
+pub const RESTORE_FOLDER_REFUSED: &str = "spec.bootstrap.restore.destination.local cannot be \
+used by the Kubernetes runtime, whose Pod has no volume for it; use s3, gcs or azure; nothing is \
+created";
 
 /// Reads `spec` once: the desired state for `placement`, or why the spec cannot be acted on.
 pub fn validate(spec: &EtcdClusterSpec, placement: &Placement) -> Result<Validated, SpecError> {
@@ -167,12 +180,10 @@ pub fn validate(spec: &EtcdClusterSpec, placement: &Placement) -> Result<Validat
             Err(why) => backup_unsupported = Some(why),
         }
     }
-    if let Some(path) = restore_path(spec) {
-        desired.bootstrap = match &placement.restore_base {
-            Some(base) => Bootstrap::Restore {
-                path: resolve(base, path),
-            },
-            None => Bootstrap::Unsupported(RESTORE_UNSUPPORTED.to_owned()),
+    if let Some(restore) = spec.bootstrap.as_ref().and_then(|b| b.restore.as_ref()) {
+        desired.bootstrap = match restore_source(restore, placement) {
+            Ok(source) => Bootstrap::Restore { source },
+            Err(why) => Bootstrap::Unsupported(why.to_owned()),
         };
     }
     Ok(Validated {
@@ -192,13 +203,42 @@ pub fn resolve(base: &Path, path: &str) -> PathBuf {
     }
 }
 
-/// The snapshot file `spec.bootstrap.restore.path` names, if any.
-pub fn restore_path(spec: &EtcdClusterSpec) -> Option<&str> {
-    spec.bootstrap
-        .as_ref()?
-        .restore
-        .as_ref()
-        .map(|r| r.path.as_str())
+/// Where the snapshot `restore` names is, for a runtime with `placement`; or why this runtime
+/// cannot restore from it.
+pub fn restore_source(
+    restore: &RestoreSpec,
+    placement: &Placement,
+) -> Result<RestoreSource, &'static str> {
+    if let Some(path) = &restore.path {
+        return match &placement.restore_base {
+            Some(base) => Ok(RestoreSource::File(resolve(base, path))),
+            None => Err(RESTORE_UNSUPPORTED),
+        };
+    }
+    let Some(d) = &restore.destination else {
+        // Refused by admission (exactly one of path and destination).
+        return Err("spec.bootstrap.restore names no snapshot: set path or destination");
+    };
+    if !placement.restore_stores {
+        return Err(RESTORE_STORE_UNSUPPORTED);
+    }
+    let cluster = restore
+        .cluster
+        .clone()
+        .unwrap_or_else(|| placement.cluster.clone());
+    let target = store_target(
+        d,
+        restore.encryption.as_ref(),
+        &placement.snapshots,
+        format!("{}/{cluster}", placement.namespace),
+    )
+    .map_err(|_| RESTORE_FOLDER_REFUSED)?
+    .from_field("spec.bootstrap.restore");
+    Ok(RestoreSource::Store {
+        target: Box::new(target),
+        object: restore.object.clone(),
+        cluster,
+    })
 }
 
 /// The backup schedule for `spec.backup`, its snapshots going to `target` (the runtime's reading
@@ -274,6 +314,7 @@ mod tests {
             replace_after_failures: 5,
             snapshots: Folders::Refused,
             restore_base: None,
+            restore_stores: false,
         };
         let spec = EtcdClusterSpec {
             version: "latest".into(),

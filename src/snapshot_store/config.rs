@@ -76,7 +76,7 @@ pub enum Credentials {
 }
 
 /// The kind of store and where it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Destination {
     /// Amazon S3 or an S3-compatible server.
     S3 {

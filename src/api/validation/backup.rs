@@ -71,20 +71,52 @@ pub(super) fn validate_backup(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>)
             ));
         }
         if let Some(d) = &b.destination {
-            validate_destination(d, out);
+            validate_destination(d, "spec.backup.destination", out);
         }
         if let Some(e) = &b.encryption {
             check_secret_name(out, "spec.backup.encryption.keySecret", &e.key_secret);
         }
     }
     if let Some(r) = spec.bootstrap.as_ref().and_then(|b| b.restore.as_ref()) {
-        check_len(
-            out,
-            "spec.bootstrap.restore.path",
-            Some(r.path.as_str()),
-            1,
-            rules::PATH_MAX_LEN,
-        );
+        validate_restore(r, out);
+    }
+}
+
+/// `spec.bootstrap.restore`: a file or a store ([`rules::RESTORE_ONE_SOURCE_RULE`] and the
+/// rules after it), the store's fields as in `spec.backup`.
+fn validate_restore(r: &crate::api::RestoreSpec, out: &mut Vec<FieldError>) {
+    let base = "spec.bootstrap.restore";
+    check_len(
+        out,
+        &format!("{base}.path"),
+        r.path.as_deref(),
+        1,
+        rules::PATH_MAX_LEN,
+    );
+    if r.path.is_some() == r.destination.is_some() {
+        out.push(err(base, rules::RESTORE_ONE_SOURCE_MESSAGE));
+    }
+    if r.destination.is_none()
+        && (r.object.is_some() || r.cluster.is_some() || r.encryption.is_some())
+    {
+        out.push(err(base, rules::RESTORE_STORE_FIELDS_MESSAGE));
+    }
+    if r.object.is_some() && r.cluster.is_some() {
+        out.push(err(base, rules::RESTORE_OBJECT_OR_CLUSTER_MESSAGE));
+    }
+    check_len(
+        out,
+        &format!("{base}.object"),
+        r.object.as_deref(),
+        1,
+        rules::OBJECT_NAME_MAX_LEN,
+    );
+    check_len(out, &format!("{base}.cluster"), r.cluster.as_deref(), 1, 63);
+    if let Some(d) = &r.destination {
+        validate_destination(d, &format!("{base}.destination"), out);
+    }
+    if let Some(e) = &r.encryption {
+        check_secret_name(out, &format!("{base}.encryption.keySecret"), &e.key_secret);
     }
 }
 
@@ -137,8 +169,7 @@ fn check_endpoint(out: &mut Vec<FieldError>, path: &str, endpoint: Option<&str>)
 
 /// `spec.backup.destination`: exactly one store, its fields within bounds
 /// ([`rules::BACKUP_ONE_DESTINATION_RULE`], [`rules::BACKUP_LOCAL_CREDENTIALS_RULE`]).
-fn validate_destination(d: &crate::api::BackupDestination, out: &mut Vec<FieldError>) {
-    let base = "spec.backup.destination";
+fn validate_destination(d: &crate::api::BackupDestination, base: &str, out: &mut Vec<FieldError>) {
     let stores = [
         d.s3.is_some(),
         d.gcs.is_some(),
@@ -264,7 +295,8 @@ mod tests {
         let mut s = spec();
         s.bootstrap = Some(BootstrapSpec {
             restore: Some(RestoreSpec {
-                path: String::new(),
+                path: Some(String::new()),
+                ..RestoreSpec::default()
             }),
         });
         assert_eq!(paths(&s), ["spec.bootstrap.restore.path"]);

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::etcd::{self, Client};
 
+use super::backup::RestoreSnapshot;
 use super::observe::EtcdView;
 use super::plan::{Alarm, Desired, Intent, Step, Version, mib};
 
@@ -89,16 +90,16 @@ pub trait MemberRuntime {
         version: Version,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// Creates members `0..members` of a new cluster from the snapshot at `path`: every
-    /// member's data is restored from it with the full initial cluster, then every member is
-    /// started. Refused when any member exists; a snapshot that cannot be restored starts
-    /// nothing.
+    /// Creates members `0..members` of a new cluster from `snapshot`: every member's data is
+    /// restored from it with the full initial cluster, then every member is started. Refused
+    /// when any member exists; a snapshot that cannot be restored starts nothing. A runtime
+    /// whose restore takes several passes answers `Ok(false)` until every member started.
     fn restore_cluster(
         &mut self,
         members: u32,
         version: Version,
-        path: &std::path::Path,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+        snapshot: RestoreSnapshot<'_>,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 }
 
 /// Errors of the act layer.
@@ -147,6 +148,15 @@ pub enum ActError {
         /// What failed.
         #[source]
         source: super::backup::BackupError,
+    },
+    /// A restore from a store did not start (credentials, the store, the object).
+    #[error("{step}: {source}")]
+    Restore {
+        /// The step.
+        step: String,
+        /// What failed.
+        #[source]
+        source: Box<super::backup::RestoreError>,
     },
 }
 
@@ -449,7 +459,7 @@ pub async fn act<R: MemberRuntime>(
         Step::RestoreCluster {
             members,
             version,
-            path,
-        } => steps::restore_cluster(step, runtime, *members, *version, path).await,
+            source,
+        } => steps::restore_cluster(step, runtime, *members, *version, source, store).await,
     }
 }

@@ -1,8 +1,6 @@
 //! One function per step. Each is idempotent: a step that fails leaves things as they were (or
 //! as the recorded intent describes) and the next pass plans it again.
 
-use std::path::Path;
-
 use crate::etcd::maintenance::AlarmType;
 use crate::etcd::{Client, ServerError};
 use crate::snapshot_store::{Destination, SnapshotStore};
@@ -12,9 +10,10 @@ use super::{
     added_id, call, etcd_err, initial_cluster, listed, long_call, rt_err,
 };
 use crate::controller::backup::take::{Source, take};
+use crate::controller::backup::{RestoreError, RestoreSnapshot, resolve_object};
 use crate::controller::crash::CrashPoint;
 use crate::controller::observe::EtcdView;
-use crate::controller::plan::{Alarm, Desired, Intent, Step, Version};
+use crate::controller::plan::{Alarm, Desired, Intent, RestoreSource, Step, Version};
 
 /// Creates and starts the seed member.
 pub(super) async fn start_seed<R: MemberRuntime>(
@@ -355,17 +354,48 @@ pub(super) async fn snapshot(
     }))
 }
 
-/// Creates every member of a new cluster from a snapshot.
+/// Creates every member of a new cluster from a snapshot: a file, or an object of the opened
+/// `store` (the named one, or the newest of the cluster's snapshots; resolved by one listing
+/// before the runtime creates anything).
 pub(super) async fn restore_cluster<R: MemberRuntime>(
     step: &Step,
     runtime: &mut R,
     members: u32,
     version: Version,
-    path: &Path,
+    source: &RestoreSource,
+    store: Option<&SnapshotStore>,
 ) -> Result<Outcome, ActError> {
-    runtime
-        .restore_cluster(members, version, path)
-        .await
-        .map_err(rt_err(step))?;
-    Ok(Outcome::Done)
+    let restore_err = |source| ActError::Restore {
+        step: step.to_string(),
+        source: Box::new(source),
+    };
+    let done = match source {
+        RestoreSource::File(path) => {
+            runtime
+                .restore_cluster(members, version, RestoreSnapshot::File(path))
+                .await
+        }
+        RestoreSource::Store {
+            target,
+            object,
+            cluster,
+        } => {
+            let store = store.ok_or_else(|| restore_err(RestoreError::NoStore))?;
+            let object = resolve_object(store, object.as_deref(), cluster)
+                .await
+                .map_err(restore_err)?;
+            let snapshot = RestoreSnapshot::Store {
+                store,
+                target,
+                object: &object,
+            };
+            runtime.restore_cluster(members, version, snapshot).await
+        }
+    }
+    .map_err(rt_err(step))?;
+    Ok(if done {
+        Outcome::Done
+    } else {
+        Outcome::NotYet("the members are being restored".to_owned())
+    })
 }

@@ -62,6 +62,18 @@ pub enum BackupError {
     },
 }
 
+impl From<super::OpenError> for BackupError {
+    fn from(e: super::OpenError) -> Self {
+        match e {
+            super::OpenError::Credentials(c) => BackupError::Credentials(c),
+            super::OpenError::SecretRead { name, source } => {
+                BackupError::SecretRead { name, source }
+            }
+            super::OpenError::Store(s) => BackupError::Store(s),
+        }
+    }
+}
+
 /// A snapshot that was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {

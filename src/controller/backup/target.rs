@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::api::BackupSpec;
+use crate::api::{BackupDestination, BackupEncryption, BackupSpec};
 use crate::snapshot_store::{Credentials, Destination, EncryptionKey, StoreConfig};
 
 /// The key of the encryption key in `spec.backup.encryption.keySecret`.
@@ -55,7 +55,7 @@ impl fmt::Debug for SecretData {
 }
 
 /// Where a schedule's snapshots go, as the spec says (no secret values).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BackupTarget {
     /// The store (for Azure, an empty account means "the Secret's `accountName`").
     pub destination: Destination,
@@ -65,6 +65,9 @@ pub struct BackupTarget {
     pub credentials_secret: Option<String>,
     /// The Secret with the encryption key; `None`: no encryption.
     pub key_secret: Option<String>,
+    /// The spec field the target was read from (`spec.backup`, `spec.bootstrap.restore`), to
+    /// name the fields of the Secrets in errors.
+    pub field: &'static str,
 }
 
 impl BackupTarget {
@@ -75,7 +78,13 @@ impl BackupTarget {
             prefix: String::new(),
             credentials_secret: None,
             key_secret: None,
+            field: "spec.backup",
         }
+    }
+
+    /// The same target, read from the spec field `field`.
+    pub fn from_field(self, field: &'static str) -> Self {
+        BackupTarget { field, ..self }
     }
 
     /// Whether snapshots go to a local folder.
@@ -125,7 +134,6 @@ pub fn target(
     cluster: &str,
 ) -> Result<BackupTarget, &'static str> {
     let default_prefix = || format!("{namespace}/{cluster}");
-    let prefix = |p: &Option<String>| p.clone().unwrap_or_else(default_prefix);
     let key_secret = backup.encryption.as_ref().map(|e| e.key_secret.clone());
     let folder = |dir: &str| match folders {
         Folders::Allowed { base, .. } => Ok(BackupTarget {
@@ -144,11 +152,32 @@ pub fn target(
             (None, Folders::Refused) => Err(DESTINATION_REQUIRED),
         };
     };
+    store_target(d, backup.encryption.as_ref(), folders, default_prefix())
+}
+
+/// The target of a store `d` (with `encryption`), the prefix being `default_prefix` unless the
+/// store names one; or why this runtime (with `folders`) cannot use it.
+pub fn store_target(
+    d: &BackupDestination,
+    encryption: Option<&BackupEncryption>,
+    folders: &Folders,
+    default_prefix: String,
+) -> Result<BackupTarget, &'static str> {
+    let prefix = |p: &Option<String>| p.clone().unwrap_or_else(|| default_prefix.clone());
+    let key_secret = encryption.map(|e| e.key_secret.clone());
+    let folder = |dir: &str| match folders {
+        Folders::Allowed { base, .. } => Ok(BackupTarget {
+            key_secret: key_secret.clone(),
+            ..BackupTarget::folder(super::super::validate::resolve(base, dir))
+        }),
+        Folders::Refused => Err(FOLDER_REFUSED),
+    };
     let remote = |destination: Destination, prefix: String| BackupTarget {
         destination,
         prefix,
         credentials_secret: d.credentials_secret.clone(),
         key_secret: key_secret.clone(),
+        field: "spec.backup",
     };
     if let Some(s3) = &d.s3 {
         return Ok(remote(
@@ -199,7 +228,7 @@ pub enum CredentialsError {
         /// The Secret.
         name: String,
         /// The spec field naming it.
-        field: &'static str,
+        field: String,
     },
     /// A key the store needs is not in the Secret.
     #[error("Secret {namespace}/{name} has no key {key} ({why})")]
@@ -237,7 +266,7 @@ pub fn store_config(
     namespace: &str,
     secrets: &ReadSecrets,
 ) -> Result<(StoreConfig, Option<EncryptionKey>), CredentialsError> {
-    let secret = |name: &str, field: &'static str| {
+    let secret = |name: &str, field: String| {
         secrets
             .get(name)
             .and_then(Option::as_ref)
@@ -272,7 +301,10 @@ pub fn store_config(
     let credentials = match &target.credentials_secret {
         None => Credentials::Ambient,
         Some(name) => {
-            let data = secret(name, "spec.backup.destination.credentialsSecret")?;
+            let data = secret(
+                name,
+                format!("{}.destination.credentialsSecret", target.field),
+            )?;
             match &mut destination {
                 Destination::S3 { .. } => Credentials::S3 {
                     access_key_id: text(data, name, S3_ACCESS_KEY_ID)?
@@ -326,7 +358,7 @@ pub fn store_config(
     let key = match &target.key_secret {
         None => None,
         Some(name) => {
-            let data = secret(name, "spec.backup.encryption.keySecret")?;
+            let data = secret(name, format!("{}.encryption.keySecret", target.field))?;
             let raw = data
                 .get(ENCRYPTION_KEY)
                 .ok_or_else(|| missing(name, ENCRYPTION_KEY, "the 256-bit encryption key"))?;

@@ -112,8 +112,8 @@ pub enum Step {
         members: u32,
         /// The version to run.
         version: Version,
-        /// The snapshot file.
-        path: std::path::PathBuf,
+        /// Where the snapshot is.
+        source: super::RestoreSource,
     },
 }
 
@@ -177,12 +177,8 @@ impl fmt::Display for Step {
             Step::RestoreCluster {
                 members,
                 version,
-                path,
-            } => write!(
-                f,
-                "restore {members} members on {version} from snapshot {}",
-                path.display()
-            ),
+                source,
+            } => write!(f, "restore {members} members on {version} from {source}"),
         }
     }
 }

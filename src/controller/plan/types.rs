@@ -72,12 +72,57 @@ pub enum Bootstrap {
     /// From a snapshot: every member's data is restored from it before any member starts
     /// ([`Step::RestoreCluster`]).
     Restore {
-        /// The snapshot file.
-        path: std::path::PathBuf,
+        /// Where the snapshot is.
+        source: RestoreSource,
     },
     /// A restore was asked for that this runtime cannot run; nothing is created, the text says
     /// why.
     Unsupported(String),
+}
+
+/// Where the snapshot of a restore is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RestoreSource {
+    /// A snapshot file the operator can read.
+    File(std::path::PathBuf),
+    /// An object in a store.
+    Store {
+        /// The store (and the Secrets for it).
+        target: Box<crate::controller::backup::BackupTarget>,
+        /// The object's name; `None`: the newest snapshot of `cluster`.
+        object: Option<String>,
+        /// The cluster whose snapshots are looked for when no object is named.
+        cluster: String,
+    },
+}
+
+impl std::fmt::Display for RestoreSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreSource::File(path) => write!(f, "snapshot {}", path.display()),
+            RestoreSource::Store {
+                target,
+                object: Some(object),
+                ..
+            } => write!(f, "snapshot {object} in {}", store_url(target)),
+            RestoreSource::Store {
+                target, cluster, ..
+            } => write!(
+                f,
+                "the newest snapshot of {cluster} in {}",
+                store_url(target)
+            ),
+        }
+    }
+}
+
+fn store_url(target: &crate::controller::backup::BackupTarget) -> String {
+    let base = target.destination.url();
+    if target.prefix.is_empty() {
+        base
+    } else {
+        format!("{}/{}", base.trim_end_matches('/'), target.prefix)
+    }
 }
 
 /// What the user asked for, with the naming facts the planner needs.

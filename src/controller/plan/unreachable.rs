@@ -63,12 +63,12 @@ pub(super) fn plan_unreachable(desired: &Desired, observed: &Observed, counts: &
                     version: desired.version,
                 },
             ),
-            Bootstrap::Restore { path } => counts.step(
+            Bootstrap::Restore { source } => counts.step(
                 Phase::Bootstrapping,
                 Step::RestoreCluster {
                     members: desired.replicas,
                     version: desired.version,
-                    path: path.clone(),
+                    source: source.clone(),
                 },
             ),
             Bootstrap::Unsupported(why) => counts.wait(Phase::Degraded, why.clone()),

@@ -39,6 +39,7 @@ pub fn placement(info: &Blueprint, replace_after_failures: u32) -> Placement {
         // Restores run in the local runtime only for now: a cluster asking for one is not
         // created empty behind the user's back.
         restore_base: None,
+        restore_stores: false,
     }
 }
 

@@ -379,8 +379,8 @@ impl MemberRuntime for KubeMembers {
         &mut self,
         _members: u32,
         _version: Version,
-        _path: &std::path::Path,
-    ) -> Result<(), KubeError> {
+        _snapshot: crate::controller::backup::RestoreSnapshot<'_>,
+    ) -> Result<bool, KubeError> {
         // Never planned here (the desired state marks a restore as unsupported).
         Err(KubeError::Unsupported(
             "restoring from a snapshot is supported by the local runtime only".to_owned(),

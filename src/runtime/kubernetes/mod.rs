@@ -21,6 +21,7 @@ pub mod members;
 pub mod objects;
 pub mod pacing;
 pub mod reconcile;
+pub mod restore;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::controller::act::MemberRuntime;
+use crate::controller::backup::RestoreSnapshot;
 use crate::controller::plan::{DataState, Intent, RuntimeMember, Version};
 
 use super::LocalError;
@@ -366,22 +367,14 @@ impl LocalMembers {
     }
 }
 
-impl MemberRuntime for LocalMembers {
-    type Error = LocalError;
-
-    async fn restore_cluster(
+impl LocalMembers {
+    /// Restores members `0..members` from the snapshot file at `path` and starts them.
+    async fn restore_from(
         &mut self,
         members: u32,
         version: Version,
         path: &Path,
-    ) -> Result<(), LocalError> {
-        if !self.dir.member_ordinals()?.is_empty() || !self.running.is_empty() {
-            return Err(LocalError::Refused(format!(
-                "{}: members exist already; a cluster is restored from a snapshot only when \
-                 nothing of it exists",
-                self.key
-            )));
-        }
+    ) -> Result<bool, LocalError> {
         match std::fs::metadata(path) {
             Ok(m) if m.is_file() => {}
             Ok(_) => {
@@ -486,9 +479,46 @@ impl MemberRuntime for LocalMembers {
         for (o, rec) in records {
             self.launch(o, &rec)?;
         }
-        Ok(())
+        Ok(true)
     }
+}
 
+impl MemberRuntime for LocalMembers {
+    type Error = LocalError;
+
+    async fn restore_cluster(
+        &mut self,
+        members: u32,
+        version: Version,
+        snapshot: RestoreSnapshot<'_>,
+    ) -> Result<bool, LocalError> {
+        if !self.dir.member_ordinals()?.is_empty() || !self.running.is_empty() {
+            return Err(LocalError::Refused(format!(
+                "{}: members exist already; a cluster is restored from a snapshot only when \
+                 nothing of it exists",
+                self.key
+            )));
+        }
+        let path = match snapshot {
+            RestoreSnapshot::File(path) => return self.restore_from(members, version, path).await,
+            RestoreSnapshot::Store { store, object, .. } => {
+                // Downloaded into the cluster's folder (decrypted, its SHA-256 checked), restored
+                // from there, and removed whatever happened.
+                let path = self.dir.root().join("restore-snapshot.db");
+                store
+                    .download_to_file(object, &path)
+                    .await
+                    .map_err(|source| LocalError::RestoreDownload {
+                        location: store.location(object),
+                        source,
+                    })?;
+                path
+            }
+        };
+        let restored = self.restore_from(members, version, &path).await;
+        let _ = std::fs::remove_file(&path);
+        restored
+    }
     async fn record_intent(&mut self, intent: Option<&Intent>) -> Result<(), LocalError> {
         let (dir, intent) = (self.dir.clone(), intent.cloned());
         blocking("recording the intent", move || {

@@ -93,6 +93,16 @@ pub enum LocalError {
     /// missing); nothing was started.
     #[error("restore: {0}")]
     Restore(String),
+    /// The snapshot of a restore could not be read from its store (missing, corrupt, encrypted
+    /// with another key); nothing was started.
+    #[error("restore: reading {location}: {source}")]
+    RestoreDownload {
+        /// The object.
+        location: String,
+        /// The store's error.
+        #[source]
+        source: crate::snapshot_store::StoreError,
+    },
     /// The runtime refused an operation that would lose data.
     #[error("{0}")]
     Refused(String),
