@@ -5,9 +5,10 @@
 //! one cluster leaves every other cluster's members restarted, scaled and upgraded meanwhile.
 //! The driver ([`super::run`]) reads the manifests every second and hands each task its new
 //! manifest through a [`watch`] channel: an idle task takes it at once, a busy one after its step.
-//! Stopping a task (the cluster left the manifests, or the operator stops) cancels the pass in
-//! flight at its next await point, which every step tolerates as it tolerates a crash (its intent
-//! is recorded first), and then stops the cluster's members gracefully, keeping their data.
+//! Stopping a task (the cluster left the manifests, or the operator stops) lets the pass in
+//! flight finish within [`STOP_GRACE`], then cancels it at its next await point, which every step
+//! tolerates as it tolerates a crash (its intent is recorded first), and stops the cluster's
+//! members gracefully, keeping their data.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -184,6 +185,9 @@ async fn join(key: &str, task: JoinHandle<()>) {
     }
 }
 
+/// How long a stopping task lets its pass in flight finish before cancelling it.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Whether the stop signal was given (or its sender is gone).
 fn stopped(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow() || stop.has_changed().is_err()
@@ -204,10 +208,19 @@ async fn supervise(
             let m = manifest.borrow_and_update().clone();
             cluster.update(m);
         }
-        let passed = tokio::select! {
-            biased;
-            _ = stop.changed() => break,
-            r = pass(&mut cluster) => r,
+        let passed = {
+            let run = pass(&mut cluster);
+            tokio::pin!(run);
+            tokio::select! {
+                biased;
+                r = &mut run => r,
+                _ = stop.changed() => {
+                    // The step in flight may finish (a snapshot and its retention, the runtime
+                    // half of a membership change) within STOP_GRACE; past it, it is cancelled.
+                    let _ = tokio::time::timeout(STOP_GRACE, &mut run).await;
+                    break;
+                }
+            }
         };
         let pause = match passed {
             Ok(Passed::Stepped) => AFTER_STEP,
