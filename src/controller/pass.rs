@@ -19,6 +19,7 @@ use super::backup::{BackupError, BackupTarget, ReadSecrets, SecretData, store_co
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
 use super::plan::{Desired, Intent, Observed, Plan, RuntimeMember, Step, plan};
+use super::security::{AuthError, Security, auth_on, enable_auth, should_enable_auth, tls_status};
 use super::status::{
     StatusInput, blocked_status, build_status, invalid_status, last_snapshot_time,
     mark_backup_failing, mark_defragmented, mark_failed, record_backup_error,
@@ -124,6 +125,13 @@ pub trait Runtime: Send {
     fn target(&self) -> Target<'_>;
     /// The runtime's part of the desired state.
     fn placement(&self) -> Placement;
+    /// Makes or renews the cluster's certificates where the runtime keeps them (`spec.tls`)
+    /// and reads (or generates) root's password (`spec.auth`); [`Runtime::connect`] uses both
+    /// from then on.
+    fn security(
+        &mut self,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Security, Self::Error>> + Send;
     /// The operator's metrics.
     fn metrics(&self) -> &Metrics;
     /// Maps a member's advertised client URL to the URL the operator dials.
@@ -185,6 +193,12 @@ pub enum PassError<E: std::error::Error + 'static> {
     /// The step failed.
     #[error("{0}")]
     Act(#[source] ActError),
+    /// The certificates or the root password could not be prepared.
+    #[error("preparing TLS and auth: {0}")]
+    Security(#[source] E),
+    /// Authentication could not be enabled.
+    #[error("{0}")]
+    Auth(#[source] AuthError),
 }
 
 impl<E: std::error::Error + 'static> PassError<E> {
@@ -195,6 +209,8 @@ impl<E: std::error::Error + 'static> PassError<E> {
             PassError::Observe(_) => "observe",
             PassError::Intent(_) => "intent",
             PassError::Status(_) => "status",
+            PassError::Security(_) => "security",
+            PassError::Auth(_) => "etcd",
             PassError::Act(ActError::Etcd { .. } | ActError::Timeout { .. }) => "etcd",
             PassError::Act(ActError::Unreachable(_) | ActError::NoEndpoint(_)) => "unreachable",
             PassError::Act(ActError::NoBackup(_) | ActError::Backup { .. }) => "backup",
@@ -242,6 +258,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         }
     };
     let desired = validated.desired;
+    let security = rt.security(now.system).await.map_err(PassError::Security)?;
 
     let endpoints = rt
         .observe_members(&desired)
@@ -335,6 +352,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         b.next_attempt = None;
     }
     mark_backup_failing(&mut status, previous, &now.text);
+    status.tls = tls_status(&security.not_after);
     let restoring = matches!(the_plan.next, Some(Step::RestoreCluster { .. }));
     let restore_failure = restore_failure(previous).filter(|_| restoring);
     if let Some(why) = &restore_failure {
@@ -352,6 +370,36 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
 
     let Some(step) = the_plan.next.as_ref() else {
         rt.report(Report::Idle { plan: &the_plan });
+        let available = client.is_some() && view.is_some() && is_available(&status);
+        if let Some(password) = &security.root_password
+            && should_enable_auth(true, previous, available)
+            && let Some(client) = client.as_ref()
+        {
+            let enabled = match enable_auth(client, password).await {
+                Ok(enabled) => enabled,
+                Err(e) => {
+                    rt.publish(StepEvent {
+                        warning: true,
+                        reason: "AuthEnableFailed".to_owned(),
+                        note: e.to_string(),
+                        action: "EnableAuth",
+                    })
+                    .await;
+                    return Err(PassError::Auth(e));
+                }
+            };
+            status.auth = Some(auth_on());
+            rt.write_status(&status).await.map_err(PassError::Status)?;
+            if enabled {
+                rt.publish(normal(
+                    "AuthEnabled",
+                    "Enabled etcd authentication with the root user".to_owned(),
+                    "EnableAuth",
+                ))
+                .await;
+                return Ok(Passed::Stepped);
+            }
+        }
         return Ok(Passed::Idle);
     };
     rt.report(Report::Running {
@@ -504,6 +552,14 @@ fn normal(reason: &str, note: String, action: &'static str) -> StepEvent {
         note,
         action,
     }
+}
+
+/// Whether the status says a quorum is healthy (the Available condition).
+fn is_available(status: &EtcdClusterStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Available" && c.status == "True")
 }
 
 /// Why the last restore failed, as the status written before says (its `Degraded` condition).

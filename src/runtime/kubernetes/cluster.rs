@@ -121,6 +121,20 @@ impl Runtime for KubeCluster<'_> {
         }
     }
 
+    async fn security(
+        &mut self,
+        _now: std::time::SystemTime,
+    ) -> Result<crate::controller::security::Security, KubeError> {
+        let spec = &self.cluster.spec;
+        if crate::tls::TlsSettings::of(spec).any() || spec.auth.as_ref().is_some_and(|a| a.enabled)
+        {
+            return Err(KubeError::Unsupported(
+                "spec.tls and spec.auth are not supported by the Kubernetes runtime yet".into(),
+            ));
+        }
+        Ok(crate::controller::security::Security::default())
+    }
+
     fn placement(&self) -> Placement {
         placement(&self.info, self.ctx.replace_after_failures)
     }

@@ -6,22 +6,36 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::EtcdClusterSpec;
 use crate::api::EtcdClusterStatus;
+use crate::api::validation::validate_transition;
 use crate::controller::backup::{Folders, SecretData};
 use crate::controller::events::StepEvent;
 use crate::controller::observe::{Resolve, Unreachable, same_url};
 use crate::controller::pass::{Now, Report, Runtime, Target};
 use crate::controller::plan::{Desired, Intent, RuntimeMember, Step};
+use crate::controller::security::{Password, Security};
 use crate::controller::status::phase_name;
 use crate::controller::validate::Placement;
 use crate::controller::validate::member_template;
-use crate::etcd::{Client, ConnectOptions};
+use crate::etcd::{Client, ConnectOptions, TlsOptions};
 use crate::metrics::Metrics;
+use crate::tls::pki::Bundle;
+use crate::tls::{TlsSettings, etcd_flags};
 
 use super::LocalError;
 use super::manifest::Manifest;
 use super::members::{LocalMembers, config_hash};
+use super::security::{cert_paths, ensure_certificates, generated_password};
 use super::store::{StateFolder, read_yaml, write_yaml};
+
+/// The flags every member of `spec` is started with: `spec.etcd`'s and the TLS flags with the
+/// certificates under `root`.
+fn member_flags(spec: &EtcdClusterSpec, root: &Path) -> Vec<String> {
+    let mut flags = member_template(spec).flags;
+    flags.extend(etcd_flags(TlsSettings::of(spec), &cert_paths(root)));
+    flags
+}
 
 /// One cluster under reconciliation.
 #[derive(Debug)]
@@ -37,6 +51,10 @@ pub struct LocalCluster {
     last_message: String,
     last_step: Option<Step>,
     last_event: Option<StepEvent>,
+    /// The certificates the client was built with (a renewal reconnects).
+    client_tls: Option<Bundle>,
+    /// root's password once `spec.auth` asked for it.
+    root_password: Option<Password>,
 }
 
 impl LocalCluster {
@@ -48,10 +66,26 @@ impl LocalCluster {
         metrics: Arc<Metrics>,
     ) -> Result<Self, LocalError> {
         let dir = StateFolder::new(state_dir, &manifest.namespace, &manifest.name);
-        let record = dir.load_or_create_record(&manifest.namespace, &manifest.name)?;
+        let tls = TlsSettings::of(&manifest.cluster.spec);
+        let record =
+            dir.load_or_create_record(&manifest.namespace, &manifest.name, (tls.client, tls.peer))?;
+        if (record.client_tls, record.peer_tls) != (tls.client, tls.peer) {
+            return Err(LocalError::Refused(format!(
+                "{}: {} (it was created with client TLS {}, peer TLS {})",
+                manifest.key(),
+                crate::api::rules::TLS_IMMUTABLE_MESSAGE,
+                record.client_tls,
+                record.peer_tls
+            )));
+        }
+        if tls.any() {
+            // Members find their certificates from the first start.
+            ensure_certificates(dir.root(), &manifest.name, std::time::SystemTime::now())?;
+        }
+        let flags = member_flags(&manifest.cluster.spec, dir.root());
         let mut members =
             LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
-        members.set_flags(member_template(&manifest.cluster.spec).flags);
+        members.set_flags(flags);
         members.resume()?;
         // The status written before: what the operator did (last snapshot, defragmentations)
         // is remembered across restarts.
@@ -78,6 +112,8 @@ impl LocalCluster {
             last_message: String::new(),
             last_step: None,
             last_event: None,
+            client_tls: None,
+            root_password: None,
         })
     }
 
@@ -93,6 +129,13 @@ impl LocalCluster {
             return;
         }
         let (old, new) = (&self.manifest.cluster.spec, &manifest.cluster.spec);
+        let refused = validate_transition(old, new);
+        if !refused.is_empty() {
+            for e in &refused {
+                tracing::error!("{}: manifest change refused: {e}", self.key());
+            }
+            return;
+        }
         let mut changes = Vec::new();
         if old.replicas != new.replicas {
             changes.push(format!("replicas {} → {}", old.replicas, new.replicas));
@@ -106,6 +149,12 @@ impl LocalCluster {
         if old.etcd != new.etcd {
             changes.push("etcd options".to_owned());
         }
+        if old.tls != new.tls {
+            changes.push("tls".to_owned());
+        }
+        if old.auth != new.auth {
+            changes.push("auth".to_owned());
+        }
         tracing::info!(
             "{}: manifest changed ({})",
             self.key(),
@@ -116,8 +165,10 @@ impl LocalCluster {
             }
         );
         self.generation += 1;
-        self.members
-            .set_flags(member_template(&manifest.cluster.spec).flags);
+        self.members.set_flags(member_flags(
+            &manifest.cluster.spec,
+            self.members.dir().root(),
+        ));
         self.manifest = manifest;
     }
 
@@ -148,7 +199,10 @@ impl Runtime for LocalCluster {
         Placement {
             namespace: self.manifest.namespace.clone(),
             cluster: self.manifest.name.clone(),
-            config_hash: config_hash(&member_template(&self.manifest.cluster.spec).flags),
+            config_hash: config_hash(&member_flags(
+                &self.manifest.cluster.spec,
+                self.members.dir().root(),
+            )),
             peer_url_template: self.members.record().peer_url_template(),
             replace_after_failures: crate::controller::plan::DEFAULT_REPLACE_AFTER_FAILURES,
             snapshots: Folders::Allowed {
@@ -167,6 +221,68 @@ impl Runtime for LocalCluster {
         &same_url
     }
 
+    async fn security(&mut self, now: std::time::SystemTime) -> Result<Security, LocalError> {
+        let spec = &self.manifest.cluster.spec;
+        let mut out = Security::default();
+        if TlsSettings::of(spec).any() {
+            let ensured = ensure_certificates(self.members.dir().root(), &self.manifest.name, now)?;
+            if !ensured.renewed.is_empty() {
+                tracing::info!(
+                    "{}: certificates made or renewed: {}",
+                    self.key(),
+                    ensured
+                        .renewed
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            if self.client_tls.as_ref() != Some(&ensured.bundle) {
+                // The next connect builds a client with these.
+                self.client = None;
+                self.client_tls = Some(ensured.bundle.clone());
+            }
+            out.not_after = ensured.not_after;
+        }
+        if let Some(auth) = spec.auth.as_ref().filter(|a| a.enabled) {
+            let password = match &auth.root_password_secret {
+                Some(name) => {
+                    let secret = self
+                        .manifest
+                        .secrets
+                        .get(&self.manifest.namespace, name)
+                        .ok_or_else(|| {
+                            LocalError::Auth(format!(
+                                "spec.auth.rootPasswordSecret: no Secret {}/{name} in the manifests",
+                                self.manifest.namespace
+                            ))
+                        })?;
+                    let value = secret.get("password").ok_or_else(|| {
+                        LocalError::Auth(format!(
+                            "Secret {}/{name} has no key \"password\"",
+                            self.manifest.namespace
+                        ))
+                    })?;
+                    String::from_utf8(value.to_vec()).map_err(|_| {
+                        LocalError::Auth(format!(
+                            "Secret {}/{name}: the password is not UTF-8",
+                            self.manifest.namespace
+                        ))
+                    })?
+                }
+                None => generated_password(self.members.dir().root())?,
+            };
+            let password = Password::new(password.trim());
+            if self.root_password.as_ref() != Some(&password) {
+                self.client = None;
+                self.root_password = Some(password.clone());
+            }
+            out.root_password = Some(password);
+        }
+        Ok(out)
+    }
+
     async fn observe_members(&mut self, _desired: &Desired) -> Result<Vec<String>, LocalError> {
         self.members.poll()?;
         self.members.client_urls()
@@ -179,9 +295,20 @@ impl Runtime for LocalCluster {
                 .map_err(|e| Unreachable::Connect(e.to_string()))?;
             return Ok(c.clone());
         }
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_dial_timeout(Duration::from_secs(1))
             .with_max_retries(u32::try_from(endpoints.len()).unwrap_or(1) * 2);
+        if let Some(b) = &self.client_tls {
+            opts = opts.with_tls(TlsOptions {
+                ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
+                cert_pem: Some(b.client.cert_pem.clone().into_bytes()),
+                key_pem: Some(b.client.key_pem.clone().into_bytes()),
+                server_name: None,
+            });
+        }
+        if let Some(p) = &self.root_password {
+            opts = opts.with_user(crate::controller::security::ROOT, p.expose());
+        }
         let c = Client::connect(endpoints, opts)
             .await
             .map_err(|e| Unreachable::Connect(e.to_string()))?;

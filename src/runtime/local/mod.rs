@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod manifest;
 pub mod members;
 pub mod process;
+pub mod security;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -74,6 +75,12 @@ pub enum LocalError {
     /// The runtime refused an operation that would lose data.
     #[error("{0}")]
     Refused(String),
+    /// The cluster's certificates could not be made or read.
+    #[error("certificates: {0}")]
+    Tls(#[source] crate::tls::pki::PkiError),
+    /// `spec.auth` names a root password Secret the manifests do not hold.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// Errors starting `etcd-operator local`.

@@ -43,22 +43,45 @@ pub struct PortBlock {
     pub peer_base_port: u16,
     /// The `--initial-cluster-token` of this incarnation.
     pub token: String,
+    /// Members serve clients over TLS (`spec.tls.client.enabled` when the cluster was created;
+    /// fixed from then on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_tls: bool,
+    /// Members talk to each other over TLS (`spec.tls.peer.enabled` at creation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub peer_tls: bool,
 }
 
 impl PortBlock {
+    fn scheme(tls: bool) -> &'static str {
+        if tls { "https" } else { "http" }
+    }
+
     /// The client URL of an ordinal.
     pub fn client_url(&self, ordinal: u32) -> String {
-        format!("http://127.0.0.1:{}", port(self.client_base_port, ordinal))
+        format!(
+            "{}://127.0.0.1:{}",
+            Self::scheme(self.client_tls),
+            port(self.client_base_port, ordinal)
+        )
     }
 
     /// The peer URL of an ordinal.
     pub fn peer_url(&self, ordinal: u32) -> String {
-        format!("http://127.0.0.1:{}", port(self.peer_base_port, ordinal))
+        format!(
+            "{}://127.0.0.1:{}",
+            Self::scheme(self.peer_tls),
+            port(self.peer_base_port, ordinal)
+        )
     }
 
     /// The planner's peer URL template for these ports.
     pub fn peer_url_template(&self) -> String {
-        format!("http://127.0.0.1:{{port:{}}}", self.peer_base_port)
+        format!(
+            "{}://127.0.0.1:{{port:{}}}",
+            Self::scheme(self.peer_tls),
+            self.peer_base_port
+        )
     }
 }
 
@@ -127,11 +150,13 @@ impl StateFolder {
         self.data_dir(ordinal).join("member").is_dir()
     }
 
-    /// Reads `cluster.yaml`, or chooses free ports and a token and writes it.
+    /// Reads `cluster.yaml`, or chooses free ports and a token and writes it (with the TLS of
+    /// `tls`: client, peer).
     pub fn load_or_create_record(
         &self,
         namespace: &str,
         name: &str,
+        tls: (bool, bool),
     ) -> Result<PortBlock, LocalError> {
         let path = self.root.join("cluster.yaml");
         if path.exists() {
@@ -143,6 +168,8 @@ impl StateFolder {
             client_base_port: base,
             peer_base_port: base + PORTS_PER_CLUSTER / 2,
             token: format!("{namespace}-{name}-{suffix:08x}"),
+            client_tls: tls.0,
+            peer_tls: tls.1,
         };
         write_yaml(&path, &record)?;
         Ok(record)
