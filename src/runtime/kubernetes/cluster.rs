@@ -55,6 +55,10 @@ pub struct KubeCluster<'a> {
     members: KubeMembers,
     pods: Vec<Pod>,
     pvcs: Vec<PersistentVolumeClaim>,
+    /// The certificates of a TLS cluster, read or made by [`Runtime::security`].
+    tls: Option<crate::tls::pki::Bundle>,
+    /// root's password (`spec.auth`).
+    root_password: Option<crate::controller::security::Password>,
 }
 
 impl std::fmt::Debug for KubeCluster<'_> {
@@ -76,6 +80,8 @@ impl<'a> KubeCluster<'a> {
             info,
             pods: Vec::new(),
             pvcs: Vec::new(),
+            tls: None,
+            root_password: None,
         }
     }
 }
@@ -123,16 +129,31 @@ impl Runtime for KubeCluster<'_> {
 
     async fn security(
         &mut self,
-        _now: std::time::SystemTime,
+        now: std::time::SystemTime,
     ) -> Result<crate::controller::security::Security, KubeError> {
         let spec = &self.cluster.spec;
-        if crate::tls::TlsSettings::of(spec).any() || spec.auth.as_ref().is_some_and(|a| a.enabled)
-        {
-            return Err(KubeError::Unsupported(
-                "spec.tls and spec.auth are not supported by the Kubernetes runtime yet".into(),
-            ));
+        let mut out = crate::controller::security::Security::default();
+        if self.info.template.tls.any() {
+            let ensured =
+                super::secrets::ensure_certificates(&self.ctx.client, &self.info, now).await?;
+            if !ensured.renewed.is_empty() {
+                tracing::info!(
+                    namespace = %self.info.namespace,
+                    cluster = %self.info.name,
+                    renewed = ?ensured.renewed,
+                    "certificates made or renewed"
+                );
+            }
+            out.not_after = ensured.not_after;
+            self.tls = Some(ensured.bundle);
         }
-        Ok(crate::controller::security::Security::default())
+        if let Some(auth) = spec.auth.as_ref().filter(|a| a.enabled) {
+            let password =
+                super::secrets::root_password(&self.ctx.client, &self.info, auth).await?;
+            self.root_password = Some(password.clone());
+            out.root_password = Some(password);
+        }
+        Ok(out)
     }
 
     fn placement(&self) -> Placement {
@@ -177,9 +198,20 @@ impl Runtime for KubeCluster<'_> {
     async fn connect(&mut self, endpoints: &[String]) -> Result<Client, Unreachable> {
         // Every observation read is bounded where it is made; no client-wide request timeout,
         // which would cut off a defragmentation of a large member.
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_dial_timeout(Duration::from_secs(2))
             .with_max_retries(1);
+        if let Some(b) = &self.tls {
+            opts = opts.with_tls(crate::etcd::TlsOptions {
+                ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
+                cert_pem: Some(b.client.cert_pem.clone().into_bytes()),
+                key_pem: Some(b.client.key_pem.clone().into_bytes()),
+                server_name: None,
+            });
+        }
+        if let Some(p) = &self.root_password {
+            opts = opts.with_user(crate::controller::security::ROOT, p.expose());
+        }
         match tokio::time::timeout(Self::OBSERVE_TIMEOUT, Client::connect(endpoints, opts)).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(Unreachable::Connect(e.to_string())),

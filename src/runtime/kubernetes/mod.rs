@@ -21,6 +21,7 @@ pub mod members;
 pub mod objects;
 pub mod pacing;
 pub mod reconcile;
+pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -127,6 +128,12 @@ pub enum KubeError {
     /// A step this runtime cannot run (never planned here).
     #[error("{0}")]
     Unsupported(String),
+    /// The cluster's certificates could not be made or read.
+    #[error("certificates: {0}")]
+    Tls(#[source] crate::tls::pki::PkiError),
+    /// The root password Secret is missing or has no password.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// Errors starting `etcd-operator run`.

@@ -141,22 +141,35 @@ impl Blueprint {
         )
     }
 
-    /// A member's peer URL.
+    /// A member's peer URL (`https` with peer TLS).
     pub fn peer_url(&self, ordinal: u32) -> String {
-        format!("http://{}:{PEER_PORT}", self.member_host(ordinal))
+        let scheme = self.template.tls.peer_scheme();
+        format!("{scheme}://{}:{PEER_PORT}", self.member_host(ordinal))
     }
 
-    /// A member's client URL as it advertises it.
+    /// A member's client URL as it advertises it (`https` with client TLS).
     pub fn client_url(&self, ordinal: u32) -> String {
-        format!("http://{}:{CLIENT_PORT}", self.member_host(ordinal))
+        let scheme = self.template.tls.client_scheme();
+        format!("{scheme}://{}:{CLIENT_PORT}", self.member_host(ordinal))
     }
 
     /// The planner's peer URL template, matching [`Blueprint::peer_url`].
     pub fn peer_url_template(&self) -> String {
         format!(
-            "http://{{name}}.{}.svc.{}:{PEER_PORT}",
-            self.namespace, self.cluster_domain
+            "{}://{{name}}.{}.svc.{}:{PEER_PORT}",
+            self.template.tls.peer_scheme(),
+            self.namespace,
+            self.cluster_domain
         )
+    }
+
+    /// The Secret of a certificate kind: `<cluster>-ca`, `<cluster>-server`, `<cluster>-peer`,
+    /// `<cluster>-operator-client`.
+    pub fn tls_secret(&self, kind: crate::tls::pki::Kind) -> String {
+        match kind {
+            crate::tls::pki::Kind::Client => format!("{}-operator-client", self.name),
+            k => format!("{}-{}", self.name, k.as_str()),
+        }
     }
 
     /// The container image: the spec's, or the official one for the version.
@@ -257,11 +270,18 @@ pub fn etcd_args(info: &Blueprint, ordinal: u32, initial: &InitialState) -> Vec<
         .map(|(n, u)| format!("{n}={u}"))
         .collect::<Vec<_>>()
         .join(",");
+    let tls = info.template.tls;
     let mut args = vec![
         format!("--name={name}"),
         format!("--data-dir={DATA_DIR}"),
-        format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
-        format!("--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}"),
+        format!(
+            "--listen-peer-urls={}://0.0.0.0:{PEER_PORT}",
+            tls.peer_scheme()
+        ),
+        format!(
+            "--listen-client-urls={}://0.0.0.0:{CLIENT_PORT}",
+            tls.client_scheme()
+        ),
         format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
         format!("--advertise-client-urls={}", info.client_url(ordinal)),
         format!("--initial-advertise-peer-urls={}", info.peer_url(ordinal)),
@@ -269,8 +289,74 @@ pub fn etcd_args(info: &Blueprint, ordinal: u32, initial: &InitialState) -> Vec<
         format!("--initial-cluster-state={state}"),
         format!("--initial-cluster-token={}", info.cluster_token()),
     ];
+    args.extend(crate::tls::etcd_flags(tls, &tls_paths()));
     args.extend(info.template.flags.iter().cloned());
     args
+}
+
+/// Where the certificate Secrets are mounted in a member Pod.
+pub const TLS_MOUNT: &str = "/etc/etcd/tls";
+
+/// The member's certificate files under [`TLS_MOUNT`]: the CA certificate (only `tls.crt` of
+/// `<cluster>-ca`, never its key), the server and the peer `kubernetes.io/tls` Secrets.
+pub fn tls_paths() -> crate::tls::CertPaths {
+    crate::tls::CertPaths {
+        ca: format!("{TLS_MOUNT}/ca/ca.crt"),
+        server: (
+            format!("{TLS_MOUNT}/server/tls.crt"),
+            format!("{TLS_MOUNT}/server/tls.key"),
+        ),
+        peer: (
+            format!("{TLS_MOUNT}/peer/tls.crt"),
+            format!("{TLS_MOUNT}/peer/tls.key"),
+        ),
+    }
+}
+
+/// The certificate volumes and mounts of a member Pod (none without TLS).
+fn tls_volumes(info: &Blueprint) -> (Vec<Volume>, Vec<VolumeMount>) {
+    use crate::tls::pki::Kind;
+    use k8s_openapi::api::core::v1::{KeyToPath, SecretVolumeSource};
+    let tls = info.template.tls;
+    if !tls.any() {
+        return (Vec::new(), Vec::new());
+    }
+    let mut wanted = vec![("ca", Kind::Ca)];
+    if tls.client {
+        wanted.push(("server", Kind::Server));
+    }
+    if tls.peer {
+        wanted.push(("peer", Kind::Peer));
+    }
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (dir, kind) in wanted {
+        let name = format!("tls-{dir}");
+        volumes.push(Volume {
+            name: name.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(info.tls_secret(kind)),
+                // Group-readable for etcd's group (fsGroup), nobody else.
+                default_mode: Some(0o440),
+                items: (kind == Kind::Ca).then(|| {
+                    vec![KeyToPath {
+                        key: "tls.crt".to_owned(),
+                        path: "ca.crt".to_owned(),
+                        mode: None,
+                    }]
+                }),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name,
+            mount_path: format!("{TLS_MOUNT}/{dir}"),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    (volumes, mounts)
 }
 
 /// Whether a version serves `/readyz` and `/livez` (3.5.11 and later).
@@ -396,6 +482,15 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
             ..Volume::default()
         }
     };
+    let (tls_volumes, tls_mounts) = tls_volumes(info);
+    let mut volume_mounts = vec![VolumeMount {
+        name: "data".to_owned(),
+        mount_path: DATA_MOUNT.to_owned(),
+        ..VolumeMount::default()
+    }];
+    volume_mounts.extend(tls_mounts);
+    let mut volumes = vec![data_volume];
+    volumes.extend(tls_volumes);
     let container = Container {
         name: "etcd".to_owned(),
         image: Some(info.image(version)),
@@ -419,11 +514,7 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
         liveness_probe: Some(liveness),
         startup_probe: Some(startup),
         resources: info.template.resources.clone(),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".to_owned(),
-            mount_path: DATA_MOUNT.to_owned(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(volume_mounts),
         // etcd's last log lines become the termination message: the runtime reads why a
         // member cannot start (a volume it may not write) from the Pod's status.
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
@@ -445,7 +536,7 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
             hostname: Some(name),
             subdomain: Some(info.peer_service()),
             containers: vec![container],
-            volumes: Some(vec![data_volume]),
+            volumes: Some(volumes),
             affinity: Some(
                 template
                     .affinity
