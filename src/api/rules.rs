@@ -267,7 +267,7 @@ pub const COMPACTION_MODE_RULE: &str = "self in ['periodic', 'revision']";
 pub const COMPACTION_MODE_MESSAGE: &str = "etcd.autoCompactionMode must be periodic or revision";
 
 /// Flags the operator sets on every member; `extraFlags` may not set them.
-pub const OWNED_FLAGS: [&str; 18] = [
+pub const OWNED_FLAGS: [&str; 28] = [
     "--name",
     "--data-dir",
     "--wal-dir",
@@ -286,6 +286,17 @@ pub const OWNED_FLAGS: [&str; 18] = [
     "--discovery-endpoints",
     "--force-new-cluster",
     "--config-file",
+    // TLS comes from spec.tls (the URLs' scheme and the certificate files go together).
+    "--cert-file",
+    "--key-file",
+    "--trusted-ca-file",
+    "--client-cert-auth",
+    "--auto-tls",
+    "--peer-cert-file",
+    "--peer-key-file",
+    "--peer-trusted-ca-file",
+    "--peer-client-cert-auth",
+    "--peer-auto-tls",
 ];
 
 /// A CEL rule refusing extra flags whose name (the part before `=`) is one of `flags`.
@@ -305,7 +316,8 @@ pub fn owned_flags_rule() -> String {
 /// Message of [`owned_flags_rule`].
 pub const OWNED_FLAGS_MESSAGE: &str = "etcd.extraFlags cannot set flags the operator owns: --name, \
 --data-dir, --wal-dir, listen/advertise URLs, --initial-cluster*, --discovery*, --force-new-cluster, \
---config-file";
+--config-file, and the TLS flags (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth, \
+--auto-tls and their --peer-* forms: use spec.tls)";
 
 /// Flags with a typed field in `spec.etcd`.
 pub const TYPED_FLAGS: [&str; 6] = [

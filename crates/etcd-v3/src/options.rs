@@ -271,6 +271,9 @@ mod debug_tests {
         let text = format!("{opts:?}");
         assert!(text.contains("root"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(!text.contains("PRIVATE") && !text.contains("45, 45"), "{text}");
+        assert!(
+            !text.contains("PRIVATE") && !text.contains("45, 45"),
+            "{text}"
+        );
     }
 }
