@@ -393,10 +393,10 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             "tls.source.certManager is not supported yet",
         ),
         (
-            "tls-user-secrets",
+            "tls-user-secrets-incomplete",
             json!({"tls": {"client": {"enabled": true}, "source": {"secrets": {
-                "ca": "ca", "server": "server", "peer": "peer", "operatorClient": "op"}}}}),
-            "tls.source.secrets is not supported yet",
+                "ca": "ca", "server": "server", "peer": "peer"}}}}),
+            "spec.tls.source.secrets.operatorClient: Required value",
         ),
         (
             "tls-two-sources",
@@ -788,6 +788,11 @@ fn valid_specs() -> Vec<(&'static str, Value)> {
             json!({"tls": {"client": {"enabled": true, "clientCertAuth": false},
                 "peer": {"enabled": true}, "source": {"operatorManaged": {}}},
                 "auth": {"enabled": true, "rootPasswordSecret": "root-password"}}),
+        ),
+        (
+            "tls-user-secrets",
+            json!({"tls": {"client": {"enabled": true}, "source": {"secrets": {
+                "ca": "ca", "server": "server", "peer": "peer", "operatorClient": "op"}}}}),
         ),
     ]
 }

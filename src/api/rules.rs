@@ -156,12 +156,6 @@ pub const TLS_CERT_MANAGER_RULE: &str = "!has(self.certManager)";
 pub const TLS_CERT_MANAGER_MESSAGE: &str = "tls.source.certManager is not supported yet: leave \
 tls.source empty (or set operatorManaged: {}) and the operator makes and renews the certificates";
 
-/// User Secrets are not a source yet.
-pub const TLS_SECRETS_RULE: &str = "!has(self.secrets)";
-/// Message of [`TLS_SECRETS_RULE`].
-pub const TLS_SECRETS_MESSAGE: &str = "tls.source.secrets is not supported yet: leave tls.source \
-empty (or set operatorManaged: {}) and the operator makes and renews the certificates";
-
 /// `spec.auth.enabled` cannot go back to false (transition rule on the spec).
 pub const AUTH_OFF_RULE: &str =
     "!(has(oldSelf.auth) && oldSelf.auth.enabled) || (has(self.auth) && self.auth.enabled)";

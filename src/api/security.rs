@@ -2,8 +2,8 @@
 //! certificates' source, and etcd authentication with a root user.
 //!
 //! Turning TLS on or off for an existing cluster is refused at admission (a transition rule on
-//! the spec, [`super::rules::TLS_IMMUTABLE_RULE`]); cert-manager and user Secrets as sources
-//! are in the schema so that they can come later, and refused today.
+//! the spec, [`super::rules::TLS_IMMUTABLE_RULE`]); cert-manager as a source is in the schema
+//! so that it can come later, and refused today.
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
@@ -66,8 +66,7 @@ pub struct PeerTlsSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new(super::rules::TLS_ONE_SOURCE_RULE).message(super::rules::TLS_ONE_SOURCE_MESSAGE),
-    validation = Rule::new(super::rules::TLS_CERT_MANAGER_RULE).message(super::rules::TLS_CERT_MANAGER_MESSAGE),
-    validation = Rule::new(super::rules::TLS_SECRETS_RULE).message(super::rules::TLS_SECRETS_MESSAGE)
+    validation = Rule::new(super::rules::TLS_CERT_MANAGER_RULE).message(super::rules::TLS_CERT_MANAGER_MESSAGE)
 )]
 pub struct CertificateSource {
     /// The operator makes a CA (10 years) and the server, peer and its own client certificates
@@ -76,8 +75,10 @@ pub struct CertificateSource {
     /// locally, under `<state dir>/<namespace>/<name>/tls/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_managed: Option<OperatorManagedSource>,
-    /// Certificates from Secrets the user keeps (`kubernetes.io/tls` with `ca.crt`). Not
-    /// supported yet: refused at admission.
+    /// Certificates from Secrets the user keeps and renews (in the local runtime, `kind: Secret`
+    /// documents of the manifests): read each pass, never written. The members mount `ca.crt`
+    /// of `ca` and `tls.crt`/`tls.key` of `server` and `peer`; the operator's client uses
+    /// `operatorClient`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<TlsSecretsSource>,
     /// Certificates from cert-manager for the issuer named. Not supported yet: refused at
@@ -91,11 +92,13 @@ pub struct CertificateSource {
 #[serde(rename_all = "camelCase")]
 pub struct OperatorManagedSource {}
 
-/// The user's Secrets, each with `tls.crt`, `tls.key` and `ca.crt`.
+/// The user's Secrets: `ca` with `ca.crt` (its key is never read), the others
+/// `kubernetes.io/tls` with `tls.crt` and `tls.key`. Only the kinds the cluster uses are
+/// read (the server and operator client ones with client TLS, the peer one with peer TLS).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSecretsSource {
-    /// The CA (`ca.crt`, and `tls.key` if the operator should sign with it).
+    /// The CA certificate (`ca.crt`, else `tls.crt`) clients and peers are checked against.
     #[schemars(length(min = 1, max = 253))]
     pub ca: String,
     /// The members' server certificate.

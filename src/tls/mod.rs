@@ -34,6 +34,19 @@ impl TlsSettings {
         self.client || self.peer
     }
 
+    /// The certificate kinds these settings use (the operator's client certificate with
+    /// client TLS).
+    pub fn kinds(self) -> Vec<pki::Kind> {
+        let mut out = vec![pki::Kind::Ca];
+        if self.client {
+            out.extend([pki::Kind::Server, pki::Kind::Client]);
+        }
+        if self.peer {
+            out.push(pki::Kind::Peer);
+        }
+        out
+    }
+
     /// `https` or `http` for client URLs.
     pub fn client_scheme(self) -> &'static str {
         if self.client { "https" } else { "http" }

@@ -41,6 +41,73 @@ pub enum PkiError {
         /// The parser's complaint.
         why: String,
     },
+    /// A user Secret (`spec.tls.source.secrets`) is missing or does not hold a usable
+    /// certificate.
+    #[error("Secret {name}: {why}")]
+    UserSecret {
+        /// The Secret.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// One of the user's certificate Secrets as read (`None` when it does not exist).
+#[derive(Debug, Clone, Default)]
+pub struct UserSecret {
+    /// The Secret's name.
+    pub name: String,
+    /// `tls.crt`, `tls.key` and `ca.crt`, when present.
+    pub data: Option<[Option<String>; 3]>,
+}
+
+/// The certificates in the user's Secrets: `ca.crt` of the CA Secret (else its `tls.crt`),
+/// `tls.crt`/`tls.key` of the others; `need` names the kinds the cluster uses (the rest stay
+/// empty). Answers them with their expiry.
+pub fn user_bundle(
+    secrets: [&UserSecret; 4],
+    need: &[Kind],
+) -> Result<(Bundle, Vec<(Kind, SystemTime)>), PkiError> {
+    let [ca, server, peer, client] = secrets;
+    let bad = |s: &UserSecret, why: &str| PkiError::UserSecret {
+        name: s.name.clone(),
+        why: why.to_owned(),
+    };
+    let mut not_after = Vec::new();
+    let mut pair = |s: &UserSecret, kind: Kind| -> Result<CertKey, PkiError> {
+        if !need.contains(&kind) {
+            return Ok(CertKey {
+                cert_pem: String::new(),
+                key_pem: String::new(),
+            });
+        }
+        let data = s.data.as_ref().ok_or_else(|| bad(s, "does not exist"))?;
+        let cert = match kind {
+            Kind::Ca => data[2].clone().or_else(|| data[0].clone()),
+            _ => data[0].clone(),
+        }
+        .ok_or_else(|| bad(s, "has no certificate (tls.crt, or ca.crt for the CA)"))?;
+        let (v, _) = inspect(&cert, "certificate").map_err(|e| bad(s, &e.to_string()))?;
+        not_after.push((kind, v.not_after));
+        let key = if kind == Kind::Ca {
+            String::new()
+        } else {
+            let key = data[1].clone().ok_or_else(|| bad(s, "has no tls.key"))?;
+            KeyPair::from_pem(&key).map_err(|e| bad(s, &format!("tls.key: {e}")))?;
+            key
+        };
+        Ok(CertKey {
+            cert_pem: cert,
+            key_pem: key,
+        })
+    };
+    let bundle = Bundle {
+        ca: pair(ca, Kind::Ca)?,
+        server: pair(server, Kind::Server)?,
+        peer: pair(peer, Kind::Peer)?,
+        client: pair(client, Kind::Client)?,
+    };
+    Ok((bundle, not_after))
 }
 
 /// The kinds of certificate a cluster has.
@@ -418,6 +485,46 @@ mod tests {
         other.server.push("demo-client".into());
         let again = ensure(Some(&first.bundle), &other, now).expect("reissued");
         assert_eq!(again.renewed, [Kind::Server]);
+    }
+
+    #[test]
+    fn user_secrets_are_read_and_checked() {
+        let b = ensure(None, &names(), SystemTime::now())
+            .expect("made")
+            .bundle;
+        let secret = |name: &str, c: &CertKey| UserSecret {
+            name: name.into(),
+            data: Some([
+                Some(c.cert_pem.clone()),
+                Some(c.key_pem.clone()),
+                Some(b.ca.cert_pem.clone()),
+            ]),
+        };
+        let ca = UserSecret {
+            name: "ca".into(),
+            data: Some([None, None, Some(b.ca.cert_pem.clone())]),
+        };
+        let (server, peer, client) = (
+            secret("server", &b.server),
+            secret("peer", &b.peer),
+            secret("client", &b.client),
+        );
+        let all = [Kind::Ca, Kind::Server, Kind::Peer, Kind::Client];
+        let (got, expiry) = user_bundle([&ca, &server, &peer, &client], &all).expect("read");
+        assert_eq!(got.server, b.server);
+        assert_eq!(expiry.len(), 4);
+        let missing = UserSecret {
+            name: "peer".into(),
+            data: None,
+        };
+        let err = user_bundle([&ca, &server, &missing, &client], &all).expect_err("missing");
+        assert!(
+            err.to_string().contains("Secret peer: does not exist"),
+            "{err}"
+        );
+        // Not needed (no peer TLS): not read.
+        let some = [Kind::Ca, Kind::Server, Kind::Client];
+        user_bundle([&ca, &server, &missing, &client], &some).expect("peer not needed");
     }
 
     #[test]

@@ -20,9 +20,6 @@ pub(super) fn validate_security(spec: &EtcdClusterSpec, out: &mut Vec<FieldError
         if s.cert_manager.is_some() {
             out.push(err("spec.tls.source", rules::TLS_CERT_MANAGER_MESSAGE));
         }
-        if s.secrets.is_some() {
-            out.push(err("spec.tls.source", rules::TLS_SECRETS_MESSAGE));
-        }
     }
     if let Some(name) = spec
         .auth

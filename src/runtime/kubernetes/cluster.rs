@@ -133,7 +133,12 @@ impl Runtime for KubeCluster<'_> {
     ) -> Result<crate::controller::security::Security, KubeError> {
         let spec = &self.cluster.spec;
         let mut out = crate::controller::security::Security::default();
-        if self.info.template.tls.any() {
+        if self.info.template.tls.any() && self.info.template.tls_secrets.is_some() {
+            let (bundle, not_after) =
+                super::secrets::read_user_certificates(&self.ctx.client, &self.info).await?;
+            out.not_after = not_after;
+            self.tls = Some(bundle);
+        } else if self.info.template.tls.any() {
             let ensured =
                 super::secrets::ensure_certificates(&self.ctx.client, &self.info, now).await?;
             if !ensured.renewed.is_empty() {
@@ -201,7 +206,7 @@ impl Runtime for KubeCluster<'_> {
         let mut opts = ConnectOptions::new()
             .with_dial_timeout(Duration::from_secs(2))
             .with_max_retries(1);
-        if let Some(b) = &self.tls {
+        if let Some(b) = self.tls.as_ref().filter(|_| self.info.template.tls.client) {
             opts = opts.with_tls(crate::etcd::TlsOptions {
                 ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
                 cert_pem: Some(b.client.cert_pem.clone().into_bytes()),

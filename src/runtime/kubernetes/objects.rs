@@ -163,11 +163,20 @@ impl Blueprint {
         )
     }
 
-    /// The Secret of a certificate kind: `<cluster>-ca`, `<cluster>-server`, `<cluster>-peer`,
-    /// `<cluster>-operator-client`.
+    /// The Secret of a certificate kind: the user's (`spec.tls.source.secrets`), else
+    /// `<cluster>-ca`, `<cluster>-server`, `<cluster>-peer`, `<cluster>-operator-client`.
     pub fn tls_secret(&self, kind: crate::tls::pki::Kind) -> String {
+        use crate::tls::pki::Kind;
+        if let Some(user) = &self.template.tls_secrets {
+            return match kind {
+                Kind::Ca => user.ca.clone(),
+                Kind::Server => user.server.clone(),
+                Kind::Peer => user.peer.clone(),
+                Kind::Client => user.operator_client.clone(),
+            };
+        }
         match kind {
-            crate::tls::pki::Kind::Client => format!("{}-operator-client", self.name),
+            Kind::Client => format!("{}-operator-client", self.name),
             k => format!("{}-{}", self.name, k.as_str()),
         }
     }
@@ -297,8 +306,8 @@ pub fn etcd_args(info: &Blueprint, ordinal: u32, initial: &InitialState) -> Vec<
 /// Where the certificate Secrets are mounted in a member Pod.
 pub const TLS_MOUNT: &str = "/etc/etcd/tls";
 
-/// The member's certificate files under [`TLS_MOUNT`]: the CA certificate (only `tls.crt` of
-/// `<cluster>-ca`, never its key), the server and the peer `kubernetes.io/tls` Secrets.
+/// The member's certificate files under [`TLS_MOUNT`]: the CA certificate (only `ca.crt` of
+/// the CA Secret, never its key), the server and the peer `kubernetes.io/tls` Secrets.
 pub fn tls_paths() -> crate::tls::CertPaths {
     crate::tls::CertPaths {
         ca: format!("{TLS_MOUNT}/ca/ca.crt"),
@@ -340,7 +349,7 @@ fn tls_volumes(info: &Blueprint) -> (Vec<Volume>, Vec<VolumeMount>) {
                 default_mode: Some(0o440),
                 items: (kind == Kind::Ca).then(|| {
                     vec![KeyToPath {
-                        key: "tls.crt".to_owned(),
+                        key: "ca.crt".to_owned(),
                         path: "ca.crt".to_owned(),
                         mode: None,
                     }]

@@ -143,6 +143,36 @@ pub async fn ensure_certificates(
     Ok(ensured)
 }
 
+/// Reads the user's certificate Secrets (`spec.tls.source.secrets`; nothing is written): the
+/// kinds the cluster uses must exist and hold a certificate (and key).
+pub async fn read_user_certificates(
+    client: &kube::Client,
+    info: &Blueprint,
+) -> Result<(Bundle, Vec<(Kind, SystemTime)>), KubeError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &info.namespace);
+    let text = |s: &Secret, k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    let mut read = Vec::new();
+    for kind in [Kind::Ca, Kind::Server, Kind::Peer, Kind::Client] {
+        let name = info.tls_secret(kind);
+        let secret = api.get_opt(&name).await.map_err(kube_err(format!(
+            "reading Secret {}/{name}",
+            info.namespace
+        )))?;
+        read.push(pki::UserSecret {
+            name: format!("{}/{name}", info.namespace),
+            data: secret.map(|s| [text(&s, "tls.crt"), text(&s, "tls.key"), text(&s, "ca.crt")]),
+        });
+    }
+    let [ca, server, peer, operator] = [&read[0], &read[1], &read[2], &read[3]];
+    pki::user_bundle([ca, server, peer, operator], &info.template.tls.kinds())
+        .map_err(KubeError::Tls)
+}
+
 /// The name of the generated root password Secret.
 pub fn root_secret_name(info: &Blueprint) -> String {
     format!("{}-root", info.name)

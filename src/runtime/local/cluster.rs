@@ -20,14 +20,59 @@ use crate::controller::validate::Placement;
 use crate::controller::validate::member_template;
 use crate::etcd::{Client, ConnectOptions, TlsOptions};
 use crate::metrics::Metrics;
-use crate::tls::pki::Bundle;
+use crate::tls::pki::{Bundle, Kind, UserSecret, user_bundle};
 use crate::tls::{TlsSettings, etcd_flags};
 
 use super::LocalError;
 use super::manifest::Manifest;
 use super::members::{LocalMembers, config_hash};
-use super::security::{cert_paths, ensure_certificates, generated_password};
+use super::security::{
+    cert_paths, ensure_certificates, generated_password, write_user_certificates,
+};
 use super::store::{StateFolder, read_yaml, write_yaml};
+
+/// The certificates of `manifest`'s cluster in `root` at `now`: the user's Secrets (from the
+/// manifests' `kind: Secret` documents) written out, or the operator-managed ones made or
+/// renewed. Answers them, their expiry and whether anything was written; `None` without TLS.
+fn prepare_tls(
+    manifest: &Manifest,
+    root: &Path,
+    now: std::time::SystemTime,
+) -> Result<Option<(Bundle, Vec<(Kind, std::time::SystemTime)>, bool)>, LocalError> {
+    let spec = &manifest.cluster.spec;
+    let tls = TlsSettings::of(spec);
+    if !tls.any() {
+        return Ok(None);
+    }
+    let Some(user) = spec.tls.as_ref().and_then(|t| t.source.secrets.as_ref()) else {
+        let ensured = ensure_certificates(root, &manifest.name, now)?;
+        let renewed = !ensured.renewed.is_empty();
+        return Ok(Some((ensured.bundle, ensured.not_after, renewed)));
+    };
+    let ns = &manifest.namespace;
+    let read = |name: &str| {
+        let text = |s: &crate::controller::backup::SecretData, k: &str| {
+            s.get(k).and_then(|b| String::from_utf8(b.to_vec()).ok())
+        };
+        UserSecret {
+            name: format!("{ns}/{name}"),
+            data: manifest
+                .secrets
+                .get(ns, name)
+                .map(|s| [text(s, "tls.crt"), text(s, "tls.key"), text(s, "ca.crt")]),
+        }
+    };
+    let secrets = [
+        read(&user.ca),
+        read(&user.server),
+        read(&user.peer),
+        read(&user.operator_client),
+    ];
+    let [a, b, c, d] = &secrets;
+    let (bundle, not_after) = user_bundle([a, b, c, d], &tls.kinds()).map_err(LocalError::Tls)?;
+    let written = write_user_certificates(root, &bundle)?;
+    Ok(Some((bundle, not_after, written)))
+}
 
 /// The flags every member of `spec` is started with: `spec.etcd`'s and the TLS flags with the
 /// certificates under `root`.
@@ -78,10 +123,8 @@ impl LocalCluster {
                 record.peer_tls
             )));
         }
-        if tls.any() {
-            // Members find their certificates from the first start.
-            ensure_certificates(dir.root(), &manifest.name, std::time::SystemTime::now())?;
-        }
+        // Members find their certificates from the first start.
+        prepare_tls(&manifest, dir.root(), std::time::SystemTime::now())?;
         let flags = member_flags(&manifest.cluster.spec, dir.root());
         let mut members =
             LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
@@ -224,26 +267,18 @@ impl Runtime for LocalCluster {
     async fn security(&mut self, now: std::time::SystemTime) -> Result<Security, LocalError> {
         let spec = &self.manifest.cluster.spec;
         let mut out = Security::default();
-        if TlsSettings::of(spec).any() {
-            let ensured = ensure_certificates(self.members.dir().root(), &self.manifest.name, now)?;
-            if !ensured.renewed.is_empty() {
-                tracing::info!(
-                    "{}: certificates made or renewed: {}",
-                    self.key(),
-                    ensured
-                        .renewed
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+        if let Some((bundle, not_after, written)) =
+            prepare_tls(&self.manifest, self.members.dir().root(), now)?
+        {
+            if written {
+                tracing::info!("{}: certificates written", self.key());
             }
-            if self.client_tls.as_ref() != Some(&ensured.bundle) {
+            if self.client_tls.as_ref() != Some(&bundle) {
                 // The next connect builds a client with these.
                 self.client = None;
-                self.client_tls = Some(ensured.bundle.clone());
+                self.client_tls = Some(bundle);
             }
-            out.not_after = ensured.not_after;
+            out.not_after = not_after;
         }
         if let Some(auth) = spec.auth.as_ref().filter(|a| a.enabled) {
             let password = match &auth.root_password_secret {
@@ -298,7 +333,8 @@ impl Runtime for LocalCluster {
         let mut opts = ConnectOptions::new()
             .with_dial_timeout(Duration::from_secs(1))
             .with_max_retries(u32::try_from(endpoints.len()).unwrap_or(1) * 2);
-        if let Some(b) = &self.client_tls {
+        let client_tls = TlsSettings::of(&self.manifest.cluster.spec).client;
+        if let Some(b) = self.client_tls.as_ref().filter(|_| client_tls) {
             opts = opts.with_tls(TlsOptions {
                 ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
                 cert_pem: Some(b.client.cert_pem.clone().into_bytes()),

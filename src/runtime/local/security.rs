@@ -139,6 +139,26 @@ pub fn ensure_certificates(
     Ok(ensured)
 }
 
+/// Writes the certificates of the user's Secrets (`spec.tls.source.secrets`) where members
+/// read them; a file whose content is unchanged is not rewritten. Answers whether any was.
+pub fn write_user_certificates(root: &Path, bundle: &Bundle) -> Result<bool, LocalError> {
+    let mut changed = false;
+    for kind in [Kind::Ca, Kind::Server, Kind::Peer, Kind::Client] {
+        let c = bundle.get(kind);
+        for (ext, text, mode) in [("crt", &c.cert_pem, 0o644), ("key", &c.key_pem, 0o600)] {
+            if text.is_empty() {
+                continue;
+            }
+            let path = file(root, kind, ext);
+            if read(&path)?.as_deref() != Some(text.as_str()) {
+                write_private(&path, text.as_bytes(), mode)?;
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
 /// The path of the generated root password.
 pub fn password_path(root: &Path) -> PathBuf {
     root.join("root-password")
