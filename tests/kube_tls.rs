@@ -123,7 +123,7 @@ async fn tls_cluster_secrets_are_owned_and_mounted_and_args_are_https() {
     assert_eq!(items.len(), 1);
     assert_eq!(
         (items[0].key.as_str(), items[0].path.as_str()),
-        ("tls.crt", "ca.crt")
+        ("ca.crt", "ca.crt")
     );
     let c = &spec.containers[0];
     let mounts = c.volume_mounts.as_ref().expect("mounts");
@@ -184,4 +184,137 @@ async fn tls_cluster_secrets_are_owned_and_mounted_and_args_are_https() {
         );
     }
     assert_eq!(versions, again, "no Secret rewritten");
+}
+
+/// With `tls.source.secrets` the Pod mounts the user's Secrets, the status reports their
+/// expiry and the operator creates no certificate Secret of its own; a missing one stops the
+/// pass with its name.
+#[tokio::test]
+async fn user_secrets_are_mounted_and_never_written() {
+    use etcd_operator::tls::pki::{Kind, issue, new_ca};
+    use k8s_openapi::ByteString;
+    let k = shared_kube();
+    let ns = k.namespace("tls-user").expect("namespace");
+    let client = k.client().await.expect("client");
+    let now = std::time::SystemTime::now();
+    let ca = new_ca("mine", now).expect("CA");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let put = |name: &str, pairs: Vec<(&str, String)>| {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.to_owned());
+        s.data = Some(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
+                .collect(),
+        );
+        s
+    };
+    secrets
+        .create(
+            &PostParams::default(),
+            &put("my-ca", vec![("ca.crt", ca.cert_pem.clone())]),
+        )
+        .await
+        .expect("ca");
+    let server = issue(&ca, Kind::Server, "s", &["localhost".into()], now).expect("server");
+    let me = issue(&ca, Kind::Client, "me", &[], now).expect("client");
+    for (name, c) in [("my-server", &server), ("my-client", &me)] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &put(
+                    name,
+                    vec![
+                        ("tls.crt", c.cert_pem.clone()),
+                        ("tls.key", c.key_pem.clone()),
+                    ],
+                ),
+            )
+            .await
+            .expect("secret");
+    }
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+    let obj: EtcdCluster = serde_json::from_value(json!({
+        "apiVersion": "etcd.operator.dev/v1alpha1",
+        "kind": "EtcdCluster",
+        "metadata": {"name": "mine"},
+        "spec": {"replicas": 1, "tls": {"client": {"enabled": true}, "peer": {"enabled": true},
+                 "source": {"secrets": {"ca": "my-ca", "server": "my-server", "peer": "my-peer",
+                                        "operatorClient": "my-client"}}}},
+    }))
+    .expect("an EtcdCluster");
+    clusters
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("create");
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(Metrics::new()),
+        resolver_from_args(&[]).expect("resolver"),
+        5,
+    ));
+    // Peer TLS is on and my-peer does not exist yet: the pass stops and names it.
+    let current = clusters.get("mine").await.expect("cluster");
+    let err = reconcile(Arc::new(current), ctx.clone())
+        .await
+        .expect_err("my-peer is missing");
+    assert!(err.to_string().contains("my-peer: does not exist"), "{err}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    assert!(pods.get_opt("mine-0").await.expect("get").is_none());
+
+    let peer = issue(&ca, Kind::Peer, "p", &["localhost".into()], now).expect("peer");
+    secrets
+        .create(
+            &PostParams::default(),
+            &put(
+                "my-peer",
+                vec![
+                    ("tls.crt", peer.cert_pem.clone()),
+                    ("tls.key", peer.key_pem),
+                ],
+            ),
+        )
+        .await
+        .expect("peer");
+    let current = clusters.get("mine").await.expect("cluster");
+    reconcile(Arc::new(current), ctx.clone())
+        .await
+        .expect("pass");
+    let pod = pods.get("mine-0").await.expect("seed pod");
+    let volumes = pod.spec.expect("spec").volumes.expect("volumes");
+    let secret_name = |v: &str| {
+        volumes
+            .iter()
+            .find(|x| x.name == v)
+            .and_then(|x| x.secret.as_ref())
+            .and_then(|s| s.secret_name.clone())
+    };
+    assert_eq!(secret_name("tls-ca").as_deref(), Some("my-ca"));
+    assert_eq!(secret_name("tls-server").as_deref(), Some("my-server"));
+    assert_eq!(secret_name("tls-peer").as_deref(), Some("my-peer"));
+    for own in [
+        "mine-ca",
+        "mine-server",
+        "mine-peer",
+        "mine-operator-client",
+    ] {
+        assert!(
+            secrets.get_opt(own).await.expect("get").is_none(),
+            "{own} was created"
+        );
+    }
+    let status = clusters
+        .get_status("mine")
+        .await
+        .expect("status")
+        .status
+        .expect("a status");
+    let (ca_validity, _) = inspect(&ca.cert_pem, "ca").expect("ca");
+    assert_eq!(
+        status.tls.expect("status.tls").not_after.ca,
+        Some(etcd_operator::controller::security::rfc3339(
+            ca_validity.not_after
+        ))
+    );
 }

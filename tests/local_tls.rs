@@ -245,3 +245,67 @@ async fn tls_and_auth_cluster_refuses_strangers_and_still_scales() {
     .await
     .expect("still TLS");
 }
+
+/// Certificates from the user's Secrets (`kind: Secret` documents next to the cluster): the
+/// members serve them, the operator's client uses the user's client certificate, and the
+/// operator makes no CA of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_secrets_provide_the_certificates() {
+    use base64::Engine;
+    use etcd_operator::tls::pki::{Kind, issue, new_ca};
+    let now = std::time::SystemTime::now();
+    let ca = new_ca("mine", now).expect("CA");
+    let local = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let server = issue(&ca, Kind::Server, "mine-server", &local, now).expect("server");
+    let peer = issue(&ca, Kind::Peer, "mine-peer", &local, now).expect("peer");
+    let client = issue(&ca, Kind::Client, "me", &[], now).expect("client");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let secret = |name: &str, crt: &str, key: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ndata:\n  tls.crt: {}\n  \
+             tls.key: {}\n  ca.crt: {}\n---\n",
+            b64(crt),
+            b64(key),
+            b64(&ca.cert_pem)
+        )
+    };
+    let mut text = String::new();
+    text.push_str(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: my-ca\ndata:\n  ca.crt: {}\n---\n",
+        b64(&ca.cert_pem)
+    ));
+    text.push_str(&secret("my-server", &server.cert_pem, &server.key_pem));
+    text.push_str(&secret("my-peer", &peer.cert_pem, &peer.key_pem));
+    text.push_str(&secret("my-client", &client.cert_pem, &client.key_pem));
+    text.push_str(&manifest("mine", 3, VERSION));
+    text.push_str(
+        "  tls:\n    client:\n      enabled: true\n    peer:\n      enabled: true\n    source:\n      \
+         secrets:\n        ca: my-ca\n        server: my-server\n        peer: my-peer\n        \
+         operatorClient: my-client\n",
+    );
+    let mut op = LocalOperator::start("mine", &text).expect("operator");
+    let status = op.wait_converged(3, VERSION, CONVERGE);
+    assert!(
+        !op.cluster_dir().join("tls/ca.key").exists(),
+        "the operator made no CA of its own"
+    );
+    let (ca_validity, _) = etcd_operator::tls::pki::inspect(&ca.cert_pem, "ca").expect("ca");
+    let reported = status.tls.expect("status.tls").not_after.ca.expect("ca");
+    assert_eq!(
+        reported,
+        etcd_operator::controller::security::rfc3339(ca_validity.not_after)
+    );
+    let mine = TlsOptions {
+        ca_pem: Some(ca.cert_pem.clone().into_bytes()),
+        cert_pem: Some(client.cert_pem.into_bytes()),
+        key_pem: Some(client.key_pem.into_bytes()),
+        server_name: None,
+    };
+    round_trip(https_urls(&op), ConnectOptions::new().with_tls(mine))
+        .await
+        .expect("the user's client certificate works");
+    let err = round_trip(op.all_client_urls(), ConnectOptions::new())
+        .await
+        .expect_err("plaintext must be refused");
+    eprintln!("plaintext: {err}");
+}

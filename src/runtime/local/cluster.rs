@@ -31,6 +31,9 @@ use super::security::{
 };
 use super::store::{StateFolder, read_yaml, write_yaml};
 
+/// The certificates, their expiry by kind, and whether a file was written.
+type Prepared = (Bundle, Vec<(Kind, std::time::SystemTime)>, bool);
+
 /// The certificates of `manifest`'s cluster in `root` at `now`: the user's Secrets (from the
 /// manifests' `kind: Secret` documents) written out, or the operator-managed ones made or
 /// renewed. Answers them, their expiry and whether anything was written; `None` without TLS.
@@ -38,7 +41,7 @@ fn prepare_tls(
     manifest: &Manifest,
     root: &Path,
     now: std::time::SystemTime,
-) -> Result<Option<(Bundle, Vec<(Kind, std::time::SystemTime)>, bool)>, LocalError> {
+) -> Result<Option<Prepared>, LocalError> {
     let spec = &manifest.cluster.spec;
     let tls = TlsSettings::of(spec);
     if !tls.any() {
