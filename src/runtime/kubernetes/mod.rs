@@ -22,6 +22,7 @@ pub mod objects;
 pub mod pacing;
 pub mod reconcile;
 pub mod secrets;
+pub mod tls_mounts;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -298,74 +298,9 @@ pub fn etcd_args(info: &Blueprint, ordinal: u32, initial: &InitialState) -> Vec<
         format!("--initial-cluster-state={state}"),
         format!("--initial-cluster-token={}", info.cluster_token()),
     ];
-    args.extend(crate::tls::etcd_flags(tls, &tls_paths()));
+    args.extend(crate::tls::etcd_flags(tls, &super::tls_mounts::tls_paths()));
     args.extend(info.template.flags.iter().cloned());
     args
-}
-
-/// Where the certificate Secrets are mounted in a member Pod.
-pub const TLS_MOUNT: &str = "/etc/etcd/tls";
-
-/// The member's certificate files under [`TLS_MOUNT`]: the CA certificate (only `ca.crt` of
-/// the CA Secret, never its key), the server and the peer `kubernetes.io/tls` Secrets.
-pub fn tls_paths() -> crate::tls::CertPaths {
-    crate::tls::CertPaths {
-        ca: format!("{TLS_MOUNT}/ca/ca.crt"),
-        server: (
-            format!("{TLS_MOUNT}/server/tls.crt"),
-            format!("{TLS_MOUNT}/server/tls.key"),
-        ),
-        peer: (
-            format!("{TLS_MOUNT}/peer/tls.crt"),
-            format!("{TLS_MOUNT}/peer/tls.key"),
-        ),
-    }
-}
-
-/// The certificate volumes and mounts of a member Pod (none without TLS).
-fn tls_volumes(info: &Blueprint) -> (Vec<Volume>, Vec<VolumeMount>) {
-    use crate::tls::pki::Kind;
-    use k8s_openapi::api::core::v1::{KeyToPath, SecretVolumeSource};
-    let tls = info.template.tls;
-    if !tls.any() {
-        return (Vec::new(), Vec::new());
-    }
-    let mut wanted = vec![("ca", Kind::Ca)];
-    if tls.client {
-        wanted.push(("server", Kind::Server));
-    }
-    if tls.peer {
-        wanted.push(("peer", Kind::Peer));
-    }
-    let mut volumes = Vec::new();
-    let mut mounts = Vec::new();
-    for (dir, kind) in wanted {
-        let name = format!("tls-{dir}");
-        volumes.push(Volume {
-            name: name.clone(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(info.tls_secret(kind)),
-                // Group-readable for etcd's group (fsGroup), nobody else.
-                default_mode: Some(0o440),
-                items: (kind == Kind::Ca).then(|| {
-                    vec![KeyToPath {
-                        key: "ca.crt".to_owned(),
-                        path: "ca.crt".to_owned(),
-                        mode: None,
-                    }]
-                }),
-                optional: Some(false),
-            }),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            name,
-            mount_path: format!("{TLS_MOUNT}/{dir}"),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
-    }
-    (volumes, mounts)
 }
 
 /// Whether a version serves `/readyz` and `/livez` (3.5.11 and later).
@@ -491,7 +426,7 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
             ..Volume::default()
         }
     };
-    let (tls_volumes, tls_mounts) = tls_volumes(info);
+    let (tls_volumes, tls_mounts) = super::tls_mounts::tls_volumes(info);
     let mut volume_mounts = vec![VolumeMount {
         name: "data".to_owned(),
         mount_path: DATA_MOUNT.to_owned(),
