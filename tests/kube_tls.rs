@@ -318,3 +318,55 @@ async fn user_secrets_are_mounted_and_never_written() {
         ))
     );
 }
+
+/// A paused TLS + auth cluster gets no Secret: nothing is written while paused, and the pass
+/// says which Secret it lacks.
+#[tokio::test]
+async fn a_paused_cluster_gets_no_secrets() {
+    let k = shared_kube();
+    let ns = k.namespace("tls-paused").expect("namespace");
+    let client = k.client().await.expect("client");
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), &ns);
+    let obj: EtcdCluster = serde_json::from_value(json!({
+        "apiVersion": "etcd.operator.dev/v1alpha1",
+        "kind": "EtcdCluster",
+        "metadata": {"name": "still"},
+        "spec": {"paused": true, "tls": {"client": {"enabled": true}}, "auth": {"enabled": true}},
+    }))
+    .expect("an EtcdCluster");
+    clusters
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("create");
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(Metrics::new()),
+        resolver_from_args(&[]).expect("resolver"),
+        5,
+    ));
+    let current = clusters.get("still").await.expect("cluster");
+    let err = reconcile(Arc::new(current), ctx.clone())
+        .await
+        .expect_err("no certificates to read");
+    assert!(
+        err.to_string().contains("still-ca: does not exist"),
+        "{err}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let list = secrets
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("list");
+    assert!(
+        list.items.iter().all(|s| !s
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("still-"))),
+        "{:?}",
+        list.items
+            .iter()
+            .map(|s| s.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+}

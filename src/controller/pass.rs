@@ -245,6 +245,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     let (namespace, name) = (target.namespace.to_owned(), target.name.to_owned());
     let generation = target.generation;
     let has_backup = target.spec.backup.is_some();
+    let paused = target.spec.paused;
     let previous = target.status.cloned();
     let previous = previous.as_ref();
     let validated = match validate(target.spec, &rt.placement()) {
@@ -372,7 +373,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         rt.report(Report::Idle { plan: &the_plan });
         let available = client.is_some() && view.is_some() && is_available(&status);
         if let Some(password) = &security.root_password
-            && should_enable_auth(true, previous, available)
+            && should_enable_auth(!paused, previous, available)
             && let Some(client) = client.as_ref()
         {
             let enabled = match enable_auth(client, password).await {

@@ -133,9 +133,11 @@ impl Runtime for KubeCluster<'_> {
     ) -> Result<crate::controller::security::Security, KubeError> {
         let spec = &self.cluster.spec;
         let mut out = crate::controller::security::Security::default();
-        if self.info.template.tls.any() && self.info.template.tls_secrets.is_some() {
+        // Paused: nothing is written, not even a renewal or a generated password.
+        let paused = spec.paused;
+        if self.info.template.tls.any() && (paused || self.info.template.tls_secrets.is_some()) {
             let (bundle, not_after) =
-                super::secrets::read_user_certificates(&self.ctx.client, &self.info).await?;
+                super::secrets::read_certificates(&self.ctx.client, &self.info).await?;
             out.not_after = not_after;
             self.tls = Some(bundle);
         } else if self.info.template.tls.any() {
@@ -154,9 +156,9 @@ impl Runtime for KubeCluster<'_> {
         }
         if let Some(auth) = spec.auth.as_ref().filter(|a| a.enabled) {
             let password =
-                super::secrets::root_password(&self.ctx.client, &self.info, auth).await?;
-            self.root_password = Some(password.clone());
-            out.root_password = Some(password);
+                super::secrets::root_password(&self.ctx.client, &self.info, auth, !paused).await?;
+            self.root_password.clone_from(&password);
+            out.root_password = password;
         }
         Ok(out)
     }

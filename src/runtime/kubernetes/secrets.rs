@@ -143,9 +143,10 @@ pub async fn ensure_certificates(
     Ok(ensured)
 }
 
-/// Reads the user's certificate Secrets (`spec.tls.source.secrets`; nothing is written): the
-/// kinds the cluster uses must exist and hold a certificate (and key).
-pub async fn read_user_certificates(
+/// Reads the certificate Secrets without writing anything: the user's
+/// (`spec.tls.source.secrets`), or the operator's while the cluster is paused. The kinds the
+/// cluster uses must exist and hold a certificate (and key).
+pub async fn read_certificates(
     client: &kube::Client,
     info: &Blueprint,
 ) -> Result<(Bundle, Vec<(Kind, SystemTime)>), KubeError> {
@@ -179,12 +180,14 @@ pub fn root_secret_name(info: &Blueprint) -> String {
 }
 
 /// root's password: from the Secret `auth.rootPasswordSecret` names, else from
-/// `<cluster>-root`, which is created (owned by the cluster) with a random password when absent.
+/// `<cluster>-root`, which is created (owned by the cluster) with a random password when absent
+/// and `create` (not while paused: `None` then).
 pub async fn root_password(
     client: &kube::Client,
     info: &Blueprint,
     auth: &AuthSpec,
-) -> Result<Password, KubeError> {
+    create: bool,
+) -> Result<Option<Password>, KubeError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &info.namespace);
     let read = |s: &Secret| {
         s.data
@@ -208,12 +211,14 @@ pub async fn root_password(
                     info.namespace
                 ))
             })?;
-        return read(&secret).map(Password::new).ok_or_else(|| {
-            KubeError::Auth(format!(
-                "Secret {}/{name} has no non-empty key {PASSWORD_KEY:?}",
-                info.namespace
-            ))
-        });
+        return read(&secret)
+            .map(|p| Some(Password::new(p)))
+            .ok_or_else(|| {
+                KubeError::Auth(format!(
+                    "Secret {}/{name} has no non-empty key {PASSWORD_KEY:?}",
+                    info.namespace
+                ))
+            });
     }
     let name = root_secret_name(info);
     let what = format!("Secret {}/{name}", info.namespace);
@@ -223,7 +228,10 @@ pub async fn root_password(
         .map_err(kube_err(format!("reading {what}")))?
         && let Some(p) = read(&s)
     {
-        return Ok(Password::new(p));
+        return Ok(Some(Password::new(p)));
+    }
+    if !create {
+        return Ok(None);
     }
     let mut secret = owned_secret(info, name.clone(), "auth");
     secret.type_ = Some("Opaque".to_owned());
@@ -233,7 +241,7 @@ pub async fn root_password(
         ByteString(password.clone().into_bytes()),
     )]));
     match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(Password::new(password)),
+        Ok(_) => Ok(Some(Password::new(password))),
         // Another writer was first: its password stands.
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let s = api
@@ -241,7 +249,7 @@ pub async fn root_password(
                 .await
                 .map_err(kube_err(format!("reading {what}")))?;
             read(&s)
-                .map(Password::new)
+                .map(|p| Some(Password::new(p)))
                 .ok_or_else(|| KubeError::Auth(format!("{what} has no key {PASSWORD_KEY:?}")))
         }
         Err(source) => Err(KubeError::Kube {
