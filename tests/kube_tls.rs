@@ -262,6 +262,22 @@ async fn user_secrets_are_mounted_and_never_written() {
     assert!(err.to_string().contains("my-peer: does not exist"), "{err}");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     assert!(pods.get_opt("mine-0").await.expect("get").is_none());
+    let status = clusters
+        .get_status("mine")
+        .await
+        .expect("status")
+        .status
+        .expect("a status");
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "CertificatesUnavailable")
+    );
+    assert!(degraded.message.contains("my-peer"), "{degraded:?}");
 
     let peer = issue(&ca, Kind::Peer, "p", &["localhost".into()], now).expect("peer");
     secrets

@@ -32,6 +32,9 @@ use crate::snapshot_store::SnapshotStore;
 pub const RESTORE_FAILED: &str = "RestoreFailed";
 /// The condition reason of members that keep failing (with the runtime's diagnosis).
 pub const MEMBER_FAILING: &str = "MemberFailing";
+/// The condition and Event reason of certificates or a root password that cannot be read or
+/// made.
+pub const SECURITY_UNAVAILABLE: &str = "CertificatesUnavailable";
 /// The condition and Event reason of a step in flight whose record cannot be read.
 pub const INTENT_UNREADABLE: &str = "IntentUnreadable";
 
@@ -259,7 +262,27 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         }
     };
     let desired = validated.desired;
-    let security = rt.security(now.system).await.map_err(PassError::Security)?;
+    let security = match rt.security(now.system).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Members cannot be started or reached without their certificates (or root's
+            // password): say so in the status and once as an Event, not at every retry.
+            let why = format!("{e}; nothing is changed until it is fixed");
+            let status =
+                blocked_status(previous, generation, SECURITY_UNAVAILABLE, &why, &now.text);
+            if previous.is_none_or(|old| !same_status(old, &status)) {
+                rt.write_status(&status).await.map_err(PassError::Status)?;
+                rt.publish(StepEvent {
+                    warning: true,
+                    reason: SECURITY_UNAVAILABLE.to_owned(),
+                    note: why,
+                    action: "PrepareTls",
+                })
+                .await;
+            }
+            return Err(PassError::Security(e));
+        }
+    };
 
     let endpoints = rt
         .observe_members(&desired)
