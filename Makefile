@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 TESTBIN ?= $(HOME)/.cache/etcd-operator/testbin
 
-.PHONY: all build test demo provision provision-etcd provision-node lint fmt clippy bench-client help static crds \
+.PHONY: all build test demo demo-tls provision provision-etcd provision-node lint fmt clippy bench-client help static crds \
 	cluster-up cluster-down bench-node
 
 all: build
@@ -45,6 +45,10 @@ test: provision
 
 demo: provision-etcd
 	hack/demo.sh
+
+# The same with client and peer TLS and etcd auth (examples/local/tls.yaml).
+demo-tls: provision-etcd
+	MANIFEST=examples/local/tls.yaml CLUSTER=secure hack/demo.sh
 
 bench-client: provision-etcd
 	hack/bench.sh

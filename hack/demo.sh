@@ -10,7 +10,9 @@ TESTBIN=${ETCD_OPERATOR_TESTBIN:-$HOME/.cache/etcd-operator/testbin}
 source "$TESTBIN/env.sh"
 STATE_DIR=${STATE_DIR:-.state}
 MANIFEST=${MANIFEST:-examples/local/demo.yaml}
-STATUS="$STATE_DIR/default/demo/status.yaml"
+CLUSTER=${CLUSTER:-demo}
+STATUS="$STATE_DIR/default/$CLUSTER/status.yaml"
+TLS_DIR="$STATE_DIR/default/$CLUSTER/tls"
 
 cargo build --quiet
 rm -f "$STATUS" # written afresh by the operator's first pass
@@ -28,14 +30,23 @@ for _ in $(seq 1 240); do
 done
 if healthy; then
   endpoints=$(grep 'clientUrl:' "$STATUS" | awk '{print $2}' | paste -sd, -)
+  creds=""
+  if [ -d "$TLS_DIR" ]; then
+    creds=" --cacert=$TLS_DIR/ca.crt --cert=$TLS_DIR/client.crt --key=$TLS_DIR/client.key"
+  fi
+  if [ -f "$STATE_DIR/default/$CLUSTER/root-password" ]; then
+    # Auth is turned on right after the cluster is healthy: wait for the status to say so.
+    for _ in $(seq 1 40); do grep -q '^  enabled: true' "$STATUS" && break; sleep 0.5; done
+    creds="$creds --user=root:\$(cat $STATE_DIR/default/$CLUSTER/root-password)"
+  fi
   cat <<MSG
 
-  etcd cluster "demo" is up: $(grep -c 'clientUrl:' "$STATUS") members
+  etcd cluster "$CLUSTER" is up: $(grep -c 'clientUrl:' "$STATUS") members
   endpoints: $endpoints
   status:    $STATUS
 
-  try:   $ETCD_BIN_DIR/etcdctl --endpoints=$endpoints member list -w table
-         $ETCD_BIN_DIR/etcdctl --endpoints=$endpoints put hello world
+  try:   $ETCD_BIN_DIR/etcdctl --endpoints=$endpoints$creds member list -w table
+         $ETCD_BIN_DIR/etcdctl --endpoints=$endpoints$creds put hello world
   scale: edit 'replicas:' in $MANIFEST (1 to 9) and watch the log
   stop:  Ctrl-C (members stop gracefully; the data stays in $STATE_DIR)
 

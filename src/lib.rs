@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod runtime;
 pub mod snapshot_store;
 pub mod telemetry;
+pub mod tls;

@@ -387,6 +387,24 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             "spec.backup.destination.credentialsSecret in body should match",
         ),
         (
+            "tls-cert-manager",
+            json!({"tls": {"client": {"enabled": true},
+                "source": {"certManager": {"issuerRef": {"name": "ca-issuer"}}}}}),
+            "tls.source.certManager is not supported yet",
+        ),
+        (
+            "tls-user-secrets-incomplete",
+            json!({"tls": {"client": {"enabled": true}, "source": {"secrets": {
+                "ca": "ca", "server": "server", "peer": "peer"}}}}),
+            "spec.tls.source.secrets.operatorClient: Required value",
+        ),
+        (
+            "tls-two-sources",
+            json!({"tls": {"source": {"operatorManaged": {},
+                "certManager": {"issuerRef": {"name": "ca-issuer"}}}}}),
+            "tls.source names at most one of operatorManaged, secrets and certManager",
+        ),
+        (
             "restore-path-empty",
             json!({"bootstrap": {"restore": {"path": ""}}}),
             "spec.bootstrap.restore.path in body should be at least 1 chars long",
@@ -589,6 +607,24 @@ fn invalid_updates() -> Vec<(&'static str, Value, Value, &'static str)> {
             "storage.ephemeral cannot change after creation",
         ),
         (
+            "tls-on",
+            json!({}),
+            json!({"tls": {"client": {"enabled": true}}}),
+            "restore it into a new EtcdCluster with the TLS settings wanted",
+        ),
+        (
+            "tls-peer-off",
+            json!({"tls": {"peer": {"enabled": true}}}),
+            json!({"tls": {"peer": {"enabled": false}}}),
+            "tls.client.enabled and tls.peer.enabled cannot change after creation",
+        ),
+        (
+            "auth-off",
+            json!({"auth": {"enabled": true}}),
+            json!({"auth": {"enabled": false}}),
+            "auth.enabled cannot be turned off by the operator once on",
+        ),
+        (
             "restore-path",
             json!({"bootstrap": {"restore": {"path": "/backups/a.db"}}}),
             json!({"bootstrap": {"restore": {"path": "/backups/b.db"}}}),
@@ -632,6 +668,8 @@ async fn valid_updates_pass_the_transition_rules() {
         json!({"podTemplate": {"labels": {"tier": "storage"}}}),
         json!({"backup": {"every": "6h", "keep": 7}}),
         json!({"backup": {"every": "10s", "keep": 1, "directory": "/var/backups"}}),
+        json!({"auth": {"enabled": true}}),
+        json!({"tls": {"client": {"clientCertAuth": false}}}),
     ];
     let mut obj = api
         .create(
@@ -790,6 +828,17 @@ fn valid_specs() -> Vec<(&'static str, Value)> {
                 "object": "demo-20261122T073005Z-r812.db"}}}),
         ),
         ("bootstrap-empty", json!({"bootstrap": {}})),
+        (
+            "tls-and-auth",
+            json!({"tls": {"client": {"enabled": true, "clientCertAuth": false},
+                "peer": {"enabled": true}, "source": {"operatorManaged": {}}},
+                "auth": {"enabled": true, "rootPasswordSecret": "root-password"}}),
+        ),
+        (
+            "tls-user-secrets",
+            json!({"tls": {"client": {"enabled": true}, "source": {"secrets": {
+                "ca": "ca", "server": "server", "peer": "peer", "operatorClient": "op"}}}}),
+        ),
     ]
 }
 

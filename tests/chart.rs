@@ -382,7 +382,7 @@ fn expected_cluster_rules() -> BTreeSet<(String, String, BTreeSet<String>)> {
             &["list", "watch", "create", "patch"],
         ),
         ("events.k8s.io", "events", &["create", "patch"]),
-        ("", "secrets", &["get"]),
+        ("", "secrets", &["get", "create", "patch"]),
     ];
     want.into_iter()
         .map(|(g, r, v)| {
@@ -455,8 +455,11 @@ fn cluster_role_is_least_privilege_and_identical_in_chart_and_config() {
 #[test]
 fn secret_access_can_be_narrowed_to_namespaces_or_dropped() {
     let docs = template(&["--set", "rbac.secretNamespaces={team-a,team-b}"]);
-    let secrets: (String, String, BTreeSet<String>) =
-        (String::new(), "secrets".into(), ["get".to_string()].into());
+    let secrets: (String, String, BTreeSet<String>) = (
+        String::new(),
+        "secrets".into(),
+        ["get", "create", "patch"].map(String::from).into(),
+    );
     assert!(!flatten_rules(one(&docs, "ClusterRole")).contains(&secrets));
     let roles: Vec<&Value> = of_kind(&docs, "Role")
         .into_iter()

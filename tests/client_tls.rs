@@ -26,6 +26,9 @@ struct Pki {
     server_key: String,
     client_cert: String,
     client_key: String,
+    /// A client certificate whose common name is no etcd user.
+    stranger_cert: String,
+    stranger_key: String,
 }
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
@@ -50,7 +53,18 @@ fn pki() -> Pki {
     client.distinguished_name.push(DnType::CommonName, "root");
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client_cert = client.signed_by(&client_key, &ca).expect("client cert");
+    let stranger_key = KeyPair::generate().expect("stranger key");
+    let mut stranger = CertificateParams::new(Vec::<String>::new()).expect("stranger params");
+    stranger
+        .distinguished_name
+        .push(DnType::CommonName, "stranger");
+    stranger.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let stranger_cert = stranger
+        .signed_by(&stranger_key, &ca)
+        .expect("stranger cert");
     Pki {
+        stranger_cert: stranger_cert.pem(),
+        stranger_key: stranger_key.serialize_pem(),
         ca: ca.pem(),
         server_cert: server_cert.pem(),
         server_key: server_key.serialize_pem(),
@@ -272,4 +286,57 @@ async fn tls_certificate_without_key_is_rejected_at_connect() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("needs both"), "{err}");
+}
+
+/// A client with a user configured connects while auth is off (no token), then auth is
+/// enabled: etcd takes its certificate's common name ("stranger", no such user) and refuses
+/// the call; the client authenticates its configured user and the call goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connected_before_auth_was_enabled_authenticates_its_user() {
+    let pki = pki();
+    let etcd = TlsEtcd::start(&pki);
+    // The admin's certificate says "root": once auth is on, etcd takes it as root.
+    let admin = ready_client(&etcd, &etcd.endpoint(), full_tls(&pki)).await;
+    let stranger = TlsOptions {
+        cert_pem: Some(pki.stranger_cert.clone().into_bytes()),
+        key_pem: Some(pki.stranger_key.clone().into_bytes()),
+        ..full_tls(&pki)
+    };
+    let c = Client::connect(
+        [etcd.endpoint()],
+        ConnectOptions::new()
+            .with_tls(stranger.clone())
+            .with_user("root", "pw"),
+    )
+    .await
+    .expect("connect");
+    c.put("tls/before", "1", PutOptions::new())
+        .await
+        .expect("put while auth is off");
+    admin.user_add("root", "pw").await.expect("user add");
+    admin.role_add("root").await.expect("role add");
+    admin.user_grant_role("root", "root").await.expect("grant");
+    admin.auth_enable().await.expect("auth enable");
+    // Without a user, the stranger certificate is refused.
+    let bare = Client::connect(
+        [etcd.endpoint()],
+        ConnectOptions::new().with_tls(stranger).with_max_retries(1),
+    )
+    .await
+    .expect("connect");
+    let err = bare
+        .put("tls/bare", "1", PutOptions::new())
+        .await
+        .expect_err("no user, a certificate of no user");
+    // etcd refuses a KV write of an unknown user with "permission denied" (an admin call with
+    // "user name not found"); both re-authenticate a client with a user configured.
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    c.put("tls/after", "1", PutOptions::new())
+        .await
+        .expect("the configured user authenticates");
+    let got = admin
+        .get("tls/after", GetOptions::new())
+        .await
+        .expect("get");
+    assert_eq!(got.kvs.len(), 1);
 }

@@ -207,3 +207,69 @@ fn member_pod_command_lines_parse_on_each_version() {
         }
     }
 }
+
+/// The command line of a TLS member Pod (https URLs, server and peer certificates, client
+/// certificate authentication) parses on each version, with only names that version knows.
+#[test]
+fn tls_member_pod_command_lines_parse_on_each_version() {
+    use etcd_operator::controller::validate::member_template;
+    use etcd_operator::runtime::kubernetes::objects::{Blueprint, InitialState, member_pod};
+    let spec = serde_json::from_value(serde_json::json!({
+        "tls": {"client": {"enabled": true}, "peer": {"enabled": true}},
+        "auth": {"enabled": true},
+    }))
+    .expect("spec");
+    let info = Blueprint {
+        name: "demo".into(),
+        namespace: "prod".into(),
+        uid: "1234-abcd".into(),
+        cluster_domain: "cluster.local".into(),
+        template: member_template(&spec),
+    };
+    for v in VERSIONS {
+        let existing = InitialState::Existing(vec![
+            ("demo-0".into(), info.peer_url(0)),
+            ("demo-1".into(), info.peer_url(1)),
+        ]);
+        let pod = member_pod(&info, 1, version(v), &existing);
+        let args = pod
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.args)
+            .expect("args");
+        for want in [
+            "--listen-client-urls=https://0.0.0.0:2379",
+            "--listen-peer-urls=https://0.0.0.0:2380",
+            "--listen-metrics-urls=http://0.0.0.0:2381",
+            "--advertise-client-urls=https://demo-1.prod.svc.cluster.local:2379",
+            "--initial-advertise-peer-urls=https://demo-1.prod.svc.cluster.local:2380",
+            "--cert-file=/etc/etcd/tls/server/tls.crt",
+            "--key-file=/etc/etcd/tls/server/tls.key",
+            "--trusted-ca-file=/etc/etcd/tls/ca/ca.crt",
+            "--client-cert-auth=true",
+            "--peer-cert-file=/etc/etcd/tls/peer/tls.crt",
+            "--peer-key-file=/etc/etcd/tls/peer/tls.key",
+            "--peer-trusted-ca-file=/etc/etcd/tls/ca/ca.crt",
+            "--peer-client-cert-auth=true",
+        ] {
+            assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+        }
+        assert!(
+            args.iter().any(|a| a.starts_with("--initial-cluster=")
+                && a.contains("demo-0=https://demo-0.prod.svc.cluster.local:2380")),
+            "{args:?}"
+        );
+        for a in &args {
+            let name = a.split('=').next().unwrap_or_default();
+            assert_eq!(
+                flag_known(version(v), name),
+                Some(true),
+                "{}: {a} in {args:?}",
+                v.version_string()
+            );
+        }
+        if let Err(e) = parse(v, &args) {
+            panic!("{}: {args:?}: {e}", v.version_string());
+        }
+    }
+}

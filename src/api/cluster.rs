@@ -14,6 +14,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::backup::{BackupSpec, BackupStatus};
+use super::security::{AuthSpec, AuthStatus, TlsSpec, TlsStatus};
 
 /// The etcd version a cluster gets when `spec.version` is not set.
 /// 3.6 is etcd's stable line (3.6.0 shipped in May 2025; 3.7 is newer but younger), and 3.6.16
@@ -114,7 +115,9 @@ fn default_defrag_max_fragmentation() -> i32 {
 #[x_kube(
     validation = Rule::new(super::versions::extra_flags_rule((3, 5))).message(Message::Expression(super::versions::extra_flags_message((3, 5)))),
     validation = Rule::new(super::versions::extra_flags_rule((3, 6))).message(Message::Expression(super::versions::extra_flags_message((3, 6)))),
-    validation = Rule::new(super::versions::extra_flags_rule((3, 7))).message(Message::Expression(super::versions::extra_flags_message((3, 7))))
+    validation = Rule::new(super::versions::extra_flags_rule((3, 7))).message(Message::Expression(super::versions::extra_flags_message((3, 7)))),
+    validation = Rule::new(super::rules::TLS_IMMUTABLE_RULE).message(super::rules::TLS_IMMUTABLE_MESSAGE),
+    validation = Rule::new(super::rules::AUTH_OFF_RULE).message(super::rules::AUTH_OFF_MESSAGE)
 )]
 pub struct EtcdClusterSpec {
     /// Number of voting members, 1 to 9. Odd numbers tolerate failures best: 3 members survive
@@ -174,6 +177,13 @@ pub struct EtcdClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new(super::rules::BOOTSTRAP_IMMUTABLE_RULE).message(super::rules::BOOTSTRAP_IMMUTABLE_MESSAGE))]
     pub bootstrap: Option<BootstrapSpec>,
+    /// TLS for clients and peers, with operator-managed certificates. Absent: plaintext.
+    /// Fixed at creation (see `tls.client.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// etcd authentication with a root user the operator creates. Absent: no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
 }
 
 /// How a new cluster is created.
@@ -236,6 +246,8 @@ impl Default for EtcdClusterSpec {
             maintenance: MaintenanceSpec::default(),
             backup: None,
             bootstrap: None,
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -490,6 +502,12 @@ pub struct EtcdClusterStatus {
     /// The scheduled snapshots (`spec.backup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+    /// The certificates' expiry (TLS clusters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+    /// Whether the operator turned authentication on (`spec.auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthStatus>,
 }
 
 /// The cluster-wide maintenance the operator ran last.

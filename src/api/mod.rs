@@ -7,11 +7,13 @@ mod cluster;
 /// Kubernetes quantities.
 pub mod quantity;
 mod schema;
+mod security;
 pub mod validation;
 pub mod versions;
 
 pub use backup::*;
 pub use cluster::*;
+pub use security::*;
 
 /// The CEL admission rules of the CRD and their messages.
 pub mod rules;

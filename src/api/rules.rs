@@ -152,6 +152,37 @@ pub const BOOTSTRAP_IMMUTABLE_RULE: &str = "self == oldSelf";
 pub const BOOTSTRAP_IMMUTABLE_MESSAGE: &str =
     "bootstrap cannot change after creation: it is read only when the cluster is created";
 
+/// `spec.tls`: client and peer TLS stay as they were created (transition rule on the spec).
+pub const TLS_IMMUTABLE_RULE: &str = "(has(self.tls) && has(self.tls.client) && \
+self.tls.client.enabled) == (has(oldSelf.tls) && has(oldSelf.tls.client) && \
+oldSelf.tls.client.enabled) && (has(self.tls) && has(self.tls.peer) && self.tls.peer.enabled) == \
+(has(oldSelf.tls) && has(oldSelf.tls.peer) && oldSelf.tls.peer.enabled)";
+/// Message of [`TLS_IMMUTABLE_RULE`].
+pub const TLS_IMMUTABLE_MESSAGE: &str = "tls.client.enabled and tls.peer.enabled cannot change \
+after creation (every member's URLs would change at once): to move this cluster to or from TLS, \
+take a snapshot (spec.backup or etcdctl snapshot save) and restore it into a new EtcdCluster with \
+the TLS settings wanted (spec.bootstrap.restore), then point clients at it";
+
+/// At most one certificate source.
+pub const TLS_ONE_SOURCE_RULE: &str = "[has(self.operatorManaged), has(self.secrets), has(self.certManager)].filter(x, x).size() <= 1";
+/// Message of [`TLS_ONE_SOURCE_RULE`].
+pub const TLS_ONE_SOURCE_MESSAGE: &str =
+    "tls.source names at most one of operatorManaged, secrets and certManager";
+
+/// cert-manager is not a source yet.
+pub const TLS_CERT_MANAGER_RULE: &str = "!has(self.certManager)";
+/// Message of [`TLS_CERT_MANAGER_RULE`].
+pub const TLS_CERT_MANAGER_MESSAGE: &str = "tls.source.certManager is not supported yet: leave \
+tls.source empty (or set operatorManaged: {}) and the operator makes and renews the certificates";
+
+/// `spec.auth.enabled` cannot go back to false (transition rule on the spec).
+pub const AUTH_OFF_RULE: &str =
+    "!(has(oldSelf.auth) && oldSelf.auth.enabled) || (has(self.auth) && self.auth.enabled)";
+/// Message of [`AUTH_OFF_RULE`].
+pub const AUTH_OFF_MESSAGE: &str = "auth.enabled cannot be turned off by the operator once on: \
+run `etcdctl auth disable` as root yourself if you must, or restore a snapshot into a new cluster \
+without auth";
+
 /// The longest image reference.
 pub const IMAGE_MAX_LEN: usize = 512;
 
@@ -249,7 +280,7 @@ pub const COMPACTION_MODE_RULE: &str = "self in ['periodic', 'revision']";
 pub const COMPACTION_MODE_MESSAGE: &str = "etcd.autoCompactionMode must be periodic or revision";
 
 /// Flags the operator sets on every member; `extraFlags` may not set them.
-pub const OWNED_FLAGS: [&str; 18] = [
+pub const OWNED_FLAGS: [&str; 28] = [
     "--name",
     "--data-dir",
     "--wal-dir",
@@ -268,6 +299,17 @@ pub const OWNED_FLAGS: [&str; 18] = [
     "--discovery-endpoints",
     "--force-new-cluster",
     "--config-file",
+    // TLS comes from spec.tls (the URLs' scheme and the certificate files go together).
+    "--cert-file",
+    "--key-file",
+    "--trusted-ca-file",
+    "--client-cert-auth",
+    "--auto-tls",
+    "--peer-cert-file",
+    "--peer-key-file",
+    "--peer-trusted-ca-file",
+    "--peer-client-cert-auth",
+    "--peer-auto-tls",
 ];
 
 /// A CEL rule refusing extra flags whose name (the part before `=`) is one of `flags`.
@@ -287,7 +329,8 @@ pub fn owned_flags_rule() -> String {
 /// Message of [`owned_flags_rule`].
 pub const OWNED_FLAGS_MESSAGE: &str = "etcd.extraFlags cannot set flags the operator owns: --name, \
 --data-dir, --wal-dir, listen/advertise URLs, --initial-cluster*, --discovery*, --force-new-cluster, \
---config-file";
+--config-file, and the TLS flags (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth, \
+--auto-tls and their --peer-* forms: use spec.tls)";
 
 /// Flags with a typed field in `spec.etcd`.
 pub const TYPED_FLAGS: [&str; 6] = [

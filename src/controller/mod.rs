@@ -28,5 +28,6 @@ pub mod intent;
 pub mod observe;
 pub mod pass;
 pub mod plan;
+pub mod security;
 pub mod status;
 pub mod validate;

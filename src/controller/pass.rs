@@ -19,6 +19,7 @@ use super::backup::{BackupTarget, OpenError, ReadSecrets, SecretData, store_conf
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
 use super::plan::{Desired, Intent, Observed, Plan, RestoreSource, RuntimeMember, Step, plan};
+use super::security::{AuthError, Security, auth_on, enable_auth, should_enable_auth, tls_status};
 use super::status::{
     StatusInput, blocked_status, build_status, invalid_status, last_snapshot_time,
     mark_backup_failing, mark_defragmented, mark_failed, record_backup_error,
@@ -31,6 +32,9 @@ use crate::snapshot_store::SnapshotStore;
 pub const RESTORE_FAILED: &str = "RestoreFailed";
 /// The condition reason of members that keep failing (with the runtime's diagnosis).
 pub const MEMBER_FAILING: &str = "MemberFailing";
+/// The condition and Event reason of certificates or a root password that cannot be read or
+/// made.
+pub const SECURITY_UNAVAILABLE: &str = "CertificatesUnavailable";
 /// The condition and Event reason of a step in flight whose record cannot be read.
 pub const INTENT_UNREADABLE: &str = "IntentUnreadable";
 
@@ -124,6 +128,13 @@ pub trait Runtime: Send {
     fn target(&self) -> Target<'_>;
     /// The runtime's part of the desired state.
     fn placement(&self) -> Placement;
+    /// Makes or renews the cluster's certificates where the runtime keeps them (`spec.tls`)
+    /// and reads (or generates) root's password (`spec.auth`); [`Runtime::connect`] uses both
+    /// from then on.
+    fn security(
+        &mut self,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Security, Self::Error>> + Send;
     /// The operator's metrics.
     fn metrics(&self) -> &Metrics;
     /// Maps a member's advertised client URL to the URL the operator dials.
@@ -185,6 +196,12 @@ pub enum PassError<E: std::error::Error + 'static> {
     /// The step failed.
     #[error("{0}")]
     Act(#[source] ActError),
+    /// The certificates or the root password could not be prepared.
+    #[error("preparing TLS and auth: {0}")]
+    Security(#[source] E),
+    /// Authentication could not be enabled.
+    #[error("{0}")]
+    Auth(#[source] AuthError),
 }
 
 impl<E: std::error::Error + 'static> PassError<E> {
@@ -195,6 +212,8 @@ impl<E: std::error::Error + 'static> PassError<E> {
             PassError::Observe(_) => "observe",
             PassError::Intent(_) => "intent",
             PassError::Status(_) => "status",
+            PassError::Security(_) => "security",
+            PassError::Auth(_) => "etcd",
             PassError::Act(ActError::Etcd { .. } | ActError::Timeout { .. }) => "etcd",
             PassError::Act(ActError::Unreachable(_) | ActError::NoEndpoint(_)) => "unreachable",
             PassError::Act(ActError::NoBackup(_) | ActError::Backup { .. }) => "backup",
@@ -230,6 +249,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     let (namespace, name) = (target.namespace.to_owned(), target.name.to_owned());
     let generation = target.generation;
     let has_backup = target.spec.backup.is_some();
+    let paused = target.spec.paused;
     let previous = target.status.cloned();
     let previous = previous.as_ref();
     let validated = match validate(target.spec, &rt.placement()) {
@@ -243,6 +263,27 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         }
     };
     let desired = validated.desired;
+    let security = match rt.security(now.system).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Members cannot be started or reached without their certificates (or root's
+            // password): say so in the status and once as an Event, not at every retry.
+            let why = format!("{e}; nothing is changed until it is fixed");
+            let status =
+                blocked_status(previous, generation, SECURITY_UNAVAILABLE, &why, &now.text);
+            if previous.is_none_or(|old| !same_status(old, &status)) {
+                rt.write_status(&status).await.map_err(PassError::Status)?;
+                rt.publish(StepEvent {
+                    warning: true,
+                    reason: SECURITY_UNAVAILABLE.to_owned(),
+                    note: why,
+                    action: "PrepareTls",
+                })
+                .await;
+            }
+            return Err(PassError::Security(e));
+        }
+    };
 
     let endpoints = rt
         .observe_members(&desired)
@@ -336,6 +377,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         b.next_attempt = None;
     }
     mark_backup_failing(&mut status, previous, &now.text);
+    status.tls = tls_status(&security.not_after);
     let restoring = matches!(the_plan.next, Some(Step::RestoreCluster { .. }));
     let restore_failure = restore_failure(previous).filter(|_| restoring);
     if let Some(why) = &restore_failure {
@@ -353,6 +395,36 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
 
     let Some(step) = the_plan.next.as_ref() else {
         rt.report(Report::Idle { plan: &the_plan });
+        let available = client.is_some() && view.is_some() && is_available(&status);
+        if let Some(password) = &security.root_password
+            && should_enable_auth(!paused, previous, available)
+            && let Some(client) = client.as_ref()
+        {
+            let enabled = match enable_auth(client, password).await {
+                Ok(enabled) => enabled,
+                Err(e) => {
+                    rt.publish(StepEvent {
+                        warning: true,
+                        reason: "AuthEnableFailed".to_owned(),
+                        note: e.to_string(),
+                        action: "EnableAuth",
+                    })
+                    .await;
+                    return Err(PassError::Auth(e));
+                }
+            };
+            status.auth = Some(auth_on());
+            rt.write_status(&status).await.map_err(PassError::Status)?;
+            if enabled {
+                rt.publish(normal(
+                    "AuthEnabled",
+                    "Enabled etcd authentication with the root user".to_owned(),
+                    "EnableAuth",
+                ))
+                .await;
+                return Ok(Passed::Stepped);
+            }
+        }
         return Ok(Passed::Idle);
     };
     rt.report(Report::Running {
@@ -522,6 +594,14 @@ fn normal(reason: &str, note: String, action: &'static str) -> StepEvent {
         note,
         action,
     }
+}
+
+/// Whether the status says a quorum is healthy (the Available condition).
+fn is_available(status: &EtcdClusterStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Available" && c.status == "True")
 }
 
 /// Why the last restore failed, as the status written before says (its `Degraded` condition).

@@ -222,6 +222,8 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         members,
         maintenance: previous.and_then(|p| p.maintenance.clone()),
         backup: previous.and_then(|p| p.backup.clone()),
+        tls: previous.and_then(|p| p.tls.clone()),
+        auth: previous.and_then(|p| p.auth.clone()),
     }
 }
 

@@ -80,6 +80,10 @@ pub struct MemberTemplate {
     pub storage_class_name: Option<String>,
     /// The etcd flags from `spec.etcd` ([`option_flags`]).
     pub flags: Vec<String>,
+    /// What `spec.tls` asks for (URL schemes and certificate flags).
+    pub tls: crate::tls::TlsSettings,
+    /// The user's certificate Secrets (`spec.tls.source.secrets`); `None`: operator-managed.
+    pub tls_secrets: Option<crate::api::TlsSecretsSource>,
     /// A hash of everything a member Pod is built from except the version and the per-member
     /// facts (image, resources, pod template, etcd options, storage kind): a Pod with another
     /// hash is restarted.
@@ -112,6 +116,7 @@ pub fn member_template(spec: &EtcdClusterSpec) -> MemberTemplate {
         "podTemplate": spec.pod_template,
         "etcd": spec.etcd,
         "ephemeral": spec.storage.ephemeral,
+        "tls": spec.tls,
     });
     let digest = Sha256::digest(input.to_string().as_bytes());
     MemberTemplate {
@@ -123,6 +128,8 @@ pub fn member_template(spec: &EtcdClusterSpec) -> MemberTemplate {
         storage_size: spec.storage.size.clone(),
         storage_class_name: spec.storage.storage_class_name.clone(),
         flags: option_flags(&spec.etcd),
+        tls: crate::tls::TlsSettings::of(spec),
+        tls_secrets: spec.tls.as_ref().and_then(|t| t.source.secrets.clone()),
         pod_hash: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
     }
 }

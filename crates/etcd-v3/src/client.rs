@@ -449,6 +449,7 @@ impl Client {
             };
             let meta = self.meta();
             let generation = meta.token_generation;
+            let tokenless = meta.token.is_none();
             set_in_flight(in_flight, Some(member.clone()));
             let result = f(member.channel.clone(), meta).await;
             set_in_flight(in_flight, None);
@@ -461,7 +462,15 @@ impl Client {
                 let auth_error = matches!(
                     k,
                     ServerError::InvalidAuthToken | ServerError::AuthOldRevision
-                ) || (k == ServerError::UserEmpty && opts.user.is_some());
+                ) || (k == ServerError::UserEmpty && opts.user.is_some())
+                    // Connected while auth was off (no token), then auth was enabled: with a
+                    // TLS client certificate etcd takes its common name as the user and
+                    // refuses it; the configured user authenticates now.
+                    || (tokenless
+                        && matches!(
+                            k,
+                            ServerError::UserNotFound | ServerError::PermissionDenied
+                        ));
                 if auth_error && opts.user.is_some() && auth_refreshes < 2 {
                     auth_refreshes += 1;
                     self.refresh_token(generation).await?;

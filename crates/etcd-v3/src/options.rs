@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::version::{MinorVersion, PREVIOUS_MINOR};
 
 /// TLS settings. A CA verifies the server; a certificate and key authenticate the client.
-#[derive(Debug, Clone, Default)]
+/// `Debug` never shows the key.
+#[derive(Clone, Default)]
 pub struct TlsOptions {
     /// PEM of the CA that signed the servers' certificates (system roots when `None`).
     pub ca_pem: Option<Vec<u8>>,
@@ -16,6 +17,18 @@ pub struct TlsOptions {
     pub key_pem: Option<Vec<u8>>,
     /// The name to verify the servers' certificates against (default: the endpoint's host).
     pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = |v: &Option<Vec<u8>>| v.as_ref().map(|b| format!("{} bytes", b.len()));
+        f.debug_struct("TlsOptions")
+            .field("ca_pem", &len(&self.ca_pem))
+            .field("cert_pem", &len(&self.cert_pem))
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "<redacted>"))
+            .field("server_name", &self.server_name)
+            .finish()
+    }
 }
 
 impl TlsOptions {
@@ -44,8 +57,9 @@ impl TlsOptions {
 }
 
 /// Options for [`Client::connect`](super::Client::connect). Build with [`ConnectOptions::new`] and
-/// the `with_*` methods; the defaults suit a client on the same network as etcd.
-#[derive(Debug, Clone)]
+/// the `with_*` methods; the defaults suit a client on the same network as etcd. `Debug` never
+/// shows the password or the TLS key.
+#[derive(Clone)]
 pub struct ConnectOptions {
     pub(crate) user: Option<(String, String)>,
     pub(crate) tls: Option<TlsOptions>,
@@ -60,6 +74,26 @@ pub struct ConnectOptions {
     pub(crate) max_unary_retries: u32,
     pub(crate) backoff: Duration,
     pub(crate) min_server_version: Option<MinorVersion>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("user", &self.user.as_ref().map(|(u, _)| (u, "<redacted>")))
+            .field("tls", &self.tls)
+            .field("dial_timeout", &self.dial_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("keep_alive", &self.keep_alive)
+            .field("keep_alive_while_idle", &self.keep_alive_while_idle)
+            .field("max_send_bytes", &self.max_send_bytes)
+            .field("max_recv_bytes", &self.max_recv_bytes)
+            .field("require_leader", &self.require_leader)
+            .field("auto_sync_interval", &self.auto_sync_interval)
+            .field("max_unary_retries", &self.max_unary_retries)
+            .field("backoff", &self.backoff)
+            .field("min_server_version", &self.min_server_version)
+            .finish()
+    }
 }
 
 impl Default for ConnectOptions {
@@ -219,5 +253,27 @@ mod tests {
         assert_eq!(o.min_server_version, Some(MinorVersion::new(3, 5)));
         let o = o.with_reject_old_cluster(false);
         assert_eq!(o.min_server_version, None);
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_neither_password_nor_key() {
+        let opts = ConnectOptions::new()
+            .with_user("root", "hunter2")
+            .with_tls(TlsOptions {
+                key_pem: Some(b"-----BEGIN PRIVATE KEY-----secret".to_vec()),
+                ..TlsOptions::default()
+            });
+        let text = format!("{opts:?}");
+        assert!(text.contains("root"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            !text.contains("PRIVATE") && !text.contains("45, 45"),
+            "{text}"
+        );
     }
 }

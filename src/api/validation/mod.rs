@@ -11,9 +11,12 @@
 use std::fmt;
 
 mod backup;
+mod security;
 
 pub use backup::parse_every;
 use backup::validate_backup;
+use security::validate_security;
+pub use security::validate_transition;
 
 use super::quantity::is_quantity;
 use super::rules::{
@@ -228,6 +231,7 @@ pub fn validate_spec(spec: &EtcdClusterSpec) -> Vec<FieldError> {
     validate_etcd(spec, &mut out);
     validate_maintenance(spec, &mut out);
     validate_backup(spec, &mut out);
+    validate_security(spec, &mut out);
     out
 }
 

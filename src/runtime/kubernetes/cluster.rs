@@ -56,6 +56,10 @@ pub struct KubeCluster<'a> {
     members: KubeMembers,
     pods: Vec<Pod>,
     pvcs: Vec<PersistentVolumeClaim>,
+    /// The certificates of a TLS cluster, read or made by [`Runtime::security`].
+    tls: Option<crate::tls::pki::Bundle>,
+    /// root's password (`spec.auth`).
+    root_password: Option<crate::controller::security::Password>,
 }
 
 impl std::fmt::Debug for KubeCluster<'_> {
@@ -77,6 +81,8 @@ impl<'a> KubeCluster<'a> {
             info,
             pods: Vec::new(),
             pvcs: Vec::new(),
+            tls: None,
+            root_password: None,
         }
     }
 }
@@ -122,6 +128,42 @@ impl Runtime for KubeCluster<'_> {
         }
     }
 
+    async fn security(
+        &mut self,
+        now: std::time::SystemTime,
+    ) -> Result<crate::controller::security::Security, KubeError> {
+        let spec = &self.cluster.spec;
+        let mut out = crate::controller::security::Security::default();
+        // Paused: nothing is written, not even a renewal or a generated password.
+        let paused = spec.paused;
+        if self.info.template.tls.any() && (paused || self.info.template.tls_secrets.is_some()) {
+            let (bundle, not_after) =
+                super::secrets::read_certificates(&self.ctx.client, &self.info).await?;
+            out.not_after = not_after;
+            self.tls = Some(bundle);
+        } else if self.info.template.tls.any() {
+            let ensured =
+                super::secrets::ensure_certificates(&self.ctx.client, &self.info, now).await?;
+            if !ensured.renewed.is_empty() {
+                tracing::info!(
+                    namespace = %self.info.namespace,
+                    cluster = %self.info.name,
+                    renewed = ?ensured.renewed,
+                    "certificates made or renewed"
+                );
+            }
+            out.not_after = ensured.not_after;
+            self.tls = Some(ensured.bundle);
+        }
+        if let Some(auth) = spec.auth.as_ref().filter(|a| a.enabled) {
+            let password =
+                super::secrets::root_password(&self.ctx.client, &self.info, auth, !paused).await?;
+            self.root_password.clone_from(&password);
+            out.root_password = password;
+        }
+        Ok(out)
+    }
+
     fn placement(&self) -> Placement {
         placement(&self.info, self.ctx.replace_after_failures)
     }
@@ -164,9 +206,20 @@ impl Runtime for KubeCluster<'_> {
     async fn connect(&mut self, endpoints: &[String]) -> Result<Client, Unreachable> {
         // Every observation read is bounded where it is made; no client-wide request timeout,
         // which would cut off a defragmentation of a large member.
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_dial_timeout(Duration::from_secs(2))
             .with_max_retries(1);
+        if let Some(b) = self.tls.as_ref().filter(|_| self.info.template.tls.client) {
+            opts = opts.with_tls(crate::etcd::TlsOptions {
+                ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
+                cert_pem: Some(b.client.cert_pem.clone().into_bytes()),
+                key_pem: Some(b.client.key_pem.clone().into_bytes()),
+                server_name: None,
+            });
+        }
+        if let Some(p) = &self.root_password {
+            opts = opts.with_user(crate::controller::security::ROOT, p.expose());
+        }
         match tokio::time::timeout(Self::OBSERVE_TIMEOUT, Client::connect(endpoints, opts)).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(Unreachable::Connect(e.to_string())),

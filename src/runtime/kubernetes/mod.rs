@@ -22,6 +22,8 @@ pub mod objects;
 pub mod pacing;
 pub mod reconcile;
 pub mod restore;
+pub mod secrets;
+pub mod tls_mounts;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -128,6 +130,12 @@ pub enum KubeError {
     /// A step this runtime cannot run (never planned here).
     #[error("{0}")]
     Unsupported(String),
+    /// The cluster's certificates could not be made or read.
+    #[error("certificates: {0}")]
+    Tls(#[source] crate::tls::pki::PkiError),
+    /// The root password Secret is missing or has no password.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// Errors starting `etcd-operator run`.

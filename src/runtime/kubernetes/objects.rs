@@ -141,22 +141,44 @@ impl Blueprint {
         )
     }
 
-    /// A member's peer URL.
+    /// A member's peer URL (`https` with peer TLS).
     pub fn peer_url(&self, ordinal: u32) -> String {
-        format!("http://{}:{PEER_PORT}", self.member_host(ordinal))
+        let scheme = self.template.tls.peer_scheme();
+        format!("{scheme}://{}:{PEER_PORT}", self.member_host(ordinal))
     }
 
-    /// A member's client URL as it advertises it.
+    /// A member's client URL as it advertises it (`https` with client TLS).
     pub fn client_url(&self, ordinal: u32) -> String {
-        format!("http://{}:{CLIENT_PORT}", self.member_host(ordinal))
+        let scheme = self.template.tls.client_scheme();
+        format!("{scheme}://{}:{CLIENT_PORT}", self.member_host(ordinal))
     }
 
     /// The planner's peer URL template, matching [`Blueprint::peer_url`].
     pub fn peer_url_template(&self) -> String {
         format!(
-            "http://{{name}}.{}.svc.{}:{PEER_PORT}",
-            self.namespace, self.cluster_domain
+            "{}://{{name}}.{}.svc.{}:{PEER_PORT}",
+            self.template.tls.peer_scheme(),
+            self.namespace,
+            self.cluster_domain
         )
+    }
+
+    /// The Secret of a certificate kind: the user's (`spec.tls.source.secrets`), else
+    /// `<cluster>-ca`, `<cluster>-server`, `<cluster>-peer`, `<cluster>-operator-client`.
+    pub fn tls_secret(&self, kind: crate::tls::pki::Kind) -> String {
+        use crate::tls::pki::Kind;
+        if let Some(user) = &self.template.tls_secrets {
+            return match kind {
+                Kind::Ca => user.ca.clone(),
+                Kind::Server => user.server.clone(),
+                Kind::Peer => user.peer.clone(),
+                Kind::Client => user.operator_client.clone(),
+            };
+        }
+        match kind {
+            Kind::Client => format!("{}-operator-client", self.name),
+            k => format!("{}-{}", self.name, k.as_str()),
+        }
     }
 
     /// The container image: the spec's, or the official one for the version.
@@ -257,11 +279,18 @@ pub fn etcd_args(info: &Blueprint, ordinal: u32, initial: &InitialState) -> Vec<
         .map(|(n, u)| format!("{n}={u}"))
         .collect::<Vec<_>>()
         .join(",");
+    let tls = info.template.tls;
     let mut args = vec![
         format!("--name={name}"),
         format!("--data-dir={DATA_DIR}"),
-        format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
-        format!("--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}"),
+        format!(
+            "--listen-peer-urls={}://0.0.0.0:{PEER_PORT}",
+            tls.peer_scheme()
+        ),
+        format!(
+            "--listen-client-urls={}://0.0.0.0:{CLIENT_PORT}",
+            tls.client_scheme()
+        ),
         format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
         format!("--advertise-client-urls={}", info.client_url(ordinal)),
         format!("--initial-advertise-peer-urls={}", info.peer_url(ordinal)),
@@ -269,6 +298,7 @@ pub fn etcd_args(info: &Blueprint, ordinal: u32, initial: &InitialState) -> Vec<
         format!("--initial-cluster-state={state}"),
         format!("--initial-cluster-token={}", info.cluster_token()),
     ];
+    args.extend(crate::tls::etcd_flags(tls, &super::tls_mounts::tls_paths()));
     args.extend(info.template.flags.iter().cloned());
     args
 }
@@ -396,6 +426,15 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
             ..Volume::default()
         }
     };
+    let (tls_volumes, tls_mounts) = super::tls_mounts::tls_volumes(info);
+    let mut volume_mounts = vec![VolumeMount {
+        name: "data".to_owned(),
+        mount_path: DATA_MOUNT.to_owned(),
+        ..VolumeMount::default()
+    }];
+    volume_mounts.extend(tls_mounts);
+    let mut volumes = vec![data_volume];
+    volumes.extend(tls_volumes);
     let container = Container {
         name: "etcd".to_owned(),
         image: Some(info.image(version)),
@@ -419,11 +458,7 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
         liveness_probe: Some(liveness),
         startup_probe: Some(startup),
         resources: info.template.resources.clone(),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".to_owned(),
-            mount_path: DATA_MOUNT.to_owned(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(volume_mounts),
         // etcd's last log lines become the termination message: the runtime reads why a
         // member cannot start (a volume it may not write) from the Pod's status.
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
@@ -445,7 +480,7 @@ pub fn member_pod(info: &Blueprint, ordinal: u32, version: Version, initial: &In
             hostname: Some(name),
             subdomain: Some(info.peer_service()),
             containers: vec![container],
-            volumes: Some(vec![data_volume]),
+            volumes: Some(volumes),
             affinity: Some(
                 template
                     .affinity

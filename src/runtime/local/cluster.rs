@@ -6,23 +6,85 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::EtcdClusterSpec;
 use crate::api::EtcdClusterStatus;
+use crate::api::validation::validate_transition;
 use crate::controller::backup::{Folders, SecretData};
 use crate::controller::events::StepEvent;
 use crate::controller::observe::{Resolve, Unreachable, same_url};
 use crate::controller::pass::{Now, Report, Runtime, Target};
 use crate::controller::plan::{Desired, Intent, RuntimeMember, Step};
+use crate::controller::security::{Password, Security};
 use crate::controller::status::phase_name;
 use crate::controller::validate::Placement;
 use crate::controller::validate::member_template;
-use crate::etcd::{Client, ConnectOptions};
+use crate::etcd::{Client, ConnectOptions, TlsOptions};
 use crate::metrics::Metrics;
+use crate::tls::pki::{Bundle, Kind, UserSecret, user_bundle};
+use crate::tls::{TlsSettings, etcd_flags};
 
 use super::LocalError;
 use super::manifest::Manifest;
 use super::members::{LocalMembers, config_hash};
 use super::ports::Allocator;
+use super::security::{
+    cert_paths, ensure_certificates, generated_password, write_user_certificates,
+};
 use super::store::{StateFolder, blocking, read_yaml, write_yaml};
+
+/// The certificates, their expiry by kind, and whether a file was written.
+type Prepared = (Bundle, Vec<(Kind, std::time::SystemTime)>, bool);
+
+/// The certificates of `manifest`'s cluster in `root` at `now`: the user's Secrets (from the
+/// manifests' `kind: Secret` documents) written out, or the operator-managed ones made or
+/// renewed. Answers them, their expiry and whether anything was written; `None` without TLS.
+fn prepare_tls(
+    manifest: &Manifest,
+    root: &Path,
+    now: std::time::SystemTime,
+) -> Result<Option<Prepared>, LocalError> {
+    let spec = &manifest.cluster.spec;
+    let tls = TlsSettings::of(spec);
+    if !tls.any() {
+        return Ok(None);
+    }
+    let Some(user) = spec.tls.as_ref().and_then(|t| t.source.secrets.as_ref()) else {
+        let ensured = ensure_certificates(root, &manifest.name, now)?;
+        let renewed = !ensured.renewed.is_empty();
+        return Ok(Some((ensured.bundle, ensured.not_after, renewed)));
+    };
+    let ns = &manifest.namespace;
+    let read = |name: &str| {
+        let text = |s: &crate::controller::backup::SecretData, k: &str| {
+            s.get(k).and_then(|b| String::from_utf8(b.to_vec()).ok())
+        };
+        UserSecret {
+            name: format!("{ns}/{name}"),
+            data: manifest
+                .secrets
+                .get(ns, name)
+                .map(|s| [text(s, "tls.crt"), text(s, "tls.key"), text(s, "ca.crt")]),
+        }
+    };
+    let secrets = [
+        read(&user.ca),
+        read(&user.server),
+        read(&user.peer),
+        read(&user.operator_client),
+    ];
+    let [a, b, c, d] = &secrets;
+    let (bundle, not_after) = user_bundle([a, b, c, d], &tls.kinds()).map_err(LocalError::Tls)?;
+    let written = write_user_certificates(root, &bundle)?;
+    Ok(Some((bundle, not_after, written)))
+}
+
+/// The flags every member of `spec` is started with: `spec.etcd`'s and the TLS flags with the
+/// certificates under `root`.
+fn member_flags(spec: &EtcdClusterSpec, root: &Path) -> Vec<String> {
+    let mut flags = member_template(spec).flags;
+    flags.extend(etcd_flags(TlsSettings::of(spec), &cert_paths(root)));
+    flags
+}
 
 /// One cluster under reconciliation.
 #[derive(Debug)]
@@ -38,6 +100,10 @@ pub struct LocalCluster {
     last_message: String,
     last_step: Option<Step>,
     last_event: Option<StepEvent>,
+    /// The certificates the client was built with (a renewal reconnects).
+    client_tls: Option<Bundle>,
+    /// root's password once `spec.auth` asked for it.
+    root_password: Option<Password>,
 }
 
 impl LocalCluster {
@@ -51,17 +117,31 @@ impl LocalCluster {
         ports: &Allocator,
     ) -> Result<Self, LocalError> {
         let dir = StateFolder::new(state_dir, &manifest.namespace, &manifest.name);
+        let tls = TlsSettings::of(&manifest.cluster.spec);
         let record = {
             let (dir, state_dir, ports) = (dir.clone(), state_dir.to_path_buf(), ports.clone());
             let (ns, name) = (manifest.namespace.clone(), manifest.name.clone());
+            let want = (tls.client, tls.peer);
             blocking("choosing the cluster's ports", move || {
-                dir.load_or_create_record(&state_dir, &ports, &ns, &name)
+                dir.load_or_create_record(&state_dir, &ports, &ns, &name, want)
             })
             .await?
         };
+        if (record.client_tls, record.peer_tls) != (tls.client, tls.peer) {
+            return Err(LocalError::Refused(format!(
+                "{}: {} (it was created with client TLS {}, peer TLS {})",
+                manifest.key(),
+                crate::api::rules::TLS_IMMUTABLE_MESSAGE,
+                record.client_tls,
+                record.peer_tls
+            )));
+        }
+        // Members find their certificates from the first start.
+        prepare_tls(&manifest, dir.root(), std::time::SystemTime::now())?;
+        let flags = member_flags(&manifest.cluster.spec, dir.root());
         let mut members =
             LocalMembers::new(manifest.key(), manifest.name.clone(), dir, record, bin_dir);
-        members.set_flags(member_template(&manifest.cluster.spec).flags);
+        members.set_flags(flags);
         members.resume()?;
         // The status written before: what the operator did (last snapshot, defragmentations)
         // is remembered across restarts.
@@ -88,6 +168,8 @@ impl LocalCluster {
             last_message: String::new(),
             last_step: None,
             last_event: None,
+            client_tls: None,
+            root_password: None,
         })
     }
 
@@ -103,6 +185,13 @@ impl LocalCluster {
             return;
         }
         let (old, new) = (&self.manifest.cluster.spec, &manifest.cluster.spec);
+        let refused = validate_transition(old, new);
+        if !refused.is_empty() {
+            for e in &refused {
+                tracing::error!("{}: manifest change refused: {e}", self.key());
+            }
+            return;
+        }
         let mut changes = Vec::new();
         if old.replicas != new.replicas {
             changes.push(format!("replicas {} → {}", old.replicas, new.replicas));
@@ -116,6 +205,12 @@ impl LocalCluster {
         if old.etcd != new.etcd {
             changes.push("etcd options".to_owned());
         }
+        if old.tls != new.tls {
+            changes.push("tls".to_owned());
+        }
+        if old.auth != new.auth {
+            changes.push("auth".to_owned());
+        }
         tracing::info!(
             "{}: manifest changed ({})",
             self.key(),
@@ -126,8 +221,10 @@ impl LocalCluster {
             }
         );
         self.generation += 1;
-        self.members
-            .set_flags(member_template(&manifest.cluster.spec).flags);
+        self.members.set_flags(member_flags(
+            &manifest.cluster.spec,
+            self.members.dir().root(),
+        ));
         self.manifest = manifest;
     }
 
@@ -158,7 +255,10 @@ impl Runtime for LocalCluster {
         Placement {
             namespace: self.manifest.namespace.clone(),
             cluster: self.manifest.name.clone(),
-            config_hash: config_hash(&member_template(&self.manifest.cluster.spec).flags),
+            config_hash: config_hash(&member_flags(
+                &self.manifest.cluster.spec,
+                self.members.dir().root(),
+            )),
             peer_url_template: self.members.record().peer_url_template(),
             replace_after_failures: crate::controller::plan::DEFAULT_REPLACE_AFTER_FAILURES,
             snapshots: Folders::Allowed {
@@ -178,6 +278,60 @@ impl Runtime for LocalCluster {
         &same_url
     }
 
+    async fn security(&mut self, now: std::time::SystemTime) -> Result<Security, LocalError> {
+        let spec = &self.manifest.cluster.spec;
+        let mut out = Security::default();
+        if let Some((bundle, not_after, written)) =
+            prepare_tls(&self.manifest, self.members.dir().root(), now)?
+        {
+            if written {
+                tracing::info!("{}: certificates written", self.key());
+            }
+            if self.client_tls.as_ref() != Some(&bundle) {
+                // The next connect builds a client with these.
+                self.client = None;
+                self.client_tls = Some(bundle);
+            }
+            out.not_after = not_after;
+        }
+        if let Some(auth) = spec.auth.as_ref().filter(|a| a.enabled) {
+            let password = match &auth.root_password_secret {
+                Some(name) => {
+                    let secret = self
+                        .manifest
+                        .secrets
+                        .get(&self.manifest.namespace, name)
+                        .ok_or_else(|| {
+                            LocalError::Auth(format!(
+                                "spec.auth.rootPasswordSecret: no Secret {}/{name} in the manifests",
+                                self.manifest.namespace
+                            ))
+                        })?;
+                    let value = secret.get("password").ok_or_else(|| {
+                        LocalError::Auth(format!(
+                            "Secret {}/{name} has no key \"password\"",
+                            self.manifest.namespace
+                        ))
+                    })?;
+                    String::from_utf8(value.to_vec()).map_err(|_| {
+                        LocalError::Auth(format!(
+                            "Secret {}/{name}: the password is not UTF-8",
+                            self.manifest.namespace
+                        ))
+                    })?
+                }
+                None => generated_password(self.members.dir().root())?,
+            };
+            let password = Password::new(password.trim());
+            if self.root_password.as_ref() != Some(&password) {
+                self.client = None;
+                self.root_password = Some(password.clone());
+            }
+            out.root_password = Some(password);
+        }
+        Ok(out)
+    }
+
     async fn observe_members(&mut self, _desired: &Desired) -> Result<Vec<String>, LocalError> {
         self.members.poll().await?;
         self.members.client_urls()
@@ -190,9 +344,21 @@ impl Runtime for LocalCluster {
                 .map_err(|e| Unreachable::Connect(e.to_string()))?;
             return Ok(c.clone());
         }
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_dial_timeout(Duration::from_secs(1))
             .with_max_retries(u32::try_from(endpoints.len()).unwrap_or(1) * 2);
+        let client_tls = TlsSettings::of(&self.manifest.cluster.spec).client;
+        if let Some(b) = self.client_tls.as_ref().filter(|_| client_tls) {
+            opts = opts.with_tls(TlsOptions {
+                ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
+                cert_pem: Some(b.client.cert_pem.clone().into_bytes()),
+                key_pem: Some(b.client.key_pem.clone().into_bytes()),
+                server_name: None,
+            });
+        }
+        if let Some(p) = &self.root_password {
+            opts = opts.with_user(crate::controller::security::ROOT, p.expose());
+        }
         let c = Client::connect(endpoints, opts)
             .await
             .map_err(|e| Unreachable::Connect(e.to_string()))?;

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod members;
 pub mod ports;
 pub mod process;
+pub mod security;
 pub mod store;
 
 use std::path::PathBuf;
@@ -106,6 +107,12 @@ pub enum LocalError {
     /// The runtime refused an operation that would lose data.
     #[error("{0}")]
     Refused(String),
+    /// The cluster's certificates could not be made or read.
+    #[error("certificates: {0}")]
+    Tls(#[source] crate::tls::pki::PkiError),
+    /// `spec.auth` names a root password Secret the manifests do not hold.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// Errors starting `etcd-operator local`.

@@ -480,6 +480,8 @@ mod tests {
                             client_base_port: base,
                             peer_base_port: base + PORTS_PER_KIND,
                             token: format!("t{i}"),
+                            client_tls: false,
+                            peer_tls: false,
                         })
                         .expect("allocated")
                 })

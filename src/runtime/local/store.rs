@@ -36,22 +36,45 @@ pub struct PortBlock {
     pub peer_base_port: u16,
     /// The `--initial-cluster-token` of this incarnation.
     pub token: String,
+    /// Members serve clients over TLS (`spec.tls.client.enabled` when the cluster was created;
+    /// fixed from then on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_tls: bool,
+    /// Members talk to each other over TLS (`spec.tls.peer.enabled` at creation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub peer_tls: bool,
 }
 
 impl PortBlock {
+    fn scheme(tls: bool) -> &'static str {
+        if tls { "https" } else { "http" }
+    }
+
     /// The client URL of an ordinal.
     pub fn client_url(&self, ordinal: u32) -> String {
-        format!("http://127.0.0.1:{}", port(self.client_base_port, ordinal))
+        format!(
+            "{}://127.0.0.1:{}",
+            Self::scheme(self.client_tls),
+            port(self.client_base_port, ordinal)
+        )
     }
 
     /// The peer URL of an ordinal.
     pub fn peer_url(&self, ordinal: u32) -> String {
-        format!("http://127.0.0.1:{}", port(self.peer_base_port, ordinal))
+        format!(
+            "{}://127.0.0.1:{}",
+            Self::scheme(self.peer_tls),
+            port(self.peer_base_port, ordinal)
+        )
     }
 
     /// The planner's peer URL template for these ports.
     pub fn peer_url_template(&self) -> String {
-        format!("http://127.0.0.1:{{port:{}}}", self.peer_base_port)
+        format!(
+            "{}://127.0.0.1:{{port:{}}}",
+            Self::scheme(self.peer_tls),
+            self.peer_base_port
+        )
     }
 }
 
@@ -121,13 +144,15 @@ impl StateFolder {
     }
 
     /// Reads `cluster.yaml`, or chooses a free block of ports with `ports` (under its locks,
-    /// see [`super::ports`]) and a token and writes it. Blocks: call it from a blocking thread.
+    /// see [`super::ports`]) and a token and writes it, with the TLS of `tls` (client, peer).
+    /// Blocks: call it from a blocking thread.
     pub fn load_or_create_record(
         &self,
         state_dir: &Path,
         ports: &Allocator,
         namespace: &str,
         name: &str,
+        tls: (bool, bool),
     ) -> Result<PortBlock, LocalError> {
         let path = self.root.join("cluster.yaml");
         ports.load_or_allocate(state_dir, &path, |base| {
@@ -136,6 +161,8 @@ impl StateFolder {
                 client_base_port: base,
                 peer_base_port: base + PORTS_PER_CLUSTER / 2,
                 token: format!("{namespace}-{name}-{suffix:08x}"),
+                client_tls: tls.0,
+                peer_tls: tls.1,
             }
         })
     }
