@@ -99,7 +99,8 @@ pub fn failure_message(pod: &Pod) -> String {
     let failed = |statuses: Option<&Vec<ContainerStatus>>| {
         statuses?.iter().find_map(|c| {
             let t = c.state.as_ref()?.terminated.as_ref()?;
-            (t.exit_code != 0 || t.message.is_some()).then(|| {
+            // A container that succeeded (the fetch, before etcdutl failed) is not the cause.
+            (t.exit_code != 0).then(|| {
                 t.message
                     .clone()
                     .filter(|m| !m.trim().is_empty())
