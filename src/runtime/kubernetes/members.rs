@@ -170,8 +170,8 @@ fn words(line: &str) -> Option<String> {
 /// PVC is being deleted); with ephemeral storage the data lives and dies with the Pod. The
 /// operator cannot look inside a PVC: until the cluster has `answered` once (a cluster ID was
 /// observed), a PVC counts as [`DataState::Empty`]. A PVC being restored (annotated with the
-/// object, [`super::restore::ANNOTATION_RESTORE_OBJECT`]) without its Pod is no member yet: the restore is in
-/// flight, and the planner keeps asking for it.
+/// object, [`super::restore::ANNOTATION_RESTORE_OBJECT`]) without its Pod, before the cluster
+/// answered, is no member yet: the restore is in flight, and the planner keeps asking for it.
 pub fn runtime_members(
     desired: &Desired,
     ephemeral: bool,
@@ -200,7 +200,10 @@ pub fn runtime_members(
         .filter(|(_, (pod, pvc))| {
             pod.is_some()
                 || pvc.is_some_and(|c| {
-                    c.metadata.deletion_timestamp.is_none() && restore_object(&c.metadata).is_none()
+                    // A cluster that answered is past its restore (whatever annotation a
+                    // crash left behind).
+                    c.metadata.deletion_timestamp.is_none()
+                        && (answered || restore_object(&c.metadata).is_none())
                 })
         })
         .map(|(ordinal, (pod, pvc))| {
