@@ -59,6 +59,7 @@ fn args(ns: &str) -> RunArgs {
         metrics_addr: "127.0.0.1:0".parse().expect("addr"),
         replace_after_failures: 5,
         resolve: Vec::new(),
+        operator_image: None,
         cluster_domain: "cluster.local".to_owned(),
         log_format: Default::default(),
         leader_election: Default::default(),

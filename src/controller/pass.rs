@@ -383,6 +383,14 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     if let Some(why) = &restore_failure {
         mark_failed(&mut status, RESTORE_FAILED, why, &now.text);
     }
+    // A restore this runtime refuses: nothing was created, and the reason is the restore's.
+    if let super::plan::Bootstrap::Unsupported(why) = &desired.bootstrap
+        && the_plan.next.is_none()
+        && observed.runtime.is_empty()
+        && observed.intent.is_none()
+    {
+        mark_failed(&mut status, RESTORE_FAILED, why, &now.text);
+    }
     let roles: Vec<(&str, bool)> = status
         .members
         .iter()

@@ -55,8 +55,9 @@ pub struct Placement {
     /// cannot restore (a cluster asking for it is then not created at all).
     pub restore_base: Option<PathBuf>,
     /// Whether this runtime restores from an object in a store
-    /// (`spec.bootstrap.restore.destination`).
-    pub restore_stores: bool,
+    /// (`spec.bootstrap.restore.destination`): `Err` says why not (the status message; nothing
+    /// is created).
+    pub restore_stores: Result<(), &'static str>,
 }
 
 /// What every member is started from, read from the spec once: the parts of a member that do
@@ -226,9 +227,7 @@ pub fn restore_source(
         // Refused by admission (exactly one of path and destination).
         return Err("spec.bootstrap.restore names no snapshot: set path or destination");
     };
-    if !placement.restore_stores {
-        return Err(RESTORE_STORE_UNSUPPORTED);
-    }
+    placement.restore_stores?;
     let cluster = restore
         .cluster
         .clone()
@@ -321,7 +320,7 @@ mod tests {
             replace_after_failures: 5,
             snapshots: Folders::Refused,
             restore_base: None,
-            restore_stores: false,
+            restore_stores: Err(RESTORE_STORE_UNSUPPORTED),
         };
         let spec = EtcdClusterSpec {
             version: "latest".into(),

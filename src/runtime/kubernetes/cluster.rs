@@ -25,9 +25,15 @@ use super::KubeError;
 use super::members::{KubeMembers, decode_intent, member_ordinal, pod_started, runtime_members};
 use super::objects::{Blueprint, FIELD_MANAGER, client_service, disruption_budget, peer_service};
 use super::reconcile::Context;
+use super::restoring::NO_OPERATOR_IMAGE;
 
-/// The Kubernetes runtime's part of the desired state.
-pub fn placement(info: &Blueprint, replace_after_failures: u32) -> Placement {
+/// The Kubernetes runtime's part of the desired state; restores from stores need the
+/// `operator_image` (the restore Pods' fetch container runs it).
+pub fn placement(
+    info: &Blueprint,
+    replace_after_failures: u32,
+    operator_image: Option<&str>,
+) -> Placement {
     Placement {
         namespace: info.namespace.clone(),
         cluster: info.name.clone(),
@@ -36,10 +42,14 @@ pub fn placement(info: &Blueprint, replace_after_failures: u32) -> Placement {
         replace_after_failures,
         // Snapshots go to object stores only: the operator Pod has no volume for a folder.
         snapshots: Folders::Refused,
-        // Restores run in the local runtime only for now: a cluster asking for one is not
-        // created empty behind the user's back.
+        // Files are the local runtime's; objects are fetched by restore Pods, which need the
+        // operator's image: without it a cluster asking for a restore is not created empty
+        // behind the user's back.
         restore_base: None,
-        restore_stores: false,
+        restore_stores: match operator_image {
+            Some(_) => Ok(()),
+            None => Err(NO_OPERATOR_IMAGE),
+        },
     }
 }
 
@@ -75,7 +85,7 @@ impl<'a> KubeCluster<'a> {
     /// The cluster `info` read from `cluster`.
     pub fn new(ctx: &'a Context, cluster: &'a EtcdCluster, info: Blueprint) -> Self {
         KubeCluster {
-            members: KubeMembers::new(ctx.client.clone(), info.clone()),
+            members: KubeMembers::new(ctx.client.clone(), info.clone(), ctx.operator_image.clone()),
             ctx,
             cluster,
             info,
@@ -165,7 +175,11 @@ impl Runtime for KubeCluster<'_> {
     }
 
     fn placement(&self) -> Placement {
-        placement(&self.info, self.ctx.replace_after_failures)
+        placement(
+            &self.info,
+            self.ctx.replace_after_failures,
+            self.ctx.operator_image.as_deref(),
+        )
     }
 
     fn metrics(&self) -> &Metrics {

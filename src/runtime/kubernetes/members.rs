@@ -19,6 +19,7 @@ use super::objects::{
     ANNOTATION_CONFIG_HASH, ANNOTATION_VERSION, Blueprint, DATA_MOUNT, FIELD_MANAGER, InitialState,
     LABEL_ORDINAL, RUN_AS, member_pod, member_pvc, member_service,
 };
+use super::restore::restore_object;
 
 /// Annotation on the `EtcdCluster` holding the step in flight (JSON).
 pub const ANNOTATION_INTENT: &str = "etcd.operator.dev/intent";
@@ -168,7 +169,9 @@ fn words(line: &str) -> Option<String> {
 /// PVC (not being deleted) does. Its data is lost when its Pod exists without its PVC (or the
 /// PVC is being deleted); with ephemeral storage the data lives and dies with the Pod. The
 /// operator cannot look inside a PVC: until the cluster has `answered` once (a cluster ID was
-/// observed), a PVC counts as [`DataState::Empty`].
+/// observed), a PVC counts as [`DataState::Empty`]. A PVC being restored (annotated with the
+/// object, [`super::restore::ANNOTATION_RESTORE_OBJECT`]) without its Pod, before the cluster
+/// answered, is no member yet: the restore is in flight, and the planner keeps asking for it.
 pub fn runtime_members(
     desired: &Desired,
     ephemeral: bool,
@@ -195,7 +198,13 @@ pub fn runtime_members(
         // A PVC being deleted without its Pod is going away (the pvc-protection finalizer only
         // waits for Pods that use it): the member no longer exists.
         .filter(|(_, (pod, pvc))| {
-            pod.is_some() || pvc.is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+            pod.is_some()
+                || pvc.is_some_and(|c| {
+                    // A cluster that answered is past its restore (whatever annotation a
+                    // crash left behind).
+                    c.metadata.deletion_timestamp.is_none()
+                        && (answered || restore_object(&c.metadata).is_none())
+                })
         })
         .map(|(ordinal, (pod, pvc))| {
             let annotation = |key: &str| {
@@ -231,11 +240,13 @@ pub fn runtime_members(
 /// Members as Pods and PVCs of one cluster.
 #[derive(Clone)]
 pub struct KubeMembers {
-    info: Blueprint,
-    pods: Api<Pod>,
-    pvcs: Api<PersistentVolumeClaim>,
+    pub(super) info: Blueprint,
+    pub(super) pods: Api<Pod>,
+    pub(super) pvcs: Api<PersistentVolumeClaim>,
     services: Api<Service>,
     clusters: Api<EtcdCluster>,
+    /// The image restore Pods fetch the snapshot with; `None`: restores are refused.
+    pub(super) operator_image: Option<String>,
 }
 
 impl std::fmt::Debug for KubeMembers {
@@ -247,7 +258,7 @@ impl std::fmt::Debug for KubeMembers {
     }
 }
 
-fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+pub(super) fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
     let what = what.into();
     move |source| KubeError::Kube { what, source }
 }
@@ -257,7 +268,11 @@ fn is_not_found(e: &kube::Error) -> bool {
 }
 
 /// Deletes the object `name` (`what` names its kind in errors); gone already is fine.
-async fn delete_if_present<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), KubeError>
+pub(super) async fn delete_if_present<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+) -> Result<(), KubeError>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -269,23 +284,24 @@ where
 }
 
 impl KubeMembers {
-    /// The runtime of the cluster `info` describes.
-    pub fn new(client: kube::Client, info: Blueprint) -> Self {
+    /// The runtime of the cluster `info` describes; restore Pods fetch with `operator_image`.
+    pub fn new(client: kube::Client, info: Blueprint, operator_image: Option<String>) -> Self {
         let ns = info.namespace.as_str();
         KubeMembers {
             pods: Api::namespaced(client.clone(), ns),
             pvcs: Api::namespaced(client.clone(), ns),
             services: Api::namespaced(client.clone(), ns),
             clusters: Api::namespaced(client, ns),
+            operator_image,
             info,
         }
     }
 
-    fn apply_params() -> PatchParams {
+    pub(super) fn apply_params() -> PatchParams {
         PatchParams::apply(FIELD_MANAGER).force()
     }
 
-    async fn ensure_pvc(&self, ordinal: u32) -> Result<(), KubeError> {
+    pub(super) async fn ensure_pvc(&self, ordinal: u32) -> Result<(), KubeError> {
         if let Some(pvc) = member_pvc(&self.info, ordinal) {
             let name = self.info.member_name(ordinal);
             self.pvcs
@@ -297,7 +313,7 @@ impl KubeMembers {
     }
 
     /// Applies member `ordinal`'s Service; answers how long ago it was created.
-    async fn ensure_service(&self, ordinal: u32) -> Result<Option<Duration>, KubeError> {
+    pub(super) async fn ensure_service(&self, ordinal: u32) -> Result<Option<Duration>, KubeError> {
         let name = self.info.member_name(ordinal);
         let svc = self
             .services
@@ -321,7 +337,7 @@ impl KubeMembers {
         Ok(())
     }
 
-    async fn create_pod(
+    pub(super) async fn create_pod(
         &self,
         ordinal: u32,
         version: Version,
@@ -377,14 +393,11 @@ impl MemberRuntime for KubeMembers {
 
     async fn restore_cluster(
         &mut self,
-        _members: u32,
-        _version: Version,
-        _snapshot: crate::controller::backup::RestoreSnapshot<'_>,
+        members: u32,
+        version: Version,
+        snapshot: crate::controller::backup::RestoreSnapshot<'_>,
     ) -> Result<bool, KubeError> {
-        // Never planned here (the desired state marks a restore as unsupported).
-        Err(KubeError::Unsupported(
-            "restoring from a snapshot is supported by the local runtime only".to_owned(),
-        ))
+        super::restoring::restore_cluster(self, members, version, snapshot).await
     }
 
     async fn prepare_member(&mut self, ordinal: u32) -> Result<(), KubeError> {

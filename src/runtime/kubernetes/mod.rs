@@ -22,6 +22,7 @@ pub mod objects;
 pub mod pacing;
 pub mod reconcile;
 pub mod restore;
+mod restoring;
 pub mod secrets;
 pub mod tls_mounts;
 
@@ -68,6 +69,10 @@ pub struct RunArgs {
     /// (`http://<cluster>-<ordinal>.<namespace>.svc.<domain>:2380`).
     #[arg(long, default_value = objects::DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,
+    /// The operator's own image (`REPOSITORY:TAG`), which the init container of restore Pods
+    /// runs (`etcd-operator snapshot fetch`); without it, restores from a store are refused.
+    #[arg(long, value_name = "IMAGE")]
+    pub operator_image: Option<String>,
     /// Dial `HOST:PORT` at `ADDR:PORT` instead (repeatable), for running outside the cluster
     /// network: `--resolve demo-0.default.svc.cluster.local:2379=127.0.0.1:32379`.
     #[arg(long = "resolve", value_name = "HOST:PORT=ADDR:PORT")]
@@ -136,6 +141,14 @@ pub enum KubeError {
     /// The root password Secret is missing or has no password.
     #[error("{0}")]
     Auth(String),
+    /// A restore Pod failed: nothing is started.
+    #[error("restore Pod {pod} failed: {message}")]
+    RestoreFailed {
+        /// The Pod.
+        pod: String,
+        /// Its termination message.
+        message: String,
+    },
 }
 
 /// Errors starting `etcd-operator run`.
@@ -318,7 +331,8 @@ pub async fn run_controller(
             resolver,
             args.replace_after_failures,
         )
-        .with_cluster_domain(args.cluster_domain.clone()),
+        .with_cluster_domain(args.cluster_domain.clone())
+        .with_operator_image(args.operator_image.clone()),
     );
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     tracing::info!(namespace = ?args.namespace, "starting the EtcdCluster controller");

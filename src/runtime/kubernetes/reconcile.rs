@@ -40,6 +40,9 @@ pub struct Context {
     pub replace_after_failures: u32,
     /// The Kubernetes cluster's DNS domain, which member URLs end with.
     pub cluster_domain: String,
+    /// The operator's own image, which restore Pods fetch snapshots with; `None`: restores
+    /// from stores are refused.
+    pub operator_image: Option<String>,
     /// When each cluster's next pass may run (back-off of refused steps; the operator's own
     /// writes do not re-run a pass at once).
     pub pacing: Pacing,
@@ -65,8 +68,15 @@ impl Context {
             resolver,
             replace_after_failures,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            operator_image: None,
             pacing: Pacing::default(),
         }
+    }
+
+    /// The same context, whose restore Pods fetch snapshots with `image` (the operator's own).
+    pub fn with_operator_image(mut self, image: Option<String>) -> Self {
+        self.operator_image = image;
+        self
     }
 
     /// The same context for a Kubernetes cluster whose DNS domain is `domain`.
@@ -80,6 +90,7 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("replace_after_failures", &self.replace_after_failures)
+            .field("operator_image", &self.operator_image)
             .finish_non_exhaustive()
     }
 }
@@ -95,13 +106,14 @@ pub enum ReconcileError {
     Pass(#[from] PassError<KubeError>),
 }
 
-/// The planner's desired state for the cluster `info` describes, from its `spec`.
+/// The planner's desired state for the cluster `info` describes, from its `spec` (restores
+/// from stores refused: no operator image).
 pub fn desired_state(
     spec: &EtcdClusterSpec,
     info: &Blueprint,
     replace_after_failures: u32,
 ) -> Result<Desired, SpecError> {
-    validate(spec, &placement(info, replace_after_failures)).map(|v| v.desired)
+    validate(spec, &placement(info, replace_after_failures, None)).map(|v| v.desired)
 }
 
 /// One pass over one cluster; answers when to come back.

@@ -8,11 +8,15 @@
 //! with every member in the initial cluster, and removes the fetched file. The Pod never
 //! restarts (`restartPolicy: Never`): a failure is reported by its termination message.
 //!
-//! Not wired into the runtime yet: the Kubernetes runtime still refuses restores
-//! ([`crate::controller::validate::RESTORE_STORE_UNSUPPORTED`]).
+//! The object restored is named on every restore Pod and on every member's PVC
+//! ([`ANNOTATION_RESTORE_OBJECT`]) so that a pass after a restart restores the same one; a PVC
+//! so annotated without its member Pod is a restore in flight, not a member
+//! ([`super::members::runtime_members`]). [`restore_progress`] reads the Pods' phases.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, Pod, SecretKeySelector, VolumeMount,
+    Container, ContainerStatus, EnvVar, EnvVarSource, Pod, SecretKeySelector, VolumeMount,
 };
 
 use crate::controller::backup::BackupTarget;
@@ -30,6 +34,93 @@ use super::objects::{Blueprint, DATA_DIR, DATA_MOUNT, InitialState, member_pod};
 pub const RESTORE_COMPONENT: &str = "restore";
 /// Where the fetched snapshot is written (in the PVC, next to the data directory).
 pub const SNAPSHOT_FILE: &str = "/var/lib/etcd/restore-snapshot.db";
+
+/// Annotation on restore Pods and on the PVCs being restored: the object restored.
+pub const ANNOTATION_RESTORE_OBJECT: &str = "etcd.operator.dev/restore-object";
+/// The longest failure message taken from a restore Pod.
+const MESSAGE_MAX: usize = 500;
+
+/// Where the restore Pods of a cluster are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreProgress {
+    /// Some Pod is missing or still running.
+    Running,
+    /// Every member's Pod succeeded: every member's data is restored.
+    Succeeded,
+    /// A Pod failed: the first one's name and termination message.
+    Failed {
+        /// The Pod.
+        pod: String,
+        /// Its termination message (the fetch's, or etcdutl's last words).
+        message: String,
+    },
+}
+
+/// The object a restore Pod or PVC names, if any.
+pub fn restore_object(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_RESTORE_OBJECT))
+        .map(String::as_str)
+}
+
+/// The progress of the restore Pods of members `0..members` among `pods`.
+pub fn restore_progress(info: &Blueprint, members: u32, pods: &[Pod]) -> RestoreProgress {
+    let mut all = true;
+    for ordinal in 0..members {
+        let name = restore_pod_name(info, ordinal);
+        let pod = pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
+        match pod.and_then(|p| p.status.as_ref()?.phase.as_deref()) {
+            Some("Succeeded") => {}
+            Some("Failed") => {
+                return RestoreProgress::Failed {
+                    message: pod.map_or_else(String::new, failure_message),
+                    pod: name,
+                };
+            }
+            _ => all = false,
+        }
+    }
+    if all {
+        RestoreProgress::Succeeded
+    } else {
+        RestoreProgress::Running
+    }
+}
+
+/// Why a restore Pod failed: the termination message of its failed container (the fetch
+/// container first), else the Pod's own message; at most [`MESSAGE_MAX`] bytes of its last
+/// lines.
+pub fn failure_message(pod: &Pod) -> String {
+    let failed = |statuses: Option<&Vec<ContainerStatus>>| {
+        statuses?.iter().find_map(|c| {
+            let t = c.state.as_ref()?.terminated.as_ref()?;
+            // A container that succeeded (the fetch, before etcdutl failed) is not the cause.
+            (t.exit_code != 0).then(|| {
+                t.message
+                    .clone()
+                    .filter(|m| !m.trim().is_empty())
+                    .unwrap_or_else(|| format!("container {} exited {}", c.name, t.exit_code))
+            })
+        })
+    };
+    let status = pod.status.as_ref();
+    let message = status
+        .and_then(|s| failed(s.init_container_statuses.as_ref()))
+        .or_else(|| status.and_then(|s| failed(s.container_statuses.as_ref())))
+        .or_else(|| status.and_then(|s| s.message.clone()))
+        .unwrap_or_else(|| "no termination message".to_owned());
+    let text = message.trim();
+    let mut start = text.len().saturating_sub(MESSAGE_MAX);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
 
 /// The name of member `ordinal`'s restore Pod.
 pub fn restore_pod_name(info: &Blueprint, ordinal: u32) -> String {
@@ -169,7 +260,10 @@ pub fn restore_pod(
     let mut meta = member.metadata;
     meta.name = Some(restore_pod_name(info, ordinal));
     meta.labels = Some(info.labels(RESTORE_COMPONENT));
-    meta.annotations = None;
+    meta.annotations = Some(BTreeMap::from([(
+        ANNOTATION_RESTORE_OBJECT.to_owned(),
+        object.to_owned(),
+    )]));
     Some(Pod {
         metadata: meta,
         spec: Some(spec),

@@ -266,7 +266,7 @@ impl Runtime for LocalCluster {
                 default: backups,
             },
             restore_base: Some(self.state_dir.clone()),
-            restore_stores: true,
+            restore_stores: Ok(()),
         }
     }
 
