@@ -8,6 +8,8 @@ TESTBIN=${ETCD_OPERATOR_TESTBIN:-$HOME/.cache/etcd-operator/testbin}
 source "$TESTBIN/env.sh"
 # shellcheck disable=SC1091
 source "$TESTBIN/stores-env.sh"  # object-store servers (hack/provision-stores.sh)
+# One build per run: incremental caches only cost disk here (18 of 28 GB of target/debug).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 echo "== rustfmt"
 cargo fmt --all -- --check
