@@ -269,18 +269,11 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
             // Members cannot be started or reached without their certificates (or root's
             // password): say so in the status and once as an Event, not at every retry.
             let why = format!("{e}; nothing is changed until it is fixed");
-            let status =
-                blocked_status(previous, generation, SECURITY_UNAVAILABLE, &why, &now.text);
-            if previous.is_none_or(|old| !same_status(old, &status)) {
-                rt.write_status(&status).await.map_err(PassError::Status)?;
-                rt.publish(StepEvent {
-                    warning: true,
-                    reason: SECURITY_UNAVAILABLE.to_owned(),
-                    note: why,
-                    action: "PrepareTls",
-                })
-                .await;
-            }
+            let blocked = Blocked {
+                reason: SECURITY_UNAVAILABLE,
+                action: "PrepareTls",
+            };
+            blocked.report(rt, previous, generation, &now, why).await?;
             return Err(PassError::Security(e));
         }
     };
@@ -299,17 +292,11 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
                  it is repaired or removed (the etcd.operator.dev/intent annotation, or \
                  intent.yaml in the local runtime), after checking the member list"
             );
-            let status = blocked_status(previous, generation, INTENT_UNREADABLE, &why, &now.text);
-            if previous.is_none_or(|old| !same_status(old, &status)) {
-                rt.write_status(&status).await.map_err(PassError::Status)?;
-                rt.publish(StepEvent {
-                    warning: true,
-                    reason: INTENT_UNREADABLE.to_owned(),
-                    note: why,
-                    action: "ReadIntent",
-                })
-                .await;
-            }
+            let blocked = Blocked {
+                reason: INTENT_UNREADABLE,
+                action: "ReadIntent",
+            };
+            blocked.report(rt, previous, generation, &now, why).await?;
             return Err(PassError::Intent(e));
         }
     };
@@ -593,6 +580,40 @@ async fn open_store<R: Runtime>(
         Some(key) => store.with_encryption(key),
         None => store,
     })
+}
+
+/// A pass that stops before planning until a person fixes something: the cluster says why in a
+/// `Degraded` condition and in one warning Event, written when the status changes (not at
+/// every retry).
+struct Blocked {
+    /// The condition and Event reason.
+    reason: &'static str,
+    /// The Event's action.
+    action: &'static str,
+}
+
+impl Blocked {
+    async fn report<R: Runtime>(
+        &self,
+        rt: &mut R,
+        previous: Option<&EtcdClusterStatus>,
+        generation: Option<i64>,
+        now: &Now,
+        why: String,
+    ) -> Result<(), PassError<R::Error>> {
+        let status = blocked_status(previous, generation, self.reason, &why, &now.text);
+        if previous.is_none_or(|old| !same_status(old, &status)) {
+            rt.write_status(&status).await.map_err(PassError::Status)?;
+            rt.publish(StepEvent {
+                warning: true,
+                reason: self.reason.to_owned(),
+                note: why,
+                action: self.action,
+            })
+            .await;
+        }
+        Ok(())
+    }
 }
 
 fn normal(reason: &str, note: String, action: &'static str) -> StepEvent {

@@ -34,6 +34,27 @@ impl fmt::Debug for Password {
     }
 }
 
+/// `opts` with the operator's TLS client identity (`tls`, when the cluster's client port
+/// speaks TLS) and root's credentials (when auth is on): how both runtimes connect.
+pub fn client_options(
+    mut opts: crate::etcd::ConnectOptions,
+    tls: Option<&crate::tls::pki::Bundle>,
+    root_password: Option<&Password>,
+) -> crate::etcd::ConnectOptions {
+    if let Some(b) = tls {
+        opts = opts.with_tls(crate::etcd::TlsOptions {
+            ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
+            cert_pem: Some(b.client.cert_pem.clone().into_bytes()),
+            key_pem: Some(b.client.key_pem.clone().into_bytes()),
+            server_name: None,
+        });
+    }
+    if let Some(p) = root_password {
+        opts = opts.with_user(ROOT, p.expose());
+    }
+    opts
+}
+
 /// What the runtime prepared for this pass.
 #[derive(Debug, Clone, Default)]
 pub struct Security {

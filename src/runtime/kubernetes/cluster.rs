@@ -220,20 +220,13 @@ impl Runtime for KubeCluster<'_> {
     async fn connect(&mut self, endpoints: &[String]) -> Result<Client, Unreachable> {
         // Every observation read is bounded where it is made; no client-wide request timeout,
         // which would cut off a defragmentation of a large member.
-        let mut opts = ConnectOptions::new()
-            .with_dial_timeout(Duration::from_secs(2))
-            .with_max_retries(1);
-        if let Some(b) = self.tls.as_ref().filter(|_| self.info.template.tls.client) {
-            opts = opts.with_tls(crate::etcd::TlsOptions {
-                ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
-                cert_pem: Some(b.client.cert_pem.clone().into_bytes()),
-                key_pem: Some(b.client.key_pem.clone().into_bytes()),
-                server_name: None,
-            });
-        }
-        if let Some(p) = &self.root_password {
-            opts = opts.with_user(crate::controller::security::ROOT, p.expose());
-        }
+        let opts = crate::controller::security::client_options(
+            ConnectOptions::new()
+                .with_dial_timeout(Duration::from_secs(2))
+                .with_max_retries(1),
+            self.tls.as_ref().filter(|_| self.info.template.tls.client),
+            self.root_password.as_ref(),
+        );
         match tokio::time::timeout(Self::OBSERVE_TIMEOUT, Client::connect(endpoints, opts)).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(Unreachable::Connect(e.to_string())),

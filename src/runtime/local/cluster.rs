@@ -18,7 +18,7 @@ use crate::controller::security::{Password, Security};
 use crate::controller::status::phase_name;
 use crate::controller::validate::Placement;
 use crate::controller::validate::member_template;
-use crate::etcd::{Client, ConnectOptions, TlsOptions};
+use crate::etcd::{Client, ConnectOptions};
 use crate::metrics::Metrics;
 use crate::tls::pki::{Bundle, Kind, UserSecret, user_bundle};
 use crate::tls::{TlsSettings, etcd_flags};
@@ -344,21 +344,14 @@ impl Runtime for LocalCluster {
                 .map_err(|e| Unreachable::Connect(e.to_string()))?;
             return Ok(c.clone());
         }
-        let mut opts = ConnectOptions::new()
-            .with_dial_timeout(Duration::from_secs(1))
-            .with_max_retries(u32::try_from(endpoints.len()).unwrap_or(1) * 2);
         let client_tls = TlsSettings::of(&self.manifest.cluster.spec).client;
-        if let Some(b) = self.client_tls.as_ref().filter(|_| client_tls) {
-            opts = opts.with_tls(TlsOptions {
-                ca_pem: Some(b.ca.cert_pem.clone().into_bytes()),
-                cert_pem: Some(b.client.cert_pem.clone().into_bytes()),
-                key_pem: Some(b.client.key_pem.clone().into_bytes()),
-                server_name: None,
-            });
-        }
-        if let Some(p) = &self.root_password {
-            opts = opts.with_user(crate::controller::security::ROOT, p.expose());
-        }
+        let opts = crate::controller::security::client_options(
+            ConnectOptions::new()
+                .with_dial_timeout(Duration::from_secs(1))
+                .with_max_retries(u32::try_from(endpoints.len()).unwrap_or(1) * 2),
+            self.client_tls.as_ref().filter(|_| client_tls),
+            self.root_password.as_ref(),
+        );
         let c = Client::connect(endpoints, opts)
             .await
             .map_err(|e| Unreachable::Connect(e.to_string()))?;
