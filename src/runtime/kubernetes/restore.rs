@@ -38,7 +38,7 @@ pub const SNAPSHOT_FILE: &str = "/var/lib/etcd/restore-snapshot.db";
 /// Annotation on restore Pods and on the PVCs being restored: the object restored.
 pub const ANNOTATION_RESTORE_OBJECT: &str = "etcd.operator.dev/restore-object";
 /// The longest failure message taken from a restore Pod.
-const MESSAGE_MAX: usize = 500;
+pub const MESSAGE_MAX: usize = 500;
 
 /// Where the restore Pods of a cluster are.
 #[derive(Debug, Clone, PartialEq, Eq)]
