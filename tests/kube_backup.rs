@@ -23,20 +23,10 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::shared_kube::shared_kube;
+use support::shared_kube::{etcd_cluster as cluster, shared_kube};
 use support::stores::{BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 
 const DEADLINE: Duration = Duration::from_secs(90);
-
-fn cluster(name: &str, spec: serde_json::Value) -> EtcdCluster {
-    serde_json::from_value(json!({
-        "apiVersion": "etcd.operator.dev/v1alpha1",
-        "kind": "EtcdCluster",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("an EtcdCluster")
-}
 
 #[tokio::test]
 async fn a_schedule_to_s3_reads_its_secret_and_records_the_snapshot() {

@@ -24,19 +24,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::shared_kube::shared_kube;
+use support::shared_kube::{etcd_cluster as cluster, shared_kube};
 
 const DEADLINE: Duration = Duration::from_secs(90);
-
-fn cluster(name: &str, spec: serde_json::Value) -> EtcdCluster {
-    serde_json::from_value(json!({
-        "apiVersion": "etcd.operator.dev/v1alpha1",
-        "kind": "EtcdCluster",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("an EtcdCluster")
-}
 
 async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
 where

@@ -201,3 +201,14 @@ impl SharedKube {
         Ok(name.to_owned())
     }
 }
+
+/// An `EtcdCluster` named `name` with `spec`, as a test creates it in the apiserver.
+pub fn etcd_cluster(name: &str, spec: serde_json::Value) -> etcd_operator::api::EtcdCluster {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "etcd.operator.dev/v1alpha1",
+        "kind": "EtcdCluster",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("an EtcdCluster")
+}
