@@ -66,6 +66,9 @@ fn cluster(d: &Desired, ordinals: &[u32], version: &str, leader: u32) -> Observe
         }),
         runtime: ordinals.iter().map(|o| runtime(*o, version)).collect(),
         intent: None,
+        // What the status records for a cluster first seen on 3.6 or later: a log with no v2
+        // entries.
+        v3_log_from_index: ((version.major, version.minor) >= (3, 6)).then_some(0),
         ..Observed::default()
     }
 }
@@ -237,6 +240,11 @@ impl Sim {
             }
             Step::Snapshot { .. } => self.observed.last_snapshot = self.observed.now,
             Step::RestoreCluster { .. } => panic!("no restore in these simulations"),
+            Step::AdvanceRaftLog { entries } => {
+                for m in self.members().iter_mut() {
+                    m.raft_index += entries;
+                }
+            }
         }
     }
 
@@ -278,6 +286,7 @@ fn names(steps: &[Step]) -> Vec<String> {
             Step::DisarmAlarm { member_id, .. } => format!("disarm:{member_id:x}"),
             Step::Snapshot { ordinal, .. } => format!("snapshot{ordinal}"),
             Step::RestoreCluster { members, .. } => format!("restore{members}"),
+            Step::AdvanceRaftLog { entries } => format!("advance{entries}"),
         })
         .collect()
 }
@@ -1347,6 +1356,15 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
             check_maintenance(d, o, m, step, &ctx);
         }
         Step::RestoreCluster { .. } => panic!("restore into a live cluster{}", ctx()),
+        Step::AdvanceRaftLog { entries } => {
+            assert!(*entries > 0, "an empty advance{}", ctx());
+            assert!(o.intent.is_none(), "advance with a step in flight{}", ctx());
+            assert!(
+                healthy == voters.len() && leader.is_some(),
+                "advance on an unhealthy cluster{}",
+                ctx()
+            );
+        }
     }
 }
 
@@ -1784,6 +1802,7 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
         now: Some(UNIX_EPOCH + Duration::from_secs(1000)),
         last_snapshot: c.new_config.then(|| UNIX_EPOCH + Duration::from_secs(990)),
         snapshot_retry_at: None,
+        v3_log_from_index: None,
     };
     (d, observed)
 }
@@ -1902,6 +1921,7 @@ fn random_observations_cover_every_step() {
             Some(Step::DisarmAlarm { .. }) => "disarm",
             Some(Step::Snapshot { .. }) => "snapshot",
             Some(Step::RestoreCluster { .. }) => "restore",
+            Some(Step::AdvanceRaftLog { .. }) => "advance",
         };
         *seen.entry(kind).or_default() += 1;
     }

@@ -508,6 +508,9 @@ pub struct EtcdClusterStatus {
     /// Whether the operator turned authentication on (`spec.auth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthStatus>,
+    /// What the operator knows of the members' logs that limits upgrades.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<crate::api::versions::UpgradeStatus>,
 }
 
 /// The cluster-wide maintenance the operator ran last.

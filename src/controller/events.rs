@@ -20,6 +20,7 @@ pub fn step_kind(step: &Step) -> &'static str {
         Step::DisarmAlarm { .. } => "DisarmAlarm",
         Step::Snapshot { .. } => "Snapshot",
         Step::RestoreCluster { .. } => "RestoreCluster",
+        Step::AdvanceRaftLog { .. } => "AdvanceRaftLog",
     }
 }
 
@@ -43,6 +44,7 @@ pub fn event_reason(step: &Step) -> Option<&'static str> {
         | Step::DisarmAlarm { .. }
         | Step::Snapshot { .. } => return None,
         Step::RestoreCluster { .. } => "ClusterRestored",
+        Step::AdvanceRaftLog { .. } => "RaftLogAdvanced",
     })
 }
 

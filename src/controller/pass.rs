@@ -23,7 +23,7 @@ use super::security::{AuthError, Security, auth_on, enable_auth, should_enable_a
 use super::status::{
     StatusInput, blocked_status, build_status, invalid_status, last_snapshot_time,
     mark_backup_failing, mark_defragmented, mark_failed, record_backup_error,
-    record_backup_failure, record_maintenance, same_status, snapshot_retry_at,
+    record_backup_failure, record_maintenance, same_status, snapshot_retry_at, v3_log_from_index,
 };
 use super::validate::{Placement, SpecError, validate};
 use crate::snapshot_store::SnapshotStore;
@@ -333,6 +333,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         // A spec change tries again at once.
         snapshot_retry_at: snapshot_retry_at(previous)
             .filter(|_| previous.is_some_and(|p| p.observed_generation == generation)),
+        v3_log_from_index: v3_log_from_index(previous),
     };
     let the_plan = plan(&desired, &observed);
 

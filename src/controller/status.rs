@@ -5,7 +5,7 @@
 
 use crate::api::{
     AlarmRecord, BackupStatus, CompactionRecord, Condition, DefragmentationRecord,
-    EtcdClusterStatus, MaintenanceStatus, MemberStatus, SnapshotRecord,
+    EtcdClusterStatus, MaintenanceStatus, MemberStatus, SnapshotRecord, versions::UpgradeStatus,
 };
 
 use std::time::SystemTime;
@@ -224,7 +224,50 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         backup: previous.and_then(|p| p.backup.clone()),
         tls: previous.and_then(|p| p.tls.clone()),
         auth: previous.and_then(|p| p.auth.clone()),
+        upgrade: upgrade_status(view, previous),
     }
+}
+
+/// `status.upgrade`: the raft index from which the log holds no v2 entries, once known, kept
+/// from then on (see [`crate::controller::plan::wal`]). A cluster whose first answer shows every
+/// member on 3.6 or later was created so (the operator saw it from its start): its whole log
+/// is v3, index 0. Otherwise the index is recorded at the first pass in which every member
+/// reports storage version 3.6 or later (etcd sets it once the cluster version is 3.6, after its
+/// last v2 entry): the highest raft index any member reports then.
+pub fn upgrade_status(
+    view: Option<&EtcdView>,
+    previous: Option<&EtcdClusterStatus>,
+) -> Option<UpgradeStatus> {
+    let kept = previous.and_then(|p| p.upgrade.clone());
+    if kept.as_ref().is_some_and(|u| u.v3_log_from_index.is_some()) {
+        return kept;
+    }
+    let view = view.filter(|v| !v.members.is_empty())?;
+    let at_least_36 = |text: Option<&str>| {
+        text.and_then(|t| t.parse::<Version>().ok())
+            .is_some_and(|v| (v.major, v.minor) >= (3, 6))
+    };
+    let statuses: Option<Vec<_>> = view.members.iter().map(|m| m.status.as_ref()).collect();
+    let statuses = statuses?;
+    let first_answer = previous.is_none_or(|p| p.cluster_id.is_none());
+    let index = if first_answer && statuses.iter().all(|s| at_least_36(Some(&s.version))) {
+        0
+    } else if statuses
+        .iter()
+        .all(|s| at_least_36(s.storage_version.as_deref()))
+    {
+        statuses.iter().map(|s| s.raft_index).max().unwrap_or(0)
+    } else {
+        return kept;
+    };
+    Some(UpgradeStatus {
+        v3_log_from_index: Some(index),
+    })
+}
+
+/// The recorded `status.upgrade.v3LogFromIndex`, for the planner.
+pub fn v3_log_from_index(status: Option<&EtcdClusterStatus>) -> Option<u64> {
+    status?.upgrade.as_ref()?.v3_log_from_index
 }
 
 /// When the last snapshot recorded in `status` finished, if one is recorded with a readable

@@ -176,6 +176,11 @@ pub fn validate(spec: &EtcdClusterSpec, placement: &Placement) -> Result<Validat
     desired.paused = spec.paused;
     desired.replace_after_failures = placement.replace_after_failures;
     desired.maintenance = maintenance(spec);
+    desired.snapshot_count = spec
+        .etcd
+        .snapshot_count
+        .and_then(|c| u64::try_from(c).ok())
+        .filter(|c| *c > 0);
     let mut backup_unsupported = None;
     if let Some(b) = &spec.backup {
         match target(

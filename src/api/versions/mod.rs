@@ -18,6 +18,22 @@ pub use flags::{
     extra_flags_message, extra_flags_rule, flag_accepted, flag_known, render_flags,
 };
 
+/// What the operator knows of the members' raft logs that limits upgrades
+/// (`status.upgrade`).
+#[derive(
+    serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeStatus {
+    /// The raft index from which every entry of the cluster's log was written by etcd 3.6 or
+    /// later: recorded when every member first reported storage version 3.6 (0 for a cluster the
+    /// operator created on 3.6 or later). etcd 3.7 cannot replay the v2 entries etcd 3.5 wrote,
+    /// so a member is restarted onto 3.7 only once its raft index is `snapshotCount` past this
+    /// index (it has taken a raft snapshot on 3.6 since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v3_log_from_index: Option<u64>,
+}
+
 /// The release lines (`major.minor`) whose flags and upgrade paths the operator knows: 3.5, 3.6
 /// and 3.7. Other lines run as given (their flags are passed through unchecked).
 pub const SUPPORTED_LINES: [(u64, u64); 3] = [(3, 5), (3, 6), (3, 7)];

@@ -456,6 +456,9 @@ pub async fn act<R: MemberRuntime>(
             let store = store.ok_or_else(|| ActError::NoBackup(step.to_string()))?;
             steps::snapshot(step, need_client()?, desired, view, *member_id, store).await
         }
+        Step::AdvanceRaftLog { entries } => {
+            steps::advance_raft_log(step, need_client()?, *entries).await
+        }
         Step::RestoreCluster {
             members,
             version,

@@ -399,3 +399,30 @@ pub(super) async fn restore_cluster<R: MemberRuntime>(
         Outcome::NotYet("the members are being restored".to_owned())
     })
 }
+
+/// How many lease grant/revoke pairs [`advance_raft_log`] keeps in flight.
+const ADVANCE_IN_FLIGHT: usize = 16;
+
+/// The TTL of the leases [`advance_raft_log`] grants: one whose revoke failed expires by itself.
+const ADVANCE_LEASE_TTL_SECS: i64 = 30;
+
+/// Appends about `entries` raft entries that change no key: lease grants, each followed by its
+/// revoke (two entries per pair; no revision, no watch event).
+pub(super) async fn advance_raft_log(
+    step: &Step,
+    client: &Client,
+    entries: u64,
+) -> Result<Outcome, ActError> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let pairs = entries.div_ceil(2);
+    let pair = |_| async move {
+        let lease = client.lease_grant(ADVANCE_LEASE_TTL_SECS, None).await?;
+        client.lease_revoke(lease.id).await.map(|_| ())
+    };
+    let all = stream::iter(0..pairs)
+        .map(pair)
+        .buffer_unordered(ADVANCE_IN_FLIGHT)
+        .try_collect::<()>();
+    long_call(step, all).await?.map_err(etcd_err(step))?;
+    Ok(Outcome::Done)
+}

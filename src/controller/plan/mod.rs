@@ -74,6 +74,7 @@ mod step;
 mod types;
 mod unreachable;
 mod version;
+pub mod wal;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -84,6 +85,7 @@ use unreachable::{Counts, plan_unreachable};
 pub use step::Step;
 pub use types::*;
 pub use version::*;
+pub use wal::{ADVANCE_MAX, default_snapshot_count};
 
 /// The largest replica count a cluster may ask for.
 pub const MAX_REPLICAS: u32 = crate::api::rules::REPLICAS.1 as u32;

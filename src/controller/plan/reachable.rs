@@ -223,6 +223,7 @@ impl<'a> ReachableCluster<'a> {
             (Some(oldest), Some(newest)) => {
                 if oldest.check_upgrade(self.desired.version).is_ok()
                     && newest.check_upgrade(self.desired.version).is_ok()
+                    && self.new_member_may_run(self.desired.version)
                 {
                     self.desired.version
                 } else {

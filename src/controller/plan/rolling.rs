@@ -114,6 +114,9 @@ impl<'a> ReachableCluster<'a> {
                 ),
             );
         }
+        if let Some(plan) = self.v3_log_guard(&slot, target) {
+            return plan;
+        }
         self.step(
             Phase::Upgrading,
             Step::RestartMember {

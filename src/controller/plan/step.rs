@@ -104,6 +104,14 @@ pub enum Step {
         /// The member's ordinal.
         ordinal: u32,
     },
+    /// Append `entries` raft entries that change no key (lease grants and revokes), so that
+    /// every member takes a raft snapshot before it is restarted onto etcd 3.7, which cannot
+    /// replay the v2 entries etcd 3.5 wrote (see [`super::wal`]). Writes no key, changes no
+    /// revision.
+    AdvanceRaftLog {
+        /// How many entries to append.
+        entries: u64,
+    },
     /// Create a new cluster from a snapshot: the data of members `0..members` is restored from
     /// it (all with the full initial cluster), then every member starts. Only when nothing of
     /// the cluster exists.
@@ -174,6 +182,10 @@ impl fmt::Display for Step {
             Step::Snapshot { member_id, ordinal } => {
                 write!(f, "take a snapshot from member {ordinal} ({member_id:x})")
             }
+            Step::AdvanceRaftLog { entries } => write!(
+                f,
+                "append {entries} raft entries that change no key (lease grants and revokes)"
+            ),
             Step::RestoreCluster {
                 members,
                 version,

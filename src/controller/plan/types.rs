@@ -153,6 +153,10 @@ pub struct Desired {
     pub backup: Option<BackupSchedule>,
     /// How the cluster is created when nothing of it exists.
     pub bootstrap: Bootstrap,
+    /// `spec.etcd.snapshotCount`, if set: how many applied entries a member keeps in its log
+    /// before it takes a raft snapshot (otherwise the version's default,
+    /// [`default_snapshot_count`]).
+    pub snapshot_count: Option<u64>,
 }
 
 impl Desired {
@@ -175,6 +179,7 @@ impl Desired {
             maintenance: Maintenance::default(),
             backup: None,
             bootstrap: Bootstrap::Empty,
+            snapshot_count: None,
         }
     }
 
@@ -371,6 +376,9 @@ pub struct Observed {
     /// After failed snapshot attempts: no snapshot is planned before this time (the back-off
     /// recorded in the status).
     pub snapshot_retry_at: Option<SystemTime>,
+    /// The raft index from which every log entry was written by etcd 3.6 or later
+    /// (`status.upgrade.v3LogFromIndex`); `None` while not known. See [`Step::AdvanceRaftLog`].
+    pub v3_log_from_index: Option<u64>,
 }
 
 /// The phase to report.

@@ -48,6 +48,14 @@ impl Counts {
             next: Some(step),
         }
     }
+
+    /// A step with a message of its own (why the step is needed), not the step's description.
+    pub(super) fn step_with(&self, phase: Phase, step: Step, message: String) -> Plan {
+        Plan {
+            status: self.status(phase, message),
+            next: Some(step),
+        }
+    }
 }
 
 /// etcd did not answer: bootstrap if nothing exists, start again what was stopped with its data,
