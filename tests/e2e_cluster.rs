@@ -315,7 +315,11 @@ fn rolling_upgrade_along_the_supported_path() {
             .expect("3 ready after the upgrade");
     }
     assert!(!pod_versions(&s).1, "3.7 has no --experimental- flags");
-    assert_eq!(status_field(&s, "members[*].id"), ids, "a member was replaced");
+    assert_eq!(
+        status_field(&s, "members[*].id"),
+        ids,
+        "a member was replaced"
+    );
     let mark = status_field(&s, "upgrade.v3LogFromIndex");
     assert!(
         mark.parse::<u64>().is_ok_and(|m| m > 0),
