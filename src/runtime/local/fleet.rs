@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::cluster::LocalCluster;
 use super::manifest::Manifest;
 use super::ports::Allocator;
-use super::{AFTER_STEP, LocalError, RESYNC};
+use super::{AFTER_STEP, LocalError, RESYNC, not_yet_pause};
 use crate::controller::pass::{PassError, Passed, pass};
 use crate::metrics::Metrics;
 
@@ -199,6 +199,7 @@ async fn supervise(
     mut manifest: watch::Receiver<Manifest>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut not_yet_streak = 0u32;
     loop {
         if stopped(&stop) {
             break;
@@ -222,9 +223,14 @@ async fn supervise(
                 }
             }
         };
+        not_yet_streak = match passed {
+            Ok(Passed::NotYet) => not_yet_streak.saturating_add(1),
+            _ => 0,
+        };
         let pause = match passed {
             Ok(Passed::Stepped) => AFTER_STEP,
-            Ok(_) => RESYNC,
+            Ok(Passed::NotYet) => not_yet_pause(not_yet_streak),
+            Ok(Passed::Idle) => RESYNC,
             // Reported by the pass (log line, Event, status); retried on the next one.
             Err(PassError::Act(_)) => RESYNC,
             Err(e) => {

@@ -141,8 +141,19 @@ impl LocalError {
 
 /// How often every cluster is observed when nothing is happening.
 pub const RESYNC: Duration = Duration::from_secs(1);
-/// How soon the next pass comes after a step.
-pub const AFTER_STEP: Duration = Duration::from_millis(200);
+/// How soon the next pass comes after a step: observing is reads only, so the next step (a
+/// learner's start after its `MemberAdd`, its promotion after the start) need not wait.
+pub const AFTER_STEP: Duration = Duration::from_millis(50);
+/// The first pause after etcd answered "not yet" (a learner still catching up, a membership
+/// change refused for five seconds after the last one); doubled on each further "not yet" in a
+/// row, up to [`RESYNC`].
+pub const NOT_YET_FIRST: Duration = Duration::from_millis(100);
+
+/// The pause after the `streak`-th "not yet" answer in a row (1 for the first).
+pub fn not_yet_pause(streak: u32) -> Duration {
+    let doublings = streak.saturating_sub(1).min(16);
+    NOT_YET_FIRST.saturating_mul(1u32 << doublings).min(RESYNC)
+}
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -262,5 +273,20 @@ impl StateLock {
 impl Drop for StateLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_yet_pauses_double_from_the_first_up_to_the_resync() {
+        assert_eq!(not_yet_pause(1), NOT_YET_FIRST);
+        assert_eq!(not_yet_pause(2), NOT_YET_FIRST * 2);
+        assert_eq!(not_yet_pause(4), NOT_YET_FIRST * 8);
+        assert_eq!(not_yet_pause(5), RESYNC);
+        assert_eq!(not_yet_pause(u32::MAX), RESYNC);
+        assert!(AFTER_STEP < NOT_YET_FIRST);
     }
 }
