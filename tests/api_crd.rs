@@ -478,6 +478,11 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             json!({"version": "3.5.35", "etcd": {"extraFlags": ["--max-learners=2"]}}),
             "etcd 3.5.35 does not know the etcd.extraFlags entry --max-learners",
         ),
+        (
+            "network-client-selects-nothing",
+            json!({"networkPolicy": {"clients": [{"podLabels": {"app": "api"}}, {}]}}),
+            "each networkPolicy.clients entry needs podLabels, namespaceLabels or both",
+        ),
     ]
 }
 
@@ -838,6 +843,17 @@ fn valid_specs() -> Vec<(&'static str, Value)> {
             "tls-user-secrets",
             json!({"tls": {"client": {"enabled": true}, "source": {"secrets": {
                 "ca": "ca", "server": "server", "peer": "peer", "operatorClient": "op"}}}}),
+        ),
+        (
+            "network-policy",
+            json!({"networkPolicy": {"clients": [
+                {"podLabels": {"app.kubernetes.io/name": "api", "tier": ""}},
+                {"namespaceLabels": {"kubernetes.io/metadata.name": "tenants"}},
+                {"podLabels": {"app": "x"}, "namespaceLabels": {"team": "a_b.c-1"}}]}}),
+        ),
+        (
+            "network-policy-off",
+            json!({"networkPolicy": {"enabled": false}}),
         ),
     ]
 }

@@ -196,6 +196,8 @@ fn chart_renders_ha_deployment_with_restricted_pod_security() {
         "--leader-election-lease-duration=15s",
         "--leader-election-renew-deadline=10s",
         "--leader-election-retry-period=2s",
+        // The NetworkPolicy of spec.networkPolicy lets in the Pods the chart's selector picks.
+        "--operator-pod-labels=app.kubernetes.io/name=etcd-operator,app.kubernetes.io/instance=eo",
     ] {
         assert!(args.contains(&want), "missing {want} in {args:?}");
     }
@@ -380,6 +382,11 @@ fn expected_cluster_rules() -> BTreeSet<(String, String, BTreeSet<String>)> {
             "policy",
             "poddisruptionbudgets",
             &["list", "watch", "create", "patch"],
+        ),
+        (
+            "networking.k8s.io",
+            "networkpolicies",
+            &["create", "patch", "delete"],
         ),
         ("events.k8s.io", "events", &["create", "patch"]),
         ("", "secrets", &["get", "create", "patch"]),
@@ -617,6 +624,14 @@ async fn helm_install_upgrade_and_uninstall_against_a_real_apiserver() {
             false,
         ),
         (&["create", "events", "-n", "x"][..], false),
+        (
+            &["delete", "networkpolicies.networking.k8s.io", "-n", "x"][..],
+            true,
+        ),
+        (
+            &["list", "networkpolicies.networking.k8s.io", "-n", "x"][..],
+            false,
+        ),
     ] {
         assert_eq!(can_i(&cp, sa, q), want, "can-i {q:?}");
     }

@@ -53,6 +53,7 @@ fn args(ns: &str) -> RunArgs {
         cluster_domain: "cluster.local".to_owned(),
         log_format: Default::default(),
         leader_election: Default::default(),
+        operator_pod_labels: "app.kubernetes.io/name=etcd-operator".to_owned(),
     }
 }
 

@@ -14,6 +14,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::backup::{BackupSpec, BackupStatus};
+use super::network::NetworkPolicySpec;
 use super::security::{AuthSpec, AuthStatus, TlsSpec, TlsStatus};
 
 /// The etcd version a cluster gets when `spec.version` is not set.
@@ -184,6 +185,10 @@ pub struct EtcdClusterSpec {
     /// etcd authentication with a root user the operator creates. Absent: no authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// A NetworkPolicy for the member Pods: peers among themselves; the client and metrics
+    /// ports for the operator and the clients named. Absent: no NetworkPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
 }
 
 /// How a new cluster is created.
@@ -248,6 +253,7 @@ impl Default for EtcdClusterSpec {
             bootstrap: None,
             tls: None,
             auth: None,
+            network_policy: None,
         }
     }
 }

@@ -366,3 +366,15 @@ pub const RESOURCE_QUANTITY_MESSAGE: &str =
 pub const MAX_RESOURCES: usize = 32;
 /// The longest quantity in `spec.resources`.
 pub const QUANTITY_MAX_LEN: usize = 64;
+
+/// A `spec.networkPolicy.clients` entry selects something.
+pub const NETWORK_CLIENT_RULE: &str = "has(self.podLabels) || has(self.namespaceLabels)";
+/// Message of [`NETWORK_CLIENT_RULE`].
+pub const NETWORK_CLIENT_MESSAGE: &str = "each networkPolicy.clients entry needs podLabels, \
+namespaceLabels or both (an entry with neither would select nothing)";
+
+/// What the label keys and values of `spec.networkPolicy.clients` must look like (checked by the
+/// operator: a CEL rule over a map's keys exceeds the apiserver's cost budget).
+pub const SELECTOR_LABELS_MESSAGE: &str = "label keys are an optional DNS-subdomain prefix and \
+'/', then 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit; \
+values are empty or the same 1 to 63 characters";

@@ -33,6 +33,9 @@ pub enum SpecError {
     /// `spec.replicas` is negative.
     #[error("replicas {0} is negative")]
     Replicas(i32),
+    /// `spec.networkPolicy` names labels Kubernetes refuses (admission cannot check map keys).
+    #[error("{0}")]
+    NetworkPolicy(String),
 }
 
 /// What differs between runtimes in the desired state.
@@ -166,6 +169,11 @@ pub fn validate(spec: &EtcdClusterSpec, placement: &Placement) -> Result<Validat
         .parse()
         .map_err(|e| SpecError::Version(format!("{e}")))?;
     let replicas = u32::try_from(spec.replicas).map_err(|_| SpecError::Replicas(spec.replicas))?;
+    let policy = crate::api::validation::network_policy_errors(spec);
+    if !policy.is_empty() {
+        let all: Vec<String> = policy.iter().map(ToString::to_string).collect();
+        return Err(SpecError::NetworkPolicy(all.join("; ")));
+    }
     let mut desired = Desired::new(
         placement.cluster.clone(),
         replicas,

@@ -15,8 +15,8 @@ mod security;
 
 pub use backup::parse_every;
 use backup::validate_backup;
-use security::validate_security;
 pub use security::validate_transition;
+use security::{validate_network_policy, validate_security};
 
 use super::quantity::is_quantity;
 use super::rules::{
@@ -189,6 +189,14 @@ fn check_len(out: &mut Vec<FieldError>, path: &str, v: Option<&str>, min: usize,
     }
 }
 
+/// The problems of `spec.networkPolicy` alone (the pass refuses a spec with any: the
+/// apiserver's admission cannot check label keys).
+pub fn network_policy_errors(spec: &EtcdClusterSpec) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    validate_network_policy(spec, &mut out);
+    out
+}
+
 /// Validates a spec; an empty list means it is valid.
 pub fn validate_spec(spec: &EtcdClusterSpec) -> Vec<FieldError> {
     let mut out = Vec::new();
@@ -232,6 +240,7 @@ pub fn validate_spec(spec: &EtcdClusterSpec) -> Vec<FieldError> {
     validate_maintenance(spec, &mut out);
     validate_backup(spec, &mut out);
     validate_security(spec, &mut out);
+    validate_network_policy(spec, &mut out);
     out
 }
 

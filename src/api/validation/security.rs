@@ -34,6 +34,72 @@ pub(super) fn validate_security(spec: &EtcdClusterSpec, out: &mut Vec<FieldError
     }
 }
 
+/// The checks of `spec.networkPolicy`: each client entry selects something, with label keys and
+/// values Kubernetes accepts (checked here so that a bad one is reported as an invalid spec,
+/// not as a NetworkPolicy the apiserver refuses).
+pub(super) fn validate_network_policy(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
+    let Some(policy) = &spec.network_policy else {
+        return;
+    };
+    if policy.clients.len() > 16 {
+        out.push(err(
+            "spec.networkPolicy.clients",
+            format!("at most 16 entries, not {}", policy.clients.len()),
+        ));
+    }
+    for (i, client) in policy.clients.iter().enumerate() {
+        let path = format!("spec.networkPolicy.clients[{i}]");
+        if client.pod_labels.is_none() && client.namespace_labels.is_none() {
+            out.push(err(&path, rules::NETWORK_CLIENT_MESSAGE));
+        }
+        for (field, labels) in [
+            ("podLabels", &client.pod_labels),
+            ("namespaceLabels", &client.namespace_labels),
+        ] {
+            if labels.as_ref().is_some_and(|l| l.len() > 16) {
+                out.push(err(&format!("{path}.{field}"), "at most 16 labels"));
+            }
+            for (key, value) in labels.iter().flatten() {
+                if let Some(why) = label_problem(key, value) {
+                    out.push(err(&format!("{path}.{field}"), why));
+                }
+            }
+        }
+    }
+}
+
+/// Why `key: value` is not a Kubernetes label, if it is not: the key an optional DNS-subdomain
+/// prefix and `/`, then a name of at most 63 characters; the value empty or such a name.
+fn label_problem(key: &str, value: &str) -> Option<String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let name_ok = |n: &str| {
+        let b = n.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    };
+    let prefix_ok = |p: &str| {
+        p.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        })
+    };
+    let key_ok = key.len() <= 317 && name_ok(name) && prefix.is_none_or(prefix_ok);
+    (!key_ok || !(value.is_empty() || name_ok(value)))
+        .then(|| format!("{key:?}: {value:?}: {}", rules::SELECTOR_LABELS_MESSAGE))
+}
+
 fn tls_on(spec: &EtcdClusterSpec) -> (bool, bool) {
     spec.tls
         .as_ref()

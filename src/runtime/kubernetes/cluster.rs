@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 
 use super::KubeError;
 use super::members::{KubeMembers, decode_intent, member_ordinal, pod_started, runtime_members};
+use super::network_policy::sync_network_policy;
 use super::objects::{Blueprint, FIELD_MANAGER, client_service, disruption_budget, peer_service};
 use super::reconcile::Context;
 use super::restoring::NO_OPERATOR_IMAGE;
@@ -193,6 +194,14 @@ impl Runtime for KubeCluster<'_> {
     async fn observe_members(&mut self, desired: &Desired) -> Result<Vec<String>, KubeError> {
         if !desired.paused {
             apply_cluster_objects(&self.ctx.client, &self.info).await?;
+            sync_network_policy(
+                &self.ctx.client,
+                &self.info,
+                self.cluster.spec.network_policy.as_ref(),
+                &self.ctx.operator_pods,
+                &self.ctx.network_policy_absent,
+            )
+            .await?;
         }
         let selector = ListParams::default().labels(&self.info.member_selector_string());
         let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.info.namespace);

@@ -18,6 +18,7 @@
 
 pub mod cluster;
 pub mod members;
+pub mod network_policy;
 pub mod objects;
 pub mod pacing;
 pub mod reconcile;
@@ -73,6 +74,15 @@ pub struct RunArgs {
     /// runs (`etcd-operator snapshot fetch`); without it, restores from a store are refused.
     #[arg(long, value_name = "IMAGE")]
     pub operator_image: Option<String>,
+    /// The labels of the operator's own Pods (`k=v,k2=v2`), which the NetworkPolicy of a
+    /// cluster with `spec.networkPolicy` lets in to the client port, in the namespace
+    /// `POD_NAMESPACE` names (any namespace when unset).
+    #[arg(
+        long,
+        value_name = "LABELS",
+        default_value = "app.kubernetes.io/name=etcd-operator"
+    )]
+    pub operator_pod_labels: String,
     /// Dial `HOST:PORT` at `ADDR:PORT` instead (repeatable), for running outside the cluster
     /// network: `--resolve demo-0.default.svc.cluster.local:2379=127.0.0.1:32379`.
     #[arg(long = "resolve", value_name = "HOST:PORT=ADDR:PORT")]
@@ -157,6 +167,9 @@ pub enum StartError {
     /// A `--resolve` argument is malformed.
     #[error("invalid: {0}")]
     Resolve(String),
+    /// `--operator-pod-labels` is malformed.
+    #[error("invalid --operator-pod-labels: {0}")]
+    OperatorPodLabels(String),
     /// No Kubernetes client could be configured.
     #[error("kubeconfig: {0}")]
     Config(String),
@@ -308,6 +321,11 @@ pub async fn run_controller(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), StartError> {
     let resolver = resolver_from_args(&args.resolve)?;
+    let operator_pods = network_policy::OperatorPods::parse(
+        &args.operator_pod_labels,
+        std::env::var("POD_NAMESPACE").ok(),
+    )
+    .map_err(StartError::OperatorPodLabels)?;
     fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -332,7 +350,8 @@ pub async fn run_controller(
             args.replace_after_failures,
         )
         .with_cluster_domain(args.cluster_domain.clone())
-        .with_operator_image(args.operator_image.clone()),
+        .with_operator_image(args.operator_image.clone())
+        .with_operator_pods(operator_pods),
     );
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     tracing::info!(namespace = ?args.namespace, "starting the EtcdCluster controller");

@@ -235,7 +235,7 @@ impl Blueprint {
         }
     }
 
-    fn meta(&self, name: String, component: &str) -> ObjectMeta {
+    pub(super) fn meta(&self, name: String, component: &str) -> ObjectMeta {
         ObjectMeta {
             name: Some(name),
             namespace: Some(self.namespace.clone()),

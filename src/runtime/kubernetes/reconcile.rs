@@ -15,6 +15,7 @@ use crate::controller::validate::{SpecError, validate};
 use crate::metrics::Metrics;
 
 use super::cluster::{KubeCluster, placement};
+use super::network_policy::{KnownAbsent, OperatorPods};
 use super::objects::{Blueprint, BlueprintError, DEFAULT_CLUSTER_DOMAIN, MANAGER};
 use super::pacing::{Pacing, PassEnd};
 use super::{KubeError, Resolver, process_identity};
@@ -46,6 +47,10 @@ pub struct Context {
     /// When each cluster's next pass may run (back-off of refused steps; the operator's own
     /// writes do not re-run a pass at once).
     pub pacing: Pacing,
+    /// The operator's Pods, which NetworkPolicies let in.
+    pub operator_pods: OperatorPods,
+    /// Clusters known to have no NetworkPolicy.
+    pub network_policy_absent: KnownAbsent,
 }
 
 impl Context {
@@ -70,7 +75,15 @@ impl Context {
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
             operator_image: None,
             pacing: Pacing::default(),
+            operator_pods: OperatorPods::default(),
+            network_policy_absent: KnownAbsent::default(),
         }
+    }
+
+    /// The same context, whose clusters' NetworkPolicies let `pods` in.
+    pub fn with_operator_pods(mut self, pods: OperatorPods) -> Self {
+        self.operator_pods = pods;
+        self
     }
 
     /// The same context, whose restore Pods fetch snapshots with `image` (the operator's own).
