@@ -8,35 +8,68 @@
 /// Whether this build has crash points.
 pub const ENABLED: bool = cfg!(feature = "crash-points");
 
-/// A point in the act layer where a test build can be made to exit abruptly.
+/// A point in the act layer where a test build can be made to exit abruptly: between an etcd
+/// mutation and the runtime change or record that follows it, in the order a step reaches them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
+    /// The AddLearner intent is recorded (and the member's Service prepared); MemberAdd not sent.
+    AfterAddIntent,
     /// MemberAdd answered; the intent does not hold the member ID yet and nothing started.
     AfterMemberAdd,
+    /// The learner's member ID is recorded in the intent; its runtime member is not started.
+    AfterLearnerRecorded,
     /// The learner's runtime member started; it is not promoted.
     AfterStartBeforePromote,
+    /// MemberPromote answered; nothing recorded since.
+    AfterPromote,
+    /// MoveLeader answered; the member it moved away from is neither removed nor restarted.
+    AfterMoveLeader,
+    /// The RemoveMember intent is recorded; MemberRemove not sent.
+    AfterRemoveIntent,
     /// MemberRemove answered; the runtime member is not deleted.
     AfterMemberRemove,
+    /// The removed member's runtime member and data are deleted; the intent is not cleared.
+    AfterDeleteMember,
     /// A member being upgraded is stopped and not yet started on the new version.
     MidUpgrade,
+    /// A restarted member runs on its new version; nothing recorded since.
+    AfterRestart,
+    /// A snapshot is committed to the store (and the retention applied); the status does not record it yet.
+    AfterSnapshot,
 }
 
 impl CrashPoint {
     /// Every point.
-    pub const ALL: [CrashPoint; 4] = [
+    pub const ALL: [CrashPoint; 12] = [
+        CrashPoint::AfterAddIntent,
         CrashPoint::AfterMemberAdd,
+        CrashPoint::AfterLearnerRecorded,
         CrashPoint::AfterStartBeforePromote,
+        CrashPoint::AfterPromote,
+        CrashPoint::AfterMoveLeader,
+        CrashPoint::AfterRemoveIntent,
         CrashPoint::AfterMemberRemove,
+        CrashPoint::AfterDeleteMember,
         CrashPoint::MidUpgrade,
+        CrashPoint::AfterRestart,
+        CrashPoint::AfterSnapshot,
     ];
 
     /// The name a test gives the point.
     pub fn name(self) -> &'static str {
         match self {
+            CrashPoint::AfterAddIntent => "after-add-intent",
             CrashPoint::AfterMemberAdd => "after-member-add",
+            CrashPoint::AfterLearnerRecorded => "after-learner-recorded",
             CrashPoint::AfterStartBeforePromote => "after-start-before-promote",
+            CrashPoint::AfterPromote => "after-promote",
+            CrashPoint::AfterMoveLeader => "after-move-leader",
+            CrashPoint::AfterRemoveIntent => "after-remove-intent",
             CrashPoint::AfterMemberRemove => "after-member-remove",
+            CrashPoint::AfterDeleteMember => "after-delete-member",
             CrashPoint::MidUpgrade => "mid-upgrade",
+            CrashPoint::AfterRestart => "after-restart",
+            CrashPoint::AfterSnapshot => "after-snapshot",
         }
     }
 

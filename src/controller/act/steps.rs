@@ -47,6 +47,7 @@ pub(super) async fn add_learner<R: MemberRuntime>(
         .prepare_member(ordinal)
         .await
         .map_err(rt_err(step))?;
+    CrashPoint::AfterAddIntent.check();
     let added = match call(step, client.member_add([peer_url], true)).await? {
         Ok(added) => added.member.id,
         Err(e) => {
@@ -84,6 +85,7 @@ pub(super) async fn add_learner<R: MemberRuntime>(
         .record_intent(intent.as_ref())
         .await
         .map_err(rt_err(step))?;
+    CrashPoint::AfterLearnerRecorded.check();
     Ok(Outcome::Done)
 }
 
@@ -120,7 +122,10 @@ pub(super) async fn promote_learner(
     member_id: u64,
 ) -> Result<Outcome, ActError> {
     match call(step, client.member_promote(member_id)).await? {
-        Ok(_) => Ok(Outcome::Done),
+        Ok(_) => {
+            CrashPoint::AfterPromote.check();
+            Ok(Outcome::Done)
+        }
         Err(e) => match e.server_error() {
             Some(
                 ServerError::LearnerNotReady
@@ -143,6 +148,7 @@ pub(super) async fn move_leader(
     call(step, client.move_leader(to))
         .await?
         .map_err(etcd_err(step))?;
+    CrashPoint::AfterMoveLeader.check();
     Ok(Outcome::Done)
 }
 
@@ -157,6 +163,7 @@ pub(super) async fn remove_member<R: MemberRuntime>(
         .record_intent(step.intent().as_ref())
         .await
         .map_err(rt_err(step))?;
+    CrashPoint::AfterRemoveIntent.check();
     match call(step, client.member_remove(member_id)).await? {
         Ok(_) => {}
         Err(e) if e.server_error() == Some(ServerError::MemberNotFound) => {}
@@ -186,6 +193,7 @@ pub(super) async fn delete_member<R: MemberRuntime>(
     ordinal: u32,
 ) -> Result<Outcome, ActError> {
     runtime.delete_member(ordinal).await.map_err(rt_err(step))?;
+    CrashPoint::AfterDeleteMember.check();
     Ok(Outcome::Done)
 }
 
@@ -222,6 +230,7 @@ pub(super) async fn restart_member<R: MemberRuntime>(
         .start_again(ordinal, version)
         .await
         .map_err(rt_err(step))?;
+    CrashPoint::AfterRestart.check();
     Ok(Outcome::Done)
 }
 
@@ -345,6 +354,7 @@ pub(super) async fn snapshot(
         step: step.to_string(),
         source,
     })?;
+    CrashPoint::AfterSnapshot.check();
     Ok(Outcome::Maintained(Maintained::Snapshotted {
         member: member.map_or_else(|| format!("{member_id:x}"), |m| m.member.name.clone()),
         cluster_id: view
