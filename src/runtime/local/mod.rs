@@ -5,7 +5,7 @@
 //! controller, with members as etcd processes (see [`members`]) whose ports, data and intents
 //! live under the state directory (see [`store`]; ports are chosen by [`ports`]). Each cluster
 //! has a task of its own ([`fleet`]), so one cluster's long step (a defragmentation, a snapshot)
-//! never delays another's supervision. The operator re-reads the manifests every second, writes
+//! never delays another's supervision. The operator looks at the manifests every 200 ms, writes
 //! each cluster's status to `<state-dir>/<namespace>/<name>/status.yaml`, logs one line per
 //! action, and on SIGINT/SIGTERM stops its members gracefully, keeping their data.
 
@@ -144,14 +144,17 @@ pub const RESYNC: Duration = Duration::from_secs(1);
 /// How soon the next pass comes after a step: observing is reads only, so the next step (a
 /// learner's start after its `MemberAdd`, its promotion after the start) need not wait.
 pub const AFTER_STEP: Duration = Duration::from_millis(50);
-/// The first pause after etcd answered "not yet" (a learner still catching up, a membership
-/// change refused for five seconds after the last one); doubled on each further "not yet" in a
-/// row, up to [`RESYNC`].
+/// The pause after etcd answered "not yet" (a learner still catching up, a membership change
+/// refused for five seconds after the last one), for the first [`NOT_YET_FLAT`] answers in a
+/// row: what a person retrying by hand would wait (a learner usually catches up within a
+/// second). Each further one doubles the pause, up to [`RESYNC`].
 pub const NOT_YET_FIRST: Duration = Duration::from_millis(100);
+/// How many "not yet" answers in a row are retried after [`NOT_YET_FIRST`].
+pub const NOT_YET_FLAT: u32 = 10;
 
 /// The pause after the `streak`-th "not yet" answer in a row (1 for the first).
 pub fn not_yet_pause(streak: u32) -> Duration {
-    let doublings = streak.saturating_sub(1).min(16);
+    let doublings = streak.saturating_sub(NOT_YET_FLAT).min(16);
     NOT_YET_FIRST.saturating_mul(1u32 << doublings).min(RESYNC)
 }
 
@@ -166,9 +169,33 @@ fn init_logging() {
         .try_init();
 }
 
+/// How often the manifests' files are looked at (their size and modification time; the text
+/// is read only when those change).
+pub const MANIFEST_POLL: Duration = Duration::from_millis(200);
+
 /// The manifests as last read: the text of every file, to notice edits.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct ManifestFingerprint(Vec<(PathBuf, String)>);
+
+/// The manifests' files with their size and modification time: cheap to take every
+/// [`MANIFEST_POLL`].
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ManifestStamps(Vec<(PathBuf, u64, Option<std::time::SystemTime>)>);
+
+fn stamps(path: &std::path::Path) -> ManifestStamps {
+    let files = manifest::manifest_files(path).unwrap_or_default();
+    ManifestStamps(
+        files
+            .into_iter()
+            .map(|f| {
+                let meta = std::fs::metadata(&f).ok();
+                let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+                let modified = meta.and_then(|m| m.modified().ok());
+                (f, len, modified)
+            })
+            .collect(),
+    )
+}
 
 fn fingerprint(path: &std::path::Path) -> ManifestFingerprint {
     let files = manifest::manifest_files(path).unwrap_or_default();
@@ -197,6 +224,7 @@ pub async fn run(args: LocalArgs) -> Result<(), StartError> {
 async fn drive(args: LocalArgs) -> Result<(), StartError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    let mut stamped = stamps(&args.manifest);
     let mut seen = fingerprint(&args.manifest);
     let manifests = manifest::load(&args.manifest)?;
     std::fs::create_dir_all(&args.state_dir)
@@ -211,12 +239,23 @@ async fn drive(args: LocalArgs) -> Result<(), StartError> {
     });
     let result = async {
         fleet.apply(manifests).await?;
+        let mut polls: u128 = 0;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(RESYNC) => {}
+                _ = tokio::time::sleep(MANIFEST_POLL) => {}
                 _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping members gracefully"); break; }
                 _ = sigint.recv() => { tracing::info!("SIGINT: stopping members gracefully"); break; }
             }
+            // An edit within the same modification-time tick with the same size is missed by the
+            // stamps: the text is compared at least every RESYNC as well.
+            let now_stamped = stamps(&args.manifest);
+            let tick = polls.wrapping_add(1);
+            polls = tick;
+            let full = tick % (RESYNC.as_millis() / MANIFEST_POLL.as_millis()).max(1) == 0;
+            if now_stamped == stamped && !full {
+                continue;
+            }
+            stamped = now_stamped;
             let now = fingerprint(&args.manifest);
             if now == seen {
                 continue;
@@ -281,12 +320,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn not_yet_pauses_double_from_the_first_up_to_the_resync() {
+    fn not_yet_pauses_stay_short_then_double_up_to_the_resync() {
         assert_eq!(not_yet_pause(1), NOT_YET_FIRST);
-        assert_eq!(not_yet_pause(2), NOT_YET_FIRST * 2);
-        assert_eq!(not_yet_pause(4), NOT_YET_FIRST * 8);
-        assert_eq!(not_yet_pause(5), RESYNC);
+        assert_eq!(not_yet_pause(NOT_YET_FLAT), NOT_YET_FIRST);
+        assert_eq!(not_yet_pause(NOT_YET_FLAT + 1), NOT_YET_FIRST * 2);
+        assert_eq!(not_yet_pause(NOT_YET_FLAT + 3), NOT_YET_FIRST * 8);
+        assert_eq!(not_yet_pause(NOT_YET_FLAT + 4), RESYNC);
         assert_eq!(not_yet_pause(u32::MAX), RESYNC);
-        assert!(AFTER_STEP < NOT_YET_FIRST);
+        assert!(AFTER_STEP < NOT_YET_FIRST && MANIFEST_POLL < RESYNC);
     }
 }
