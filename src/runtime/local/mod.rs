@@ -251,7 +251,7 @@ async fn drive(args: LocalArgs) -> Result<(), StartError> {
             let now_stamped = stamps(&args.manifest);
             let tick = polls.wrapping_add(1);
             polls = tick;
-            let full = tick % (RESYNC.as_millis() / MANIFEST_POLL.as_millis()).max(1) == 0;
+            let full = tick.is_multiple_of((RESYNC.as_millis() / MANIFEST_POLL.as_millis()).max(1));
             if now_stamped == stamped && !full {
                 continue;
             }
