@@ -1,8 +1,9 @@
 //! Verification of snapshots under the local operator, on real etcd 3.5.16 and `etcdutl`:
 //! with `verify: {everyNth: 2}` the schedule's first and third snapshots (not the second) are
 //! restored into a throwaway etcd and recorded as passed, with the revision recorded at take time
-//! and the keys written; a snapshot file corrupted in its folder fails its verification, which
-//! is recorded and raises `Degraded` with reason `BackupVerificationFailed` naming the file.
+//! and the keys written; a snapshot file corrupted in its folder, or replaced by another valid
+//! snapshot, fails its verification, which is recorded and raises `Degraded` with reason
+//! `BackupVerificationFailed` naming the file.
 
 mod support;
 
@@ -93,15 +94,38 @@ async fn every_nth_snapshot_is_verified_with_its_revision_and_keys() {
     op.stop_gracefully().expect("graceful stop");
 }
 
+/// How a stored snapshot is spoiled before its verification.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tamper {
+    /// 4 KiB in the middle overwritten (the SHA-256 trailer no longer matches).
+    Overwrite,
+    /// Replaced by another valid snapshot of the cluster, taken after more writes.
+    Replace,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_snapshot_fails_its_verification_and_degrades_the_cluster() {
+    let message = spoiled("vc", Tamper::Overwrite).await;
+    assert!(message.contains("SHA-256 mismatch"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_snapshot_fails_on_its_recorded_sha256() {
+    let message = spoiled("vr", Tamper::Replace).await;
+    assert!(message.contains("changed or replaced"), "{message}");
+}
+
+/// A 1-member cluster `name` whose one snapshot (taken with verification off) is spoiled by
+/// `tamper` before verification is turned on: the verification fails, is recorded and degrades
+/// the cluster; answers its message.
+async fn spoiled(name: &str, tamper: Tamper) -> String {
     let spec = |every_nth: u32| {
         format!(
             "{}  backup:\n    every: 1h\n    verify:\n      everyNth: {every_nth}\n",
-            manifest("vc", 1, "3.5.16")
+            manifest(name, 1, "3.5.16")
         )
     };
-    let mut op = LocalOperator::start("vc", &spec(0)).expect("operator");
+    let mut op = LocalOperator::start(name, &spec(0)).expect("operator");
     op.wait_converged(1, "3.5.16", CONVERGE);
     let client = op.client().await;
     write_keys(&client, "k/", 50).await;
@@ -116,13 +140,26 @@ async fn a_corrupted_snapshot_fails_its_verification_and_degrades_the_cluster() 
         "verified while off"
     );
 
-    // Bytes in the middle of the file overwritten, then verification turned on.
-    let mut bytes = std::fs::read(&last.location).expect("snapshot file");
-    let mid = bytes.len() / 2;
-    for b in &mut bytes[mid..mid + 4096] {
-        *b = 0xa5;
+    // The file spoiled, then verification turned on.
+    match tamper {
+        Tamper::Overwrite => {
+            let mut bytes = std::fs::read(&last.location).expect("snapshot file");
+            let mid = bytes.len() / 2;
+            for b in &mut bytes[mid..mid + 4096] {
+                *b = 0xa5;
+            }
+            std::fs::write(&last.location, &bytes).expect("corrupt");
+        }
+        Tamper::Replace => {
+            write_keys(&client, "more/", 20).await;
+            let other = op.cluster_dir().join("other.db");
+            client
+                .snapshot_to_file(&other)
+                .await
+                .expect("another snapshot");
+            std::fs::rename(&other, &last.location).expect("replace");
+        }
     }
-    std::fs::write(&last.location, &bytes).expect("corrupt");
     op.write_manifest(&spec(1)).expect("manifest");
 
     let status = op.wait_status("the verification failed", CONVERGE, |s| {
@@ -156,4 +193,5 @@ async fn a_corrupted_snapshot_fails_its_verification_and_degrades_the_cluster() 
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(events(&op, "SnapshotVerificationFailed").len(), 1);
     op.stop_gracefully().expect("graceful stop");
+    v.message
 }

@@ -15,7 +15,7 @@ use crate::etcd::Client;
 use crate::metrics::Metrics;
 
 use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
-use super::backup::verify::{Verified, VerifyError, mark_backup, unverified_snapshot};
+use super::backup::verify::{Verified, mark_backup, unverified_snapshot};
 use super::backup::{BackupTarget, OpenError, ReadSecrets, SecretData, store_config};
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
@@ -565,11 +565,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
                 }
                 Step::VerifySnapshot { snapshot } => {
                     // Recorded, not retried pass after pass: the next snapshot is verified anew.
-                    let why = VerifyError::Store {
-                        location: snapshot.location.clone(),
-                        why: e.to_string(),
-                    };
-                    let failed = Verified::failed(snapshot, &why, Duration::ZERO);
+                    let failed = Verified::unopened(snapshot, e.to_string());
                     rt.metrics()
                         .backup_verified(&namespace, &name, false, Duration::ZERO);
                     record_maintenance(

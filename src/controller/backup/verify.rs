@@ -150,6 +150,17 @@ impl Verified {
     }
 }
 
+impl Verified {
+    /// A verification of `snapshot` that could not start: its store could not be opened.
+    pub fn unopened(snapshot: &UnverifiedSnapshot, why: String) -> Self {
+        let error = VerifyError::Store {
+            location: snapshot.location.clone(),
+            why,
+        };
+        Verified::failed(snapshot, &error, Duration::ZERO)
+    }
+}
+
 impl std::fmt::Display for Verified {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.result {
