@@ -105,18 +105,19 @@ pub trait MemberRuntime {
     /// Verifies a stored snapshot: reads it back, restores it into a throwaway etcd, checks it
     /// ([`super::backup::verify::check`]) and removes whatever it made, on every path, within
     /// [`super::backup::verify::VERIFY_TIMEOUT`]. A snapshot that fails is an `Ok` answer; an
-    /// `Err` is the runtime failing (retried by the next pass). By default the runtime does
-    /// not verify (the planner plans no verification for it).
+    /// `Err` is the runtime failing (retried by the next pass); `Ok(None)`: still running (a
+    /// runtime whose verification takes several passes). By default the runtime does not
+    /// verify (the planner plans no verification for it).
     fn verify_snapshot(
         &mut self,
         request: VerifyRequest<'_>,
-    ) -> impl Future<Output = Result<Verified, Self::Error>> + Send {
+    ) -> impl Future<Output = Result<Option<Verified>, Self::Error>> + Send {
         let error = super::backup::verify::VerifyError::Serve {
             location: request.snapshot.location.clone(),
             why: "this runtime does not verify snapshots".to_owned(),
         };
         let failed = Verified::failed(request.snapshot, &error, Duration::ZERO);
-        async move { Ok(failed) }
+        async move { Ok(Some(failed)) }
     }
 }
 
@@ -490,18 +491,24 @@ pub async fn act<R: MemberRuntime>(
         }
         Step::VerifySnapshot { snapshot } => {
             let store = store.ok_or_else(|| ActError::NoBackup(step.to_string()))?;
+            let backup = desired
+                .backup
+                .as_ref()
+                .ok_or_else(|| ActError::NoBackup(step.to_string()))?;
             let request = VerifyRequest {
                 store,
                 snapshot,
                 version: desired.version,
+                target: &backup.target,
             };
             let verified = runtime
                 .verify_snapshot(request)
                 .await
                 .map_err(rt_err(step))?;
-            Ok(Outcome::Maintained(Maintained::Verified(Box::new(
-                verified,
-            ))))
+            Ok(match verified {
+                Some(v) => Outcome::Maintained(Maintained::Verified(Box::new(v))),
+                None => Outcome::NotYet("the verification runs".to_owned()),
+            })
         }
         Step::RestoreCluster {
             members,

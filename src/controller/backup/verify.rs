@@ -33,6 +33,9 @@ pub struct VerifyRequest<'a> {
     pub snapshot: &'a UnverifiedSnapshot,
     /// The etcd version whose `etcdutl` and `etcd` restore and serve it.
     pub version: Version,
+    /// The schedule's reading of the store (the Secrets' names, for runtimes that fetch it
+    /// elsewhere).
+    pub target: &'a crate::controller::backup::BackupTarget,
 }
 
 /// What a throwaway etcd served from the snapshot.

@@ -50,8 +50,8 @@ pub fn placement(
             Some(_) => Ok(()),
             None => Err(NO_OPERATOR_IMAGE),
         },
-        // Not yet: a verification Pod is not built here (issue 15).
-        verifies_snapshots: false,
+        // Verification Pods fetch with the operator's image too: without it none is planned.
+        verifies_snapshots: operator_image.is_some(),
     }
 }
 

@@ -1,6 +1,8 @@
-//! The verification Pod of a snapshot (pure; not run by the Kubernetes runtime yet: its
-//! [`Placement`](crate::controller::validate::Placement) plans no verification until the step
-//! creates this Pod, reads it back with [`verification_of`] and deletes it).
+//! The verification of a snapshot in Kubernetes, over several passes: the step creates the
+//! cluster's verification Pod ([`verify_pod`], pure), answers "not yet" while it runs, reads
+//! the result back with [`verification_of`] (pure) and deletes the Pod. A Pod left for another
+//! object (an earlier snapshot) is deleted first. Planned only when the operator knows its own
+//! image (`--operator-image`): the Pod's fetch container runs it.
 //!
 //! The Pod is the restore Pod of [`super::restore`] with the fetch init container unchanged
 //! (the operator image's `etcd-operator snapshot fetch`: decrypted, SHA-256 trailer checked,
@@ -16,11 +18,16 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod, Volume};
+use kube::api::PostParams;
 
 use crate::controller::backup::BackupTarget;
-use crate::controller::backup::verify::{Served, VERIFY_TIMEOUT, Verified, VerifyError, check};
+use crate::controller::backup::verify::{
+    Served, VERIFY_TIMEOUT, Verified, VerifyError, VerifyRequest, check,
+};
 use crate::controller::plan::{UnverifiedSnapshot, Version};
 
+use super::KubeError;
+use super::members::{KubeMembers, delete_if_present, kube_err};
 use super::objects::{Blueprint, DATA_MOUNT};
 use super::restore::{SNAPSHOT_FILE, failure_message, restore_pod};
 
@@ -167,5 +174,69 @@ pub fn verification_of(
             timeout: VERIFY_TIMEOUT,
         }),
         _ => None,
+    }
+}
+
+/// One pass of the verification of `request`'s snapshot: `Ok(None)` while its Pod runs.
+pub(super) async fn verify_snapshot(
+    members: &KubeMembers,
+    request: VerifyRequest<'_>,
+) -> Result<Option<Verified>, KubeError> {
+    let snapshot = request.snapshot;
+    let name = verify_pod_name(&members.info);
+    let refused = |why: &str| {
+        let e = VerifyError::Serve {
+            location: snapshot.location.clone(),
+            why: why.to_owned(),
+        };
+        Ok(Some(Verified::failed(snapshot, &e, Duration::ZERO)))
+    };
+    let Some(image) = members.operator_image.as_deref() else {
+        return refused("a verification Pod needs the operator's image (--operator-image)");
+    };
+    let existing = members
+        .pods
+        .get_opt(&name)
+        .await
+        .map_err(kube_err(format!("reading Pod {name}")))?;
+    let verifies = |p: &Pod| {
+        p.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_VERIFY_OBJECT))
+            == Some(&snapshot.object)
+    };
+    match existing {
+        Some(pod) if verifies(&pod) => {
+            let created = pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or_else(SystemTime::now, |t| SystemTime::from(t.0));
+            let now = SystemTime::now();
+            let found = verification_of(&pod, snapshot, request.version, now, created);
+            if found.is_some() {
+                delete_if_present(&members.pods, &name, "Pod").await?;
+            }
+            Ok(found)
+        }
+        Some(_) => {
+            // Left for another snapshot: gone first, created anew by the next pass.
+            delete_if_present(&members.pods, &name, "Pod").await?;
+            Ok(None)
+        }
+        None => {
+            let info = &members.info;
+            let Some(pod) = verify_pod(info, request.version, request.target, snapshot, image)
+            else {
+                return refused("a local folder cannot be fetched in Kubernetes");
+            };
+            members
+                .pods
+                .create(&PostParams::default(), &pod)
+                .await
+                .map_err(kube_err(format!("creating Pod {name}")))?;
+            Ok(None)
+        }
     }
 }

@@ -489,8 +489,11 @@ impl MemberRuntime for LocalMembers {
     async fn verify_snapshot(
         &mut self,
         request: crate::controller::backup::verify::VerifyRequest<'_>,
-    ) -> Result<crate::controller::backup::verify::Verified, LocalError> {
-        Ok(super::verify::verify(self.bin_dir.as_deref(), self.dir.root(), request).await)
+    ) -> Result<Option<crate::controller::backup::verify::Verified>, LocalError> {
+        let dir = self.dir.root();
+        Ok(Some(
+            super::verify::verify(self.bin_dir.as_deref(), dir, request).await,
+        ))
     }
 
     async fn restore_cluster(
