@@ -1,4 +1,4 @@
-//! The verification Pod of a snapshot in Kubernetes (built, not yet run by the runtime): the
+//! The verification Pod of a snapshot in Kubernetes (tests/kube_backup_verify.rs runs it): the
 //! restore Pod's fetch init container on an `emptyDir`, the etcd image restoring, serving and
 //! reporting; accepted by the real kube-apiserver; its phase and termination message (set here
 //! through the status subresource: there is no kubelet) read back into a verification checked
