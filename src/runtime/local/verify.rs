@@ -116,8 +116,14 @@ async fn run(
             recorded: snapshot.sha256.clone(),
         });
     }
-    let etcdutl =
-        tool_binary(bin_dir, request.version, "etcdutl").map_err(|e| restore_err(e.to_string()))?;
+    // etcd 3.4 has no etcdutl: its etcdctl restores (the same arguments).
+    let v = request.version;
+    let tool = if (v.major, v.minor) < (3, 5) {
+        "etcdctl"
+    } else {
+        "etcdutl"
+    };
+    let etcdutl = tool_binary(bin_dir, v, tool).map_err(|e| restore_err(e.to_string()))?;
     let binary = etcd_binary(bin_dir, request.version).map_err(|e| serve_err(e.to_string()))?;
     let (client_port, peer_port) = free_port()
         .and_then(|c| Ok((c, free_port()?)))
