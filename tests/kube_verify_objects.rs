@@ -14,7 +14,7 @@ use etcd_operator::controller::plan::{UnverifiedSnapshot, Version};
 use etcd_operator::controller::validate::member_template;
 use etcd_operator::runtime::kubernetes::objects::Blueprint;
 use etcd_operator::runtime::kubernetes::verify::{
-    ANNOTATION_VERIFY_OBJECT, parse_report, verification_of, verify_pod,
+    ANNOTATION_VERIFY_OBJECT, parse_report, verification_of, verify_command, verify_pod,
 };
 use etcd_operator::snapshot_store::Destination;
 use k8s_openapi::api::core::v1::Pod;
@@ -178,6 +178,8 @@ async fn the_verification_pod_is_accepted_and_its_result_read_back() {
         !args.contains("s3-creds") && !args.contains("backup-key"),
         "{args}"
     );
+    let v34 = verify_command("3.4.23".parse().expect("version")).join(" ");
+    assert!(v34.contains("etcdctl snapshot restore"), "{v34}");
     let script = spec.containers[0]
         .command
         .clone()

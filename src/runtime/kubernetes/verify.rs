@@ -41,8 +41,14 @@ pub fn verify_pod_name(info: &Blueprint) -> String {
     format!("{}-verify", info.name)
 }
 
-/// The shell command of the verification container: restore, serve, report.
-pub fn verify_command() -> Vec<String> {
+/// The shell command of the verification container on `version`: restore (etcd 3.4 has no
+/// etcdutl: its etcdctl restores), serve, report.
+pub fn verify_command(version: Version) -> Vec<String> {
+    let restore = if (version.major, version.minor) < (3, 5) {
+        "etcdctl"
+    } else {
+        "etcdutl"
+    };
     let data = format!("{DATA_MOUNT}/verify");
     let log = format!("{DATA_MOUNT}/etcd.log");
     let peer = "http://127.0.0.1:2380";
@@ -50,7 +56,7 @@ pub fn verify_command() -> Vec<String> {
     let script = format!(
         "sha=$(tail -c 32 {SNAPSHOT_FILE} | od -An -tx1 | tr -d ' \\n'); \
          rm -rf {data}; \
-         etcdutl snapshot restore {SNAPSHOT_FILE} --name=verify --initial-cluster=verify={peer} \
+         {restore} snapshot restore {SNAPSHOT_FILE} --name=verify --initial-cluster=verify={peer} \
          --initial-advertise-peer-urls={peer} --data-dir={data}; \
          rm -f {SNAPSHOT_FILE}; \
          etcd --name=verify --data-dir={data} --listen-client-urls={client} \
@@ -100,7 +106,7 @@ pub fn verify_pod(
     spec.active_deadline_seconds = i64::try_from(VERIFY_TIMEOUT.as_secs()).ok();
     for c in &mut spec.containers {
         c.name = "verify".to_owned();
-        c.command = Some(verify_command());
+        c.command = Some(verify_command(version));
     }
     pod.metadata.name = Some(verify_pod_name(info));
     pod.metadata.labels = Some(info.labels(VERIFY_COMPONENT));
