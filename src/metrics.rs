@@ -15,6 +15,9 @@
 //!   failed attempts;
 //!   `etcd_operator_backup_last_success_timestamp_seconds`, `etcd_operator_backup_last_size_bytes`
 //!   and `etcd_operator_backup_last_duration_seconds` (same labels): the last one stored.
+//! - `etcd_operator_backup_verifications_total{namespace, cluster, result}` (`passed`,
+//!   `failed`) and `etcd_operator_backup_last_verification_duration_seconds`: snapshots
+//!   verified by a restore into a throwaway etcd.
 //! - `etcd_operator_leader_is_leader{identity}` and `etcd_operator_leader_acquisitions_total`:
 //!   whether this replica leads (see [`crate::leader::LeaderMetrics`]).
 
@@ -85,6 +88,19 @@ struct BackupMetrics {
     last_success: Family<ClusterLabels, Gauge>,
     last_size: Family<ClusterLabels, Gauge>,
     last_duration: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    verified: Family<VerificationLabels, Counter>,
+    last_verification_duration: Family<ClusterLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+/// Labels of the backup verification counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerificationLabels {
+    /// The cluster's namespace.
+    pub namespace: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// `passed` or `failed`.
+    pub result: String,
 }
 
 /// The operator's metrics and their registry.
@@ -170,6 +186,16 @@ impl Metrics {
             "backup_last_duration_seconds",
             "Time the last scheduled snapshot took to stream and commit",
             backups.last_duration.clone(),
+        );
+        registry.register(
+            "backup_verifications",
+            "Snapshots verified by a restore into a throwaway etcd, by result",
+            backups.verified.clone(),
+        );
+        registry.register(
+            "backup_last_verification_duration_seconds",
+            "Time the last verification of a snapshot took",
+            backups.last_verification_duration.clone(),
         );
         Metrics {
             registry: root,
@@ -259,6 +285,31 @@ impl Metrics {
             .set(i64::try_from(size).unwrap_or(i64::MAX));
         b.last_duration
             .get_or_create(&labels)
+            .set(duration.as_secs_f64());
+    }
+
+    /// Counts a verification of a snapshot of `namespace/cluster` (`passed` or not) that took
+    /// `duration`.
+    pub fn backup_verified(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        passed: bool,
+        duration: Duration,
+    ) {
+        let b = &self.backups;
+        b.verified
+            .get_or_create(&VerificationLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+                result: if passed { "passed" } else { "failed" }.to_owned(),
+            })
+            .inc();
+        b.last_verification_duration
+            .get_or_create(&ClusterLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+            })
             .set(duration.as_secs_f64());
     }
 

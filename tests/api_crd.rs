@@ -352,6 +352,16 @@ fn invalid_on_create() -> Vec<(&'static str, Value, &'static str)> {
             "spec.backup.keep in body should be less than or equal to 1000",
         ),
         (
+            "backup-verify-negative",
+            json!({"backup": {"every": "1h", "verify": {"everyNth": -1}}}),
+            "backup.verify.everyNth must be between 0 and 1000",
+        ),
+        (
+            "backup-verify-high",
+            json!({"backup": {"every": "1h", "verify": {"everyNth": 1001}}}),
+            "backup.verify.everyNth must be between 0 and 1000",
+        ),
+        (
             "backup-two-stores",
             json!({"backup": {"every": "1h", "destination":
                 {"s3": {"bucket": "b"}, "gcs": {"bucket": "g"}}}}),

@@ -295,6 +295,24 @@ async fn encrypted_schedule_needs_its_key_and_restores_with_it() {
     let s = op.wait_status("an encrypted snapshot after the writes", CONVERGE, |s| {
         last(s).is_some_and(|l| l.revision >= written)
     });
+    // Verified (every snapshot, by default): read back through the key, restored and served.
+    let name = last(&s).map(|l| l.name.clone()).unwrap_or_default();
+    let verified = op.wait_status("its verification", CONVERGE, |v| {
+        v.backup
+            .as_ref()
+            .and_then(|b| b.last_verification.as_ref())
+            .is_some_and(|r| r.name == name)
+    });
+    let v = verified
+        .backup
+        .and_then(|b| b.last_verification)
+        .expect("verification");
+    assert_eq!(
+        v.result,
+        etcd_operator::api::VerificationResult::Passed,
+        "{v:?}"
+    );
+    assert_eq!(v.keys, Some(101), "{v:?}");
     op.stop_gracefully().expect("graceful stop");
     let l = last(&s).expect("last");
     assert_eq!(l.key_id.as_deref(), Some(key.id().as_str()), "{l:?}");

@@ -3,7 +3,8 @@
 
 use etcd_operator::controller::plan::{
     Alarm, BackupSchedule, Bootstrap, DataState, Desired, EtcdMember, Intent, Membership, Observed,
-    Phase, Plan, RestoreSource, RuntimeMember, Step, Version, plan,
+    Phase, Plan, RestoreSource, RuntimeMember, Step, UnverifiedSnapshot, Version, plan,
+    verification_due,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -239,6 +240,7 @@ impl Sim {
                 m.alarms.retain(|a| a != alarm);
             }
             Step::Snapshot { .. } => self.observed.last_snapshot = self.observed.now,
+            Step::VerifySnapshot { .. } => self.observed.unverified_snapshot = None,
             Step::RestoreCluster { .. } => panic!("no restore in these simulations"),
             Step::AdvanceRaftLog { entries } => {
                 for m in self.members().iter_mut() {
@@ -287,6 +289,7 @@ fn names(steps: &[Step]) -> Vec<String> {
             Step::Snapshot { ordinal, .. } => format!("snapshot{ordinal}"),
             Step::RestoreCluster { members, .. } => format!("restore{members}"),
             Step::AdvanceRaftLog { entries } => format!("advance{entries}"),
+            Step::VerifySnapshot { snapshot } => format!("verify#{}", snapshot.sequence),
         })
         .collect()
 }
@@ -1355,6 +1358,22 @@ fn check_invariants(d: &Desired, o: &Observed, p: &Plan) {
         | Step::Snapshot { .. } => {
             check_maintenance(d, o, m, step, &ctx);
         }
+        Step::VerifySnapshot { .. } => {
+            let schedule = d
+                .backup
+                .as_ref()
+                .expect("a verification without a schedule");
+            assert!(
+                schedule.verify_every_nth > 0,
+                "verification while off{}",
+                ctx()
+            );
+            assert!(
+                o.intent.is_none(),
+                "verification with a step in flight{}",
+                ctx()
+            );
+        }
         Step::RestoreCluster { .. } => panic!("restore into a live cluster{}", ctx()),
         Step::AdvanceRaftLog { entries } => {
             assert!(*entries > 0, "an empty advance{}", ctx());
@@ -1802,6 +1821,7 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
         now: Some(UNIX_EPOCH + Duration::from_secs(1000)),
         last_snapshot: c.new_config.then(|| UNIX_EPOCH + Duration::from_secs(990)),
         snapshot_retry_at: None,
+        unverified_snapshot: None,
         v3_log_from_index: None,
     };
     (d, observed)
@@ -1922,6 +1942,7 @@ fn random_observations_cover_every_step() {
             Some(Step::Snapshot { .. }) => "snapshot",
             Some(Step::RestoreCluster { .. }) => "restore",
             Some(Step::AdvanceRaftLog { .. }) => "advance",
+            Some(Step::VerifySnapshot { .. }) => "verify",
         };
         *seen.entry(kind).or_default() += 1;
     }
@@ -2279,6 +2300,7 @@ fn backup_every(secs: u64) -> BackupSchedule {
         every: Duration::from_secs(secs),
         keep: 2,
         target: etcd_operator::controller::backup::BackupTarget::folder("/backups"),
+        verify_every_nth: 0,
     }
 }
 
@@ -2416,6 +2438,91 @@ fn snapshot_is_blocked_by_an_intent_or_pending_work() {
 fn snapshot_dated_in_the_future_is_retaken() {
     let (d, o) = scheduled(Some(5000));
     assert!(matches!(plan(&d, &o).next, Some(Step::Snapshot { .. })));
+}
+
+fn unverified(sequence: u64) -> UnverifiedSnapshot {
+    UnverifiedSnapshot {
+        sequence,
+        object: format!("demo-20261122T0730{sequence:02}Z-r812.db"),
+        location: format!("/backups/demo-20261122T0730{sequence:02}Z-r812.db"),
+        sha256: "ab12".into(),
+        revision: 812,
+    }
+}
+
+#[test]
+fn the_policy_verifies_the_first_snapshot_and_every_nth_after_it() {
+    let due = |n, seqs: std::ops::RangeInclusive<u64>| {
+        seqs.filter(|s| verification_due(n, *s)).collect::<Vec<_>>()
+    };
+    assert_eq!(due(1, 1..=4), [1, 2, 3, 4]);
+    assert_eq!(due(3, 1..=10), [1, 4, 7, 10]);
+    assert_eq!(due(0, 1..=10), Vec::<u64>::new());
+    // A snapshot recorded before snapshots were counted is verified like a first one.
+    assert!(verification_due(5, 0));
+    assert!(!verification_due(0, 0));
+}
+
+#[test]
+fn a_due_verification_comes_before_the_next_snapshot_and_only_when_due() {
+    // The last snapshot is due again (70 s old, every 60 s) and unverified.
+    let (mut d, mut o) = scheduled(Some(930));
+    if let Some(b) = d.backup.as_mut() {
+        b.verify_every_nth = 2;
+    }
+    o.unverified_snapshot = Some(unverified(3));
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.next,
+        Some(Step::VerifySnapshot {
+            snapshot: unverified(3)
+        }),
+        "{p:?}"
+    );
+    assert!(p.status.message.contains("one in 2"), "{p:?}");
+    // Number 4 of every 2nd: not verified, the snapshot is taken.
+    o.unverified_snapshot = Some(unverified(4));
+    assert!(matches!(plan(&d, &o).next, Some(Step::Snapshot { .. })));
+    // Verified already (nothing unverified): the snapshot.
+    o.unverified_snapshot = None;
+    assert!(matches!(plan(&d, &o).next, Some(Step::Snapshot { .. })));
+    // Off: never.
+    o.unverified_snapshot = Some(unverified(3));
+    if let Some(b) = d.backup.as_mut() {
+        b.verify_every_nth = 0;
+    }
+    assert!(matches!(plan(&d, &o).next, Some(Step::Snapshot { .. })));
+}
+
+#[test]
+fn a_verification_waits_for_a_healthy_cluster_with_nothing_else_to_do() {
+    let (mut d, mut o) = scheduled(Some(990));
+    if let Some(b) = d.backup.as_mut() {
+        b.verify_every_nth = 1;
+    }
+    o.unverified_snapshot = Some(unverified(1));
+    assert!(matches!(
+        plan(&d, &o).next,
+        Some(Step::VerifySnapshot { .. })
+    ));
+    let mut sick = o.clone();
+    if let Some(m) = sick.etcd.as_mut() {
+        m.members[2].healthy = false;
+    }
+    assert!(!matches!(
+        plan(&d, &sick).next,
+        Some(Step::VerifySnapshot { .. })
+    ));
+    // A scale-up comes first.
+    d.replicas = 5;
+    assert!(!matches!(
+        plan(&d, &o).next,
+        Some(Step::VerifySnapshot { .. })
+    ));
+    // No schedule: nothing.
+    d.replicas = 3;
+    d.backup = None;
+    assert_eq!(plan(&d, &o).next, None);
 }
 
 #[test]

@@ -77,6 +77,13 @@ pub const BACKUP_EVERY_MAX_LEN: usize = 24;
 pub const BACKUP_EVERY_MIN_SECS: u64 = 10;
 /// The range of `spec.backup.keep`.
 pub const BACKUP_KEEP: (i32, i32) = (1, 1000);
+/// The range of `spec.backup.verify.everyNth`.
+pub const VERIFY_EVERY_NTH: (i32, i32) = (0, 1000);
+/// `spec.backup.verify.everyNth` is within [`VERIFY_EVERY_NTH`].
+pub const VERIFY_EVERY_NTH_RULE: &str = "self >= 0 && self <= 1000";
+/// Message of [`VERIFY_EVERY_NTH_RULE`] (and of the local runtime's check).
+pub const VERIFY_EVERY_NTH_MESSAGE: &str = "backup.verify.everyNth must be between 0 and 1000: \
+1 verifies every snapshot, N the first and every Nth after it, 0 none";
 /// The longest file path in the spec (`spec.backup.directory`, `spec.bootstrap.restore.path`).
 pub const PATH_MAX_LEN: usize = 4096;
 

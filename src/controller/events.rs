@@ -21,6 +21,7 @@ pub fn step_kind(step: &Step) -> &'static str {
         Step::Snapshot { .. } => "Snapshot",
         Step::RestoreCluster { .. } => "RestoreCluster",
         Step::AdvanceRaftLog { .. } => "AdvanceRaftLog",
+        Step::VerifySnapshot { .. } => "VerifySnapshot",
     }
 }
 
@@ -42,7 +43,8 @@ pub fn event_reason(step: &Step) -> Option<&'static str> {
         Step::Compact { .. }
         | Step::Defragment { .. }
         | Step::DisarmAlarm { .. }
-        | Step::Snapshot { .. } => return None,
+        | Step::Snapshot { .. }
+        | Step::VerifySnapshot { .. } => return None,
         Step::RestoreCluster { .. } => "ClusterRestored",
         Step::AdvanceRaftLog { .. } => "RaftLogAdvanced",
     })

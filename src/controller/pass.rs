@@ -15,6 +15,7 @@ use crate::etcd::Client;
 use crate::metrics::Metrics;
 
 use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
+use super::backup::verify::{Verified, mark_backup, unverified_snapshot};
 use super::backup::{BackupTarget, OpenError, ReadSecrets, SecretData, store_config};
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
@@ -22,8 +23,8 @@ use super::plan::{Desired, Intent, Observed, Plan, RestoreSource, RuntimeMember,
 use super::security::{AuthError, Security, auth_on, enable_auth, should_enable_auth, tls_status};
 use super::status::{
     StatusInput, blocked_status, build_status, invalid_status, last_snapshot_time,
-    mark_backup_failing, mark_defragmented, mark_failed, record_backup_error,
-    record_backup_failure, record_maintenance, same_status, snapshot_retry_at, v3_log_from_index,
+    mark_defragmented, mark_failed, record_backup_error, record_backup_failure, record_maintenance,
+    same_status, snapshot_retry_at, v3_log_from_index,
 };
 use super::validate::{Placement, SpecError, validate};
 use crate::snapshot_store::SnapshotStore;
@@ -343,6 +344,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         snapshot_retry_at: snapshot_retry_at(previous)
             .filter(|_| previous.is_some_and(|p| p.observed_generation == generation)),
         v3_log_from_index: v3_log_from_index(previous),
+        unverified_snapshot: unverified_snapshot(previous),
     };
     let the_plan = plan(&desired, &observed);
 
@@ -373,7 +375,11 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         b.consecutive_failures = 0;
         b.next_attempt = None;
     }
-    mark_backup_failing(&mut status, previous, &now.text);
+    let verifying = desired
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.verify_every_nth > 0);
+    mark_backup(&mut status, previous, &now.text, verifying);
     status.tls = tls_status(&security.not_after);
     let restoring = matches!(the_plan.next, Some(Step::RestoreCluster { .. }));
     let restore_failure = restore_failure(previous).filter(|_| restoring);
@@ -440,7 +446,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     let kind = step_kind(step);
     let client = client.as_ref().filter(|_| view.is_some());
     let store = match (step, desired.backup.as_ref()) {
-        (Step::Snapshot { .. }, Some(schedule)) => Some(
+        (Step::Snapshot { .. } | Step::VerifySnapshot { .. }, Some(schedule)) => Some(
             open_store(rt, &namespace, &schedule.target)
                 .await
                 .map_err(|e| ActError::Backup {
@@ -491,8 +497,11 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
         Ok(Outcome::Maintained(done)) => {
             rt.metrics().step(kind, "done");
             rt.report(Report::Maintained { done: &done });
-            rt.publish(normal(done.reason(), done.to_string(), kind))
-                .await;
+            rt.publish(StepEvent {
+                warning: done.is_warning(),
+                ..normal(done.reason(), done.to_string(), kind)
+            })
+            .await;
             let done_at = Now::current();
             record_maintenance(&mut status, &done, &done_at.text);
             if let Maintained::Snapshotted { taken, .. } = &done {
@@ -518,8 +527,12 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
                     now: &now.text,
                 })
                 .conditions;
-                mark_backup_failing(&mut status, previous, &now.text);
             }
+            if let Maintained::Verified(v) = &done {
+                rt.metrics()
+                    .backup_verified(&namespace, &name, v.passed(), v.duration);
+            }
+            mark_backup(&mut status, previous, &now.text, verifying);
             rt.write_status(&status).await.map_err(PassError::Status)?;
             Ok(Passed::Stepped)
         }
@@ -547,7 +560,20 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
                 Step::Snapshot { .. } => {
                     rt.metrics().backup_failed(&namespace, &name);
                     record_backup_failure(&mut status, &e.to_string(), SystemTime::now());
-                    mark_backup_failing(&mut status, previous, &now.text);
+                    mark_backup(&mut status, previous, &now.text, verifying);
+                    rt.write_status(&status).await.map_err(PassError::Status)?;
+                }
+                Step::VerifySnapshot { snapshot } => {
+                    // Recorded, not retried pass after pass: the next snapshot is verified anew.
+                    let failed = Verified::unopened(snapshot, e.to_string());
+                    rt.metrics()
+                        .backup_verified(&namespace, &name, false, Duration::ZERO);
+                    record_maintenance(
+                        &mut status,
+                        &Maintained::Verified(Box::new(failed)),
+                        &now.text,
+                    );
+                    mark_backup(&mut status, previous, &now.text, verifying);
                     rt.write_status(&status).await.map_err(PassError::Status)?;
                 }
                 Step::RestoreCluster { .. } => {

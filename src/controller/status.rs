@@ -413,6 +413,12 @@ pub fn record_maintenance(status: &mut EtcdClusterStatus, done: &Maintained, now
         } => {
             let size = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             let stored = &taken.stored;
+            let before = status.backup.as_ref();
+            let sequence = before
+                .and_then(|b| b.last_snapshot.as_ref())
+                .map_or(0, |s| s.sequence)
+                .saturating_add(1);
+            let last_verification = before.and_then(|b| b.last_verification.clone());
             status.backup = Some(BackupStatus {
                 last_snapshot: Some(SnapshotRecord {
                     time: now.to_owned(),
@@ -427,11 +433,17 @@ pub fn record_maintenance(status: &mut EtcdClusterStatus, done: &Maintained, now
                     cluster_id: cluster_id.clone(),
                     duration_ms: i64::try_from(taken.duration.as_millis()).unwrap_or(i64::MAX),
                     key_id: stored.key_id.clone(),
+                    sequence,
+                    verification: None,
                 }),
                 last_error: taken.retention_error.clone(),
                 consecutive_failures: 0,
                 next_attempt: None,
+                last_verification,
             });
+        }
+        Maintained::Verified(verified) => {
+            super::backup::verify::record_verification(status, verified, now);
         }
         Maintained::Disarmed { member, alarm } => {
             status

@@ -61,6 +61,8 @@ pub struct Placement {
     /// (`spec.bootstrap.restore.destination`): `Err` says why not (the status message; nothing
     /// is created).
     pub restore_stores: Result<(), &'static str>,
+    /// Whether this runtime verifies snapshots (`spec.backup.verify`); when not, none is planned.
+    pub verifies_snapshots: bool,
 }
 
 /// What every member is started from, read from the spec once: the parts of a member that do
@@ -197,7 +199,14 @@ pub fn validate(spec: &EtcdClusterSpec, placement: &Placement) -> Result<Validat
             &placement.namespace,
             &placement.cluster,
         ) {
-            Ok(t) => desired.backup = backup(spec, t),
+            Ok(t) => {
+                desired.backup = backup(spec, t).map(|mut b| {
+                    if !placement.verifies_snapshots {
+                        b.verify_every_nth = 0;
+                    }
+                    b
+                });
+            }
             Err(why) => backup_unsupported = Some(why),
         }
     }
@@ -270,6 +279,12 @@ pub fn backup(spec: &EtcdClusterSpec, target: BackupTarget) -> Option<BackupSche
         every: every.max(std::time::Duration::from_secs(rules::BACKUP_EVERY_MIN_SECS)),
         keep: u32::try_from(b.keep.clamp(rules::BACKUP_KEEP.0, rules::BACKUP_KEEP.1)).unwrap_or(1),
         target,
+        verify_every_nth: u32::try_from(
+            b.verify
+                .as_ref()
+                .map_or(crate::api::DEFAULT_VERIFY_EVERY_NTH, |v| v.every_nth),
+        )
+        .unwrap_or(0),
     })
 }
 
@@ -334,6 +349,7 @@ mod tests {
             snapshots: Folders::Refused,
             restore_base: None,
             restore_stores: Err(RESTORE_STORE_UNSUPPORTED),
+            verifies_snapshots: false,
         };
         let spec = EtcdClusterSpec {
             version: "latest".into(),

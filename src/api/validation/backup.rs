@@ -76,6 +76,18 @@ pub(super) fn validate_backup(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>)
         if let Some(e) = &b.encryption {
             check_secret_name(out, "spec.backup.encryption.keySecret", &e.key_secret);
         }
+        if let Some(v) = &b.verify
+            && !(rules::VERIFY_EVERY_NTH.0..=rules::VERIFY_EVERY_NTH.1).contains(&v.every_nth)
+        {
+            out.push(err(
+                "spec.backup.verify.everyNth",
+                format!(
+                    "{} is out of range: {}",
+                    v.every_nth,
+                    rules::VERIFY_EVERY_NTH_MESSAGE
+                ),
+            ));
+        }
     }
     if let Some(r) = spec.bootstrap.as_ref().and_then(|b| b.restore.as_ref()) {
         validate_restore(r, out);
@@ -275,6 +287,7 @@ mod tests {
             directory: None,
             destination: None,
             encryption: None,
+            verify: None,
         };
         let mut s = spec();
         s.backup = Some(backup("10s", 1));
@@ -292,6 +305,24 @@ mod tests {
             ..backup("1h", 5)
         });
         assert_eq!(paths(&s), ["spec.backup.directory"]);
+        for (n, ok) in [
+            (0, true),
+            (1, true),
+            (1000, true),
+            (-1, false),
+            (1001, false),
+        ] {
+            s.backup = Some(BackupSpec {
+                verify: Some(crate::api::BackupVerify { every_nth: n }),
+                ..backup("1h", 5)
+            });
+            let want: &[&str] = if ok {
+                &[]
+            } else {
+                &["spec.backup.verify.everyNth"]
+            };
+            assert_eq!(paths(&s), want, "everyNth {n}");
+        }
         let mut s = spec();
         s.bootstrap = Some(BootstrapSpec {
             restore: Some(RestoreSpec {

@@ -24,6 +24,7 @@ use std::time::Duration;
 use crate::etcd::{self, Client};
 
 use super::backup::RestoreSnapshot;
+use super::backup::verify::{Verified, VerifyRequest};
 use super::observe::EtcdView;
 use super::plan::{Alarm, Desired, Intent, Step, Version, mib};
 
@@ -100,6 +101,24 @@ pub trait MemberRuntime {
         version: Version,
         snapshot: RestoreSnapshot<'_>,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// Verifies a stored snapshot: reads it back, restores it into a throwaway etcd, checks it
+    /// ([`super::backup::verify::check`]) and removes whatever it made, on every path, within
+    /// [`super::backup::verify::VERIFY_TIMEOUT`]. A snapshot that fails is an `Ok` answer; an
+    /// `Err` is the runtime failing (retried by the next pass); `Ok(None)`: still running (a
+    /// runtime whose verification takes several passes). By default the runtime does not
+    /// verify (the planner plans no verification for it).
+    fn verify_snapshot(
+        &mut self,
+        request: VerifyRequest<'_>,
+    ) -> impl Future<Output = Result<Option<Verified>, Self::Error>> + Send {
+        let error = super::backup::verify::VerifyError::Serve {
+            location: request.snapshot.location.clone(),
+            why: "this runtime does not verify snapshots".to_owned(),
+        };
+        let failed = Verified::failed(request.snapshot, &error, Duration::ZERO);
+        async move { Ok(Some(failed)) }
+    }
 }
 
 /// Errors of the act layer.
@@ -207,17 +226,27 @@ pub enum Maintained {
         /// What was stored.
         taken: Box<super::backup::Taken>,
     },
+    /// A snapshot was verified (passed or failed: see [`Verified::result`]).
+    Verified(Box<Verified>),
 }
 
 impl Maintained {
-    /// The Event reason: `Compacted`, `Defragmented` or `AlarmDisarmed`.
+    /// The Event reason: `Compacted`, `Defragmented`, `AlarmDisarmed`, `SnapshotTaken`,
+    /// `SnapshotVerified` or `SnapshotVerificationFailed`.
     pub fn reason(&self) -> &'static str {
         match self {
             Maintained::Compacted { .. } => "Compacted",
             Maintained::Defragmented { .. } => "Defragmented",
             Maintained::Disarmed { .. } => "AlarmDisarmed",
             Maintained::Snapshotted { .. } => "SnapshotTaken",
+            Maintained::Verified(v) if v.passed() => "SnapshotVerified",
+            Maintained::Verified(_) => "SnapshotVerificationFailed",
         }
+    }
+
+    /// Whether its Event is a warning (a failed verification).
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Maintained::Verified(v) if !v.passed())
     }
 }
 
@@ -249,6 +278,7 @@ impl std::fmt::Display for Maintained {
             Maintained::Disarmed { member, alarm } => {
                 write!(f, "Disarmed the {alarm} alarm of member {member}")
             }
+            Maintained::Verified(v) => write!(f, "{v}"),
             Maintained::Snapshotted { member, taken, .. } => {
                 write!(
                     f,
@@ -458,6 +488,27 @@ pub async fn act<R: MemberRuntime>(
         }
         Step::AdvanceRaftLog { entries } => {
             steps::advance_raft_log(step, need_client()?, *entries).await
+        }
+        Step::VerifySnapshot { snapshot } => {
+            let store = store.ok_or_else(|| ActError::NoBackup(step.to_string()))?;
+            let backup = desired
+                .backup
+                .as_ref()
+                .ok_or_else(|| ActError::NoBackup(step.to_string()))?;
+            let request = VerifyRequest {
+                store,
+                snapshot,
+                version: desired.version,
+                target: &backup.target,
+            };
+            let verified = runtime
+                .verify_snapshot(request)
+                .await
+                .map_err(rt_err(step))?;
+            Ok(match verified {
+                Some(v) => Outcome::Maintained(Maintained::Verified(Box::new(v))),
+                None => Outcome::NotYet("the verification runs".to_owned()),
+            })
         }
         Step::RestoreCluster {
             members,

@@ -2,7 +2,8 @@
 //! over S3, GCS, Azure Blob or a local folder, with the credentials and encryption key from the
 //! Secrets the spec names), what they are called, when a failed one is retried ([`mod@backoff`]),
 //! and the one I/O function that streams a snapshot from a member into the store, commits it
-//! and applies the retention ([`take::take`]); restores from a store ([`mod@restore`]).
+//! and applies the retention ([`take::take`]); restores from a store ([`mod@restore`]); the
+//! verification of stored snapshots by a restore into a throwaway etcd ([`mod@verify`]).
 //!
 //! A snapshot of cluster `demo` taken at 2026-11-22 07:30:05 UTC from a member at revision 812
 //! is `demo-20261122T073005Z-r812.db`. It is streamed into the store's [`Upload`] and becomes
@@ -17,6 +18,7 @@ pub mod fetch;
 pub mod restore;
 pub mod take;
 pub mod target;
+pub mod verify;
 
 pub use backoff::backoff;
 pub use restore::{OpenError, RestoreError, RestoreSnapshot, newest_snapshot, resolve_object};

@@ -422,6 +422,7 @@ mod tests {
             directory: None,
             destination,
             encryption: None,
+            verify: None,
         }
     }
 

@@ -1,9 +1,44 @@
-//! Scheduled snapshots.
+//! Scheduled snapshots and their verification.
 
 use super::reachable::ReachableCluster;
 use super::*;
 
+/// Whether the snapshot numbered `sequence` (1 for the schedule's first) is verified under
+/// `every_nth` (`spec.backup.verify.everyNth`): none with 0; else the first and every Nth after
+/// it (1, N+1, 2N+1 ...), so that a schedule's first snapshot is always verified (it finds a
+/// misconfiguration at once). A snapshot recorded without a count (0) counts as the first.
+pub fn verification_due(every_nth: u32, sequence: u64) -> bool {
+    every_nth > 0
+        && sequence
+            .saturating_sub(1)
+            .is_multiple_of(u64::from(every_nth))
+}
+
 impl<'a> ReachableCluster<'a> {
+    /// Once nothing else is to do (the gate of snapshots): a verification of the last recorded
+    /// snapshot when none is recorded for it and [`verification_due`] says its number is
+    /// verified. Planned before the next snapshot, so that every snapshot the policy names is
+    /// verified before it is superseded.
+    pub(super) fn verification_due(&self) -> Option<Plan> {
+        let every_nth = self.desired.backup.as_ref()?.verify_every_nth;
+        let snapshot = self.observed.unverified_snapshot.as_ref()?;
+        if !verification_due(every_nth, snapshot.sequence) || self.maintenance_blocked().is_some() {
+            return None;
+        }
+        let mut plan = self.step(
+            Phase::Healthy,
+            Step::VerifySnapshot {
+                snapshot: snapshot.clone(),
+            },
+        );
+        plan.status.message = format!(
+            "{}: snapshot number {} of the schedule, verified one in {every_nth}",
+            plan.status.message,
+            snapshot.sequence.max(1)
+        );
+        Some(plan)
+    }
+
     /// Once nothing else is to do: a snapshot when the last one is at least
     /// [`BackupSchedule::every`] old (or there is none) and no back-off after a failure runs
     /// ([`Observed::snapshot_retry_at`]), from the lowest-ordinal healthy follower (the leader

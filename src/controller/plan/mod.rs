@@ -48,6 +48,9 @@
 //!   is at least [`BackupSchedule::every`] older than [`Observed::now`]; it is taken from the
 //!   lowest-ordinal healthy follower, the leader only when it is the only voter
 //!   ([`Step::Snapshot`]). Time is an input: the planner stays a pure function.
+//! - Verification (see [`verification_due`]): under the same conditions, before the next
+//!   snapshot, the last recorded one is verified ([`Step::VerifySnapshot`]) when no verification
+//!   of it is recorded and the policy names its number.
 //! - Restore (see [`Bootstrap`]): when nothing of the cluster exists and a snapshot is named,
 //!   every member is restored from it and started ([`Step::RestoreCluster`]) instead of a seed.
 //!
@@ -82,6 +85,7 @@ use std::time::{Duration, SystemTime};
 use reachable::ReachableCluster;
 use unreachable::{Counts, plan_unreachable};
 
+pub use backup::verification_due;
 pub use step::Step;
 pub use types::*;
 pub use version::*;

@@ -273,6 +273,9 @@ impl<'a> ReachableCluster<'a> {
             if let Some(defrag) = self.defragment_fragmented() {
                 return defrag;
             }
+            if let Some(verify) = self.verification_due() {
+                return verify;
+            }
             if let Some(snapshot) = self.snapshot_due() {
                 return snapshot;
             }

@@ -104,6 +104,12 @@ pub enum Step {
         /// The member's ordinal.
         ordinal: u32,
     },
+    /// Verify the last recorded snapshot: read it back from the store, restore it into a
+    /// throwaway etcd and check it against what was recorded. Touches no member.
+    VerifySnapshot {
+        /// The snapshot and what was recorded of it.
+        snapshot: super::UnverifiedSnapshot,
+    },
     /// Append `entries` raft entries that change no key (lease grants and revokes), so that
     /// every member takes a raft snapshot before it is restarted onto etcd 3.7, which cannot
     /// replay the v2 entries etcd 3.5 wrote (see [`super::wal`]). Writes no key, changes no
@@ -181,6 +187,9 @@ impl fmt::Display for Step {
             }
             Step::Snapshot { member_id, ordinal } => {
                 write!(f, "take a snapshot from member {ordinal} ({member_id:x})")
+            }
+            Step::VerifySnapshot { snapshot } => {
+                write!(f, "verify snapshot {}", snapshot.location)
             }
             Step::AdvanceRaftLog { entries } => write!(
                 f,

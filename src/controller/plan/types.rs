@@ -61,6 +61,25 @@ pub struct BackupSchedule {
     pub keep: u32,
     /// Where the snapshots go.
     pub target: crate::controller::backup::BackupTarget,
+    /// Verify one snapshot in this many (the first, then every Nth: see
+    /// [`verification_due`](super::verification_due)); 0 verifies none.
+    pub verify_every_nth: u32,
+}
+
+/// The last recorded snapshot while it has not been verified: what a verification checks it
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct UnverifiedSnapshot {
+    /// The schedule's count of snapshots, this one included (0: not counted).
+    pub sequence: u64,
+    /// The object's name in the store.
+    pub object: String,
+    /// Where it is (for messages).
+    pub location: String,
+    /// The SHA-256 recorded when it was stored (hex).
+    pub sha256: String,
+    /// The revision recorded when it was stored.
+    pub revision: i64,
 }
 
 /// How a new cluster is created when nothing of it exists yet.
@@ -376,6 +395,8 @@ pub struct Observed {
     /// After failed snapshot attempts: no snapshot is planned before this time (the back-off
     /// recorded in the status).
     pub snapshot_retry_at: Option<SystemTime>,
+    /// The last recorded snapshot, when no verification of it is recorded yet.
+    pub unverified_snapshot: Option<UnverifiedSnapshot>,
     /// The raft index from which every log entry was written by etcd 3.6 or later
     /// (`status.upgrade.v3LogFromIndex`); `None` while not known. See [`Step::AdvanceRaftLog`].
     pub v3_log_from_index: Option<u64>,

@@ -51,6 +51,8 @@ pub fn placement(
             Some(_) => Ok(()),
             None => Err(NO_OPERATOR_IMAGE),
         },
+        // Verification Pods fetch with the operator's image too: without it none is planned.
+        verifies_snapshots: operator_image.is_some(),
     }
 }
 

@@ -391,6 +391,13 @@ impl KubeMembers {
 impl MemberRuntime for KubeMembers {
     type Error = KubeError;
 
+    async fn verify_snapshot(
+        &mut self,
+        request: crate::controller::backup::verify::VerifyRequest<'_>,
+    ) -> Result<Option<crate::controller::backup::verify::Verified>, KubeError> {
+        super::verify::verify_snapshot(self, request).await
+    }
+
     async fn restore_cluster(
         &mut self,
         members: u32,

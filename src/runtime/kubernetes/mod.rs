@@ -26,6 +26,7 @@ pub mod restore;
 mod restoring;
 pub mod secrets;
 pub mod tls_mounts;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

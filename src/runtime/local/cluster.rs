@@ -267,6 +267,7 @@ impl Runtime for LocalCluster {
             },
             restore_base: Some(self.state_dir.clone()),
             restore_stores: Ok(()),
+            verifies_snapshots: true,
         }
     }
 

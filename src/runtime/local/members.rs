@@ -72,7 +72,7 @@ pub fn tool_binary(
 }
 
 /// Runs `etcdutl snapshot restore` for one member into `data_dir` (which must not exist).
-async fn etcdutl_restore(
+pub(super) async fn etcdutl_restore(
     etcdutl: &Path,
     snapshot: &Path,
     name: &str,
@@ -485,6 +485,16 @@ impl LocalMembers {
 
 impl MemberRuntime for LocalMembers {
     type Error = LocalError;
+
+    async fn verify_snapshot(
+        &mut self,
+        request: crate::controller::backup::verify::VerifyRequest<'_>,
+    ) -> Result<Option<crate::controller::backup::verify::Verified>, LocalError> {
+        let dir = self.dir.root();
+        Ok(Some(
+            super::verify::verify(self.bin_dir.as_deref(), dir, request).await,
+        ))
+    }
 
     async fn restore_cluster(
         &mut self,

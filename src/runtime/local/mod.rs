@@ -17,6 +17,7 @@ pub mod ports;
 pub mod process;
 pub mod security;
 pub mod store;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
