@@ -1795,6 +1795,7 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
             },
             revision: 100,
             compacted: Some(c.intent_known_id),
+            orphan_alarms: Vec::new(),
         }),
         runtime: runtime_members,
         intent,
@@ -1803,6 +1804,7 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
         last_snapshot: c.new_config.then(|| UNIX_EPOCH + Duration::from_secs(990)),
         snapshot_retry_at: None,
         v3_log_from_index: None,
+        corruption: None,
     };
     (d, observed)
 }

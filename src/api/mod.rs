@@ -4,6 +4,7 @@
 
 mod backup;
 mod cluster;
+mod corruption;
 /// Kubernetes quantities.
 pub mod quantity;
 mod schema;
@@ -13,6 +14,7 @@ pub mod versions;
 
 pub use backup::*;
 pub use cluster::*;
+pub use corruption::*;
 pub use security::*;
 
 /// The CEL admission rules of the CRD and their messages.
