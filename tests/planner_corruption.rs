@@ -90,17 +90,31 @@ fn check(voters: usize, hashes: Vec<MemberHash>) -> HashCheck {
     }
 }
 
+/// The verdict of a three-member check that found `ordinals` corrupt.
 fn corrupt(ordinals: &[u32]) -> Option<Consistency> {
     Some(Consistency::Corrupt {
         members: ordinals.iter().map(|o| id_of(*o)).collect(),
         majority_hash: 0xaaaa,
+        agreeing: (0..3)
+            .filter(|o| !ordinals.contains(o))
+            .map(id_of)
+            .collect(),
     })
+}
+
+fn ids(ordinals: &[u32]) -> Vec<u64> {
+    ordinals.iter().map(|o| id_of(*o)).collect()
 }
 
 #[test]
 fn equal_hashes_are_consistent() {
     let c = check(3, vec![hash(0, 7, 5), hash(1, 7, 5), hash(2, 7, 5)]);
-    assert_eq!(consistency(&c), Consistency::Consistent);
+    assert_eq!(
+        consistency(&c),
+        Consistency::Consistent {
+            members: ids(&[0, 1, 2])
+        }
+    );
 }
 
 #[test]
@@ -110,7 +124,8 @@ fn a_hash_differing_from_the_majority_names_the_odd_member() {
         consistency(&c),
         Consistency::Corrupt {
             members: vec![id_of(2)],
-            majority_hash: 7
+            majority_hash: 7,
+            agreeing: ids(&[0, 1]),
         }
     );
     // Five voters, two odd ones: the three that agree are a majority.
@@ -128,7 +143,8 @@ fn a_hash_differing_from_the_majority_names_the_odd_member() {
         consistency(&c),
         Consistency::Corrupt {
             members: vec![id_of(1), id_of(3)],
-            majority_hash: 7
+            majority_hash: 7,
+            agreeing: ids(&[0, 2, 4]),
         }
     );
 }
@@ -152,7 +168,12 @@ fn no_hash_shared_by_a_majority_is_no_majority() {
 fn members_at_another_compaction_are_not_compared() {
     // Member 2 compacted further: its hash covers other revisions and says nothing.
     let c = check(3, vec![hash(0, 7, 5), hash(1, 7, 5), hash(2, 9, 6)]);
-    assert_eq!(consistency(&c), Consistency::Consistent);
+    assert_eq!(
+        consistency(&c),
+        Consistency::Consistent {
+            members: ids(&[0, 1])
+        }
+    );
     // Every member at its own compaction: nothing to compare.
     let c = check(3, vec![hash(0, 7, 5), hash(1, 8, 6), hash(2, 9, 7)]);
     assert_eq!(consistency(&c), Consistency::Incomparable);
@@ -272,7 +293,10 @@ fn no_majority_reports_and_waits() {
 #[test]
 fn consistent_or_incomparable_changes_nothing() {
     let d = desired(3);
-    for verdict in [Consistency::Consistent, Consistency::Incomparable] {
+    let consistent = Consistency::Consistent {
+        members: ids(&[0, 1, 2]),
+    };
+    for verdict in [consistent, Consistency::Incomparable] {
         let p = plan(&d, &cluster(&d, 3, 0, Some(verdict)));
         assert_eq!(p.next, None, "{p:?}");
         assert_eq!(p.status.phase, Phase::Healthy);
@@ -308,6 +332,80 @@ fn a_corrupt_alarm_raised_by_etcd_replaces_the_member() {
     let p = plan(&d, &o);
     assert!(
         matches!(p.next, Some(Step::RemoveMember { ordinal: 2, .. })),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn alarms_etcd_raised_on_the_majority_are_overruled_by_the_hashes() {
+    // etcd's own check is the leader's view: a corrupt leader (member 2) accuses every follower.
+    let d = desired(3);
+    let mut o = cluster(&d, 3, 2, corrupt(&[2]));
+    if let Some(m) = o.etcd.as_mut() {
+        for member in &mut m.members {
+            member.alarms = vec![Alarm::Corrupt];
+        }
+    }
+    // Member 2 leads: leadership moves to a member with the majority's data first.
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.next,
+        Some(Step::MoveLeader {
+            from: id_of(2),
+            to: id_of(0)
+        }),
+        "{p:?}"
+    );
+    // Led by member 0: member 2 is removed; the others' alarms wait until it is gone (the
+    // corrupt member must not serve once the cluster serves again).
+    if let Some(m) = o.etcd.as_mut() {
+        m.leader = Some(id_of(0));
+    }
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.next,
+        Some(Step::RemoveMember {
+            member_id: id_of(2),
+            ordinal: 2
+        }),
+        "{p:?}"
+    );
+    // Removed: every alarm is disarmed (the orphan one and those on the majority), one a pass,
+    // before the member is added back.
+    o.runtime.retain(|r| r.ordinal != 2);
+    if let Some(m) = o.etcd.as_mut() {
+        m.members.retain(|x| x.id != id_of(2));
+        m.orphan_alarms = vec![(id_of(2), Alarm::Corrupt)];
+    }
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.next,
+        Some(Step::DisarmAlarm {
+            member_id: id_of(2),
+            alarm: Alarm::Corrupt
+        }),
+        "{p:?}"
+    );
+    if let Some(m) = o.etcd.as_mut() {
+        m.orphan_alarms.clear();
+    }
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.next,
+        Some(Step::DisarmAlarm {
+            member_id: id_of(0),
+            alarm: Alarm::Corrupt
+        }),
+        "{p:?}"
+    );
+    if let Some(m) = o.etcd.as_mut() {
+        for member in &mut m.members {
+            member.alarms.clear();
+        }
+    }
+    let p = plan(&d, &o);
+    assert!(
+        matches!(p.next, Some(Step::AddLearner { ordinal: 2, .. })),
         "{p:?}"
     );
 }

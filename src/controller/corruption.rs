@@ -19,6 +19,14 @@ pub const MEMBER_CORRUPT: &str = "MemberCorrupt";
 /// The condition and Event reason of members whose data differ with no majority.
 pub const DATA_INCONSISTENT: &str = "DataInconsistent";
 
+/// Whether a member's `Status` names a `CORRUPT` alarm (on any member ID).
+pub fn corrupt_alarm_raised(view: &EtcdView) -> bool {
+    view.members
+        .iter()
+        .filter_map(|m| m.status.as_ref())
+        .any(|s| s.errors.iter().any(|e| e.contains("alarm:CORRUPT")))
+}
+
 /// When the last consistency check recorded in `status` ran, if its time is readable.
 pub fn last_check_time(status: Option<&EtcdClusterStatus>) -> Option<SystemTime> {
     let time = &status?.corruption_check.as_ref()?.last_check_time;
@@ -30,7 +38,13 @@ pub fn last_check_time(status: Option<&EtcdClusterStatus>) -> Option<SystemTime>
 pub fn recorded_verdict(status: Option<&EtcdClusterStatus>) -> Option<Consistency> {
     let c = status?.corruption_check.as_ref()?;
     Some(match c.result.as_str() {
-        "Consistent" => Consistency::Consistent,
+        "Consistent" => Consistency::Consistent {
+            members: c
+                .hashes
+                .iter()
+                .filter_map(|h| u64::from_str_radix(&h.id, 16).ok())
+                .collect(),
+        },
         "NoMajority" => Consistency::NoMajority,
         "MemberCorrupt" => {
             let members: Vec<u64> = c
@@ -44,9 +58,19 @@ pub fn recorded_verdict(status: Option<&EtcdClusterStatus>) -> Option<Consistenc
                 .find(|h| !c.corrupt_members.contains(&h.id))
                 .and_then(|h| u32::from_str_radix(h.hash.trim_start_matches("0x"), 16).ok())
                 .unwrap_or(0);
+            let agreeing = c
+                .hashes
+                .iter()
+                .filter(|h| {
+                    u32::from_str_radix(h.hash.trim_start_matches("0x"), 16).ok()
+                        == Some(majority_hash)
+                })
+                .filter_map(|h| u64::from_str_radix(&h.id, 16).ok())
+                .collect();
             Consistency::Corrupt {
                 members,
                 majority_hash,
+                agreeing,
             }
         }
         _ => Consistency::Incomparable,
@@ -87,10 +111,13 @@ pub fn describe(desired: &Desired, view: &EtcdView, check: &HashCheck, v: &Consi
     let hashes = hashes.join(", ");
     let at = check.revision;
     match v {
-        Consistency::Consistent => format!("every member has the same data at revision {at}"),
+        Consistency::Consistent { .. } => {
+            format!("every member has the same data at revision {at}")
+        }
         Consistency::Corrupt {
             members,
             majority_hash,
+            ..
         } => {
             let names: Vec<String> = members
                 .iter()
@@ -175,6 +202,6 @@ pub fn mark_corruption(status: &mut EtcdClusterStatus, verdict: Option<&Consiste
             }
         }
         Consistency::NoMajority => mark_failed(status, DATA_INCONSISTENT, &message, now),
-        Consistency::Consistent | Consistency::Incomparable => {}
+        Consistency::Consistent { .. } | Consistency::Incomparable => {}
     }
 }

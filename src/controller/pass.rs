@@ -18,8 +18,8 @@ use crate::metrics::Metrics;
 use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
 use super::backup::{BackupTarget, OpenError, ReadSecrets, SecretData, store_config};
 use super::corruption::{
-    DATA_INCONSISTENT, MEMBER_CORRUPT, last_check_time, mark_corruption, record_check,
-    recorded_verdict,
+    DATA_INCONSISTENT, MEMBER_CORRUPT, corrupt_alarm_raised, last_check_time, mark_corruption,
+    record_check, recorded_verdict,
 };
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, check_hashes, observe_etcd};
@@ -335,14 +335,17 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     // Whether the cluster ever answered: until then no member data is known to exist.
     let answered = view.as_ref().is_some_and(|v| v.cluster_id.is_some())
         || previous.is_some_and(|s| s.cluster_id.is_some());
-    // The consistency check, when due: reads only (HashKV of every voter), judged by the planner.
+    // The consistency check, when due or while etcd raises a CORRUPT alarm (its own check
+    // accuses members from the leader's view only): reads only (HashKV of every voter), judged
+    // by the planner.
     let check = match (&client, &view) {
         (Some(client), Some(v))
-            if corruption_check_due(
-                &desired.maintenance,
-                last_check_time(previous),
-                Some(now.system),
-            ) =>
+            if corrupt_alarm_raised(v)
+                || corruption_check_due(
+                    &desired.maintenance,
+                    last_check_time(previous),
+                    Some(now.system),
+                ) =>
         {
             check_hashes(client, v, R::OBSERVE_TIMEOUT).await
         }

@@ -39,13 +39,18 @@ pub struct HashCheck {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Consistency {
     /// Every compared member has the same hash.
-    Consistent,
+    Consistent {
+        /// The members compared.
+        members: Vec<u64>,
+    },
     /// A majority of the voters share one hash; these members have another.
     Corrupt {
         /// The members whose hash differs from the majority's.
         members: Vec<u64>,
         /// The hash a majority shares.
         majority_hash: u32,
+        /// The members with the majority's hash.
+        agreeing: Vec<u64>,
     },
     /// The hashes differ and no hash is shared by a majority of the voters: nobody knows which
     /// data is right, so nothing is replaced.
@@ -59,10 +64,22 @@ impl Consistency {
     /// The word recorded in `status.corruptionCheck.result`.
     pub fn result(&self) -> &'static str {
         match self {
-            Consistency::Consistent => "Consistent",
+            Consistency::Consistent { .. } => "Consistent",
             Consistency::Corrupt { .. } => "MemberCorrupt",
             Consistency::NoMajority => "NoMajority",
             Consistency::Incomparable => "Incomparable",
+        }
+    }
+
+    /// The members whose data the check found right: every compared member when consistent,
+    /// the majority's when one member differs; none otherwise.
+    pub fn agreeing(&self) -> &[u64] {
+        match self {
+            Consistency::Consistent { members }
+            | Consistency::Corrupt {
+                agreeing: members, ..
+            } => members,
+            _ => &[],
         }
     }
 
@@ -101,22 +118,26 @@ pub fn consistency(check: &HashCheck) -> Consistency {
             None => counts.push((h.hash, 1)),
         }
     }
+    let ids = |pred: &dyn Fn(&MemberHash) -> bool| {
+        let mut v: Vec<u64> = group
+            .iter()
+            .filter(|h| pred(h))
+            .map(|h| h.member_id)
+            .collect();
+        v.sort_unstable();
+        v
+    };
     if counts.len() == 1 {
-        return Consistency::Consistent;
+        return Consistency::Consistent {
+            members: ids(&|_| true),
+        };
     }
     match counts.iter().find(|(_, n)| *n >= need) {
-        Some((majority_hash, _)) => {
-            let mut members: Vec<u64> = group
-                .iter()
-                .filter(|h| h.hash != *majority_hash)
-                .map(|h| h.member_id)
-                .collect();
-            members.sort_unstable();
-            Consistency::Corrupt {
-                members,
-                majority_hash: *majority_hash,
-            }
-        }
+        Some((majority_hash, _)) => Consistency::Corrupt {
+            members: ids(&|h| h.hash != *majority_hash),
+            majority_hash: *majority_hash,
+            agreeing: ids(&|h| h.hash == *majority_hash),
+        },
         None => Consistency::NoMajority,
     }
 }
@@ -139,14 +160,17 @@ pub fn corruption_check_due(
 }
 
 /// The membership as the planner judges it: every member the latest check found corrupt
-/// carries [`Alarm::Corrupt`], as if etcd had raised it (`None`: nothing to add).
+/// carries [`Alarm::Corrupt`], as if etcd had raised it, and a member whose hash the check
+/// found right does not, even when etcd raised it on it (etcd's own check is the leader's
+/// view: a corrupt leader accuses every follower). `None`: nothing changes.
 pub(super) fn with_verdict(membership: &Membership, verdict: &Consistency) -> Option<Membership> {
     let corrupt = verdict.corrupt_members();
-    if !membership
-        .members
-        .iter()
-        .any(|m| corrupt.contains(&m.id) && !m.alarms.contains(&Alarm::Corrupt))
-    {
+    let agreeing = verdict.agreeing();
+    let changes = |m: &EtcdMember| {
+        let alarmed = m.alarms.contains(&Alarm::Corrupt);
+        (corrupt.contains(&m.id) && !alarmed) || (agreeing.contains(&m.id) && alarmed)
+    };
+    if !membership.members.iter().any(changes) {
         return None;
     }
     let mut out = membership.clone();
@@ -154,30 +178,46 @@ pub(super) fn with_verdict(membership: &Membership, verdict: &Consistency) -> Op
         if corrupt.contains(&m.id) && !m.alarms.contains(&Alarm::Corrupt) {
             m.alarms.push(Alarm::Corrupt);
         }
+        if agreeing.contains(&m.id) {
+            m.alarms.retain(|a| *a != Alarm::Corrupt);
+        }
     }
     Some(out)
 }
 
 impl ReachableCluster<'_> {
-    /// A `CORRUPT` alarm raised on a member that is no longer in the cluster (it was replaced):
-    /// disarm it, since etcd refuses reads and writes while any `CORRUPT` alarm is raised.
+    /// A `CORRUPT` alarm raised on a member that is no longer in the cluster (it was replaced),
+    /// or on a member whose data the latest check found right once no member found corrupt is
+    /// left: disarm it, since etcd refuses reads and writes while any `CORRUPT` alarm is raised.
     pub(super) fn disarm_stale_corrupt(&self) -> Option<Plan> {
-        let (member_id, _) = self
+        let orphan = self
             .membership
             .orphan_alarms
             .iter()
-            .find(|(id, a)| *a == Alarm::Corrupt && self.all_members().all(|m| m.id != *id))?;
+            .find(|(id, a)| *a == Alarm::Corrupt && self.all_members().all(|m| m.id != *id))
+            .map(|(id, _)| (*id, "was replaced, its data is gone"));
+        let verdict = self.observed.corruption.as_ref();
+        let corrupt_left = verdict.is_some_and(|v| {
+            self.all_members()
+                .any(|m| v.corrupt_members().contains(&m.id))
+        });
+        let cleared = || {
+            let v = verdict?;
+            let real = self.observed.etcd.as_ref()?;
+            real.members
+                .iter()
+                .find(|m| m.alarms.contains(&Alarm::Corrupt) && v.agreeing().contains(&m.id))
+                .map(|m| (m.id, "has the data a majority shares"))
+        };
+        let (member_id, why) = orphan.or_else(|| (!corrupt_left).then(cleared).flatten())?;
         let mut plan = self.step(
             Phase::Replacing,
             Step::DisarmAlarm {
-                member_id: *member_id,
+                member_id,
                 alarm: Alarm::Corrupt,
             },
         );
-        plan.status.message = format!(
-            "{}: member {member_id:x} was replaced, its data is gone",
-            plan.status.message
-        );
+        plan.status.message = format!("{}: member {member_id:x} {why}", plan.status.message);
         Some(plan)
     }
 
