@@ -6,10 +6,16 @@
 //! member from the healthy majority (a new member ID at the same ordinal) and ends healthy with
 //! every key as written.
 //!
-//! The path exercised is the operator's own check: the operator renders no
-//! `--experimental-initial-corrupt-check` or `--experimental-corrupt-check-time` by default, so
-//! etcd itself starts the corrupted member without complaint and raises no `CORRUPT` alarm
-//! (bbolt checksums only its meta pages, not the leaf holding the value).
+//! Two detection paths, one test each:
+//! - the operator's own check (the default): the operator renders no
+//!   `--experimental-initial-corrupt-check` or `--experimental-corrupt-check-time` by default, so
+//!   etcd itself starts the corrupted member without complaint and raises no `CORRUPT` alarm
+//!   (bbolt checksums only its meta pages, not the leaf holding the value);
+//! - etcd's own periodic check (`--experimental-corrupt-check-time=2s` in `extraFlags`, the
+//!   operator's periodic check off): etcd 3.5.16's leader raises `CORRUPT` on member ID 0 (it
+//!   names no member), after which etcd refuses reads and writes cluster-wide; the raised alarm
+//!   makes the operator check the hashes at once, replace the member the majority disagrees
+//!   with, and only then disarm the alarm.
 
 mod support;
 
@@ -88,14 +94,36 @@ async fn hashes(client: &Client, urls: &[String]) -> Vec<(String, u32)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_with_corrupted_data_is_found_and_replaced_from_the_majority() {
+/// Which check finds the corruption.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Detector {
+    /// The operator's `HashKV` check.
+    Operator,
+    /// etcd's periodic corruption check, which raises the `CORRUPT` alarm.
+    Etcd,
+}
+
+/// Three members; the value [`VALUE`] and 50 keys written; everything stopped; the value's bytes
+/// overwritten in member 2's bbolt file; the operator started again. Asserts the report, the
+/// replacement, the data and the hashes afterwards.
+async fn corrupt_one_member(cluster: &str, detector: Detector) {
     let started = Instant::now();
-    let text = format!(
-        "{}  maintenance:\n    corruptionCheck:\n      enabled: true\n      every: 10s\n",
-        manifest("cc", 3, "3.5.16")
-    );
-    let mut op = LocalOperator::start("cc", &text).expect("operator");
+    let mut text = manifest(cluster, 3, "3.5.16");
+    let maintenance = match detector {
+        Detector::Operator => {
+            "  maintenance:\n    corruptionCheck:\n      enabled: true\n      every: 10s\n"
+        }
+        Detector::Etcd => {
+            text = text.replace(
+                "extraFlags: [\"--unsafe-no-fsync=true\"]",
+                "extraFlags: [\"--unsafe-no-fsync=true\", \"--experimental-corrupt-check-time=2s\"]",
+            );
+            "  maintenance:\n    corruptionCheck:\n      enabled: false\n"
+        }
+    };
+    let text = format!("{text}{maintenance}");
+    let member2 = format!("{cluster}-2");
+    let mut op = LocalOperator::start(cluster, &text).expect("operator");
     op.wait_converged(3, "3.5.16", CONVERGE);
     let client = op.client().await;
     client
@@ -103,13 +131,16 @@ async fn a_member_with_corrupted_data_is_found_and_replaced_from_the_majority() 
         .await
         .expect("put the target");
     write_keys(&client, "corruption/k", 50).await;
-    let consistent = op.wait_status("a consistent check", CONVERGE, |s| {
-        s.corruption_check
-            .as_ref()
-            .is_some_and(|c| c.result == "Consistent" && c.hashes.len() == 3)
-    });
-    let old_id = id_of(&consistent, "cc-2").expect("cc-2 has an ID");
-    eprintln!("converged and checked after {:?}", started.elapsed());
+    let before = match detector {
+        Detector::Operator => op.wait_status("a consistent check", CONVERGE, |s| {
+            s.corruption_check
+                .as_ref()
+                .is_some_and(|c| c.result == "Consistent" && c.hashes.len() == 3)
+        }),
+        Detector::Etcd => op.status().expect("status"),
+    };
+    let old_id = id_of(&before, &member2).expect("member 2 has an ID");
+    eprintln!("converged after {:?}", started.elapsed());
     drop(client);
     // Let the backends commit (every 100 ms), then stop everything.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -130,12 +161,15 @@ async fn a_member_with_corrupted_data_is_found_and_replaced_from_the_majority() 
 
     let relaunched = Instant::now();
     op.launch(&[]).expect("relaunch");
-    // The check reports the member; the status says so until it is replaced.
+    // Reported: the operator's check (run on its schedule, or at once while etcd raises a
+    // CORRUPT alarm) marks the member (`corrupt`) and the cluster Degraded (MemberCorrupt).
+    let reported =
+        |s: &EtcdClusterStatus| degraded_corrupt(s) || s.members.iter().any(|m| m.corrupt);
     let mut seen: Option<EtcdClusterStatus> = None;
     let deadline = Instant::now() + CONVERGE;
     while Instant::now() < deadline {
         if let Some(s) = op.status()
-            && (degraded_corrupt(&s) || s.members.iter().any(|m| m.corrupt))
+            && reported(&s)
         {
             seen = Some(s);
             break;
@@ -151,32 +185,33 @@ async fn a_member_with_corrupted_data_is_found_and_replaced_from_the_majority() 
         )
     });
     let detected = relaunched.elapsed();
-    let check = seen
-        .corruption_check
-        .clone()
-        .expect("status.corruptionCheck");
-    assert_eq!(check.result, "MemberCorrupt", "{check:#?}");
-    assert_eq!(
-        check.corrupt_members,
-        vec![old_id.clone()],
-        "the corrupt member is cc-2: {check:#?}"
-    );
-    assert!(check.message.contains("cc-2"), "{}", check.message);
-    eprintln!(
-        "reported {detected:?} after the relaunch: {}",
-        check.message
-    );
+    {
+        let check = seen
+            .corruption_check
+            .clone()
+            .expect("status.corruptionCheck");
+        assert_eq!(check.result, "MemberCorrupt", "{check:#?}");
+        assert_eq!(
+            check.corrupt_members,
+            vec![old_id.clone()],
+            "the corrupt member is member 2: {check:#?}"
+        );
+        assert!(check.message.contains(&member2), "{}", check.message);
+        eprintln!(
+            "{detector:?}: reported {detected:?} after the relaunch: {}",
+            check.message
+        );
+    }
 
-    // Replaced: a new member at ordinal 2, healthy with three voters.
-    let done = op.wait_status("cc-2 replaced and the cluster healthy", CONVERGE, |s| {
+    // Replaced: a new member at ordinal 2, healthy with three voters, no alarm left.
+    let done = op.wait_status("member 2 replaced and the cluster healthy", CONVERGE, |s| {
         converged(s, 3, "3.5.16")
-            && id_of(s, "cc-2").is_some_and(|id| id != old_id)
+            && id_of(s, &member2).is_some_and(|id| id != old_id)
             && !degraded_corrupt(s)
-            && s.members.iter().all(|m| !m.corrupt)
+            && s.members.iter().all(|m| !m.corrupt && m.alarms.is_empty())
     });
     let healed = relaunched.elapsed();
-    eprintln!("replaced and healthy {healed:?} after the relaunch");
-    assert_ne!(id_of(&done, "cc-2"), Some(old_id));
+    assert_ne!(id_of(&done, &member2), Some(old_id));
 
     let client = op.client().await;
     let members = member_list(&client).await;
@@ -214,9 +249,30 @@ async fn a_member_with_corrupted_data_is_found_and_replaced_from_the_majority() 
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap_or_default())
         .collect();
-    assert!(events.contains("MemberCorrupt"), "events:\n{events}");
+    match detector {
+        Detector::Operator => assert!(events.contains("MemberCorrupt"), "events:\n{events}"),
+        Detector::Etcd => {
+            assert!(events.contains("AlarmDisarmed"), "events:\n{events}");
+            let disarmed = done
+                .maintenance
+                .as_ref()
+                .and_then(|m| m.last_alarm_disarmed.as_ref())
+                .expect("lastAlarmDisarmed");
+            assert_eq!(disarmed.alarm, "CORRUPT");
+        }
+    }
     eprintln!(
-        "timings: detected {detected:?}, replaced {healed:?} after the relaunch; whole test {:?}",
+        "{detector:?}: detected {detected:?}, replaced {healed:?} after the relaunch; whole test {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_corrupted_data_is_found_and_replaced_from_the_majority() {
+    corrupt_one_member("cc", Detector::Operator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_etcd_raised_corrupt_on_is_replaced_and_the_alarm_disarmed() {
+    corrupt_one_member("ce", Detector::Etcd).await;
 }

@@ -409,3 +409,37 @@ fn alarms_etcd_raised_on_the_majority_are_overruled_by_the_hashes() {
         "{p:?}"
     );
 }
+
+#[test]
+fn an_alarm_etcd_raised_on_member_zero_waits_for_the_hashes_and_the_corrupt_member() {
+    // etcd 3.5's periodic check raises CORRUPT on member 0: no member is named.
+    let d = desired(3);
+    let mut o = cluster(&d, 3, 0, None);
+    if let Some(m) = o.etcd.as_mut() {
+        m.orphan_alarms = vec![(0, Alarm::Corrupt)];
+    }
+    // No check compared the data yet: nothing is disarmed.
+    let p = plan(&d, &o);
+    assert!(!matches!(p.next, Some(Step::DisarmAlarm { .. })), "{p:?}");
+    // The hashes name member 2: it goes first, the alarm stays until then.
+    o.corruption = corrupt(&[2]);
+    let p = plan(&d, &o);
+    assert!(
+        matches!(p.next, Some(Step::RemoveMember { ordinal: 2, .. })),
+        "{p:?}"
+    );
+    // Gone: the alarm is disarmed.
+    o.runtime.retain(|r| r.ordinal != 2);
+    if let Some(m) = o.etcd.as_mut() {
+        m.members.retain(|x| x.id != id_of(2));
+    }
+    let p = plan(&d, &o);
+    assert_eq!(
+        p.next,
+        Some(Step::DisarmAlarm {
+            member_id: 0,
+            alarm: Alarm::Corrupt
+        }),
+        "{p:?}"
+    );
+}

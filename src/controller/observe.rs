@@ -84,11 +84,7 @@ impl EtcdView {
         let mut out: Vec<(u64, Alarm)> = Vec::new();
         for s in self.members.iter().filter_map(|v| v.status.as_ref()) {
             for e in &s.errors {
-                let Some(id) = e
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("memberID:"))
-                    .and_then(|id| id.parse::<u64>().ok())
-                else {
+                let Some(id) = alarm_member(e) else {
                     continue;
                 };
                 if self.member(id).is_some() {
@@ -110,17 +106,24 @@ impl EtcdView {
     }
 }
 
-/// Alarms named in a `Status` answer's errors for `member_id` (etcd writes them as
-/// `memberID:<decimal> alarm:<NAME>`).
+/// The member ID an alarm line of a `Status` answer names (`memberID:<decimal> alarm:<NAME>`,
+/// protobuf text: a zero ID is left out, so a line without one is member 0's; etcd 3.5's
+/// periodic corruption check raises `CORRUPT` on member 0).
+fn alarm_member(line: &str) -> Option<u64> {
+    match line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("memberID:"))
+    {
+        Some(id) => id.parse::<u64>().ok(),
+        None => Some(0),
+    }
+}
+
+/// Alarms named in a `Status` answer's errors for `member_id` (see [`alarm_member`]).
 pub fn alarms_for(status: &Status, member_id: u64) -> Vec<Alarm> {
     let mut out = Vec::new();
     for e in &status.errors {
-        let for_member = e
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("memberID:"))
-            .and_then(|id| id.parse::<u64>().ok())
-            .is_none_or(|id| id == member_id);
-        if !for_member {
+        if alarm_member(e) != Some(member_id) {
             continue;
         }
         let alarm = if e.contains("alarm:NOSPACE") {

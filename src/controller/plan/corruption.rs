@@ -187,20 +187,41 @@ pub(super) fn with_verdict(membership: &Membership, verdict: &Consistency) -> Op
 
 impl ReachableCluster<'_> {
     /// A `CORRUPT` alarm raised on a member that is no longer in the cluster (it was replaced),
-    /// or on a member whose data the latest check found right once no member found corrupt is
-    /// left: disarm it, since etcd refuses reads and writes while any `CORRUPT` alarm is raised.
+    /// or on a member whose data the latest check found right: disarm it once no member found
+    /// corrupt is left (etcd refuses reads and writes while any `CORRUPT` alarm is raised; the
+    /// corrupt member must be gone before the cluster serves again). An alarm on member 0 (etcd
+    /// 3.5's periodic check names no member) is disarmed only once a check compared the data.
     pub(super) fn disarm_stale_corrupt(&self) -> Option<Plan> {
-        let orphan = self
-            .membership
-            .orphan_alarms
-            .iter()
-            .find(|(id, a)| *a == Alarm::Corrupt && self.all_members().all(|m| m.id != *id))
-            .map(|(id, _)| (*id, "was replaced, its data is gone"));
         let verdict = self.observed.corruption.as_ref();
         let corrupt_left = verdict.is_some_and(|v| {
             self.all_members()
                 .any(|m| v.corrupt_members().contains(&m.id))
         });
+        if corrupt_left {
+            return None;
+        }
+        let compared = matches!(
+            verdict,
+            Some(Consistency::Consistent { .. } | Consistency::Corrupt { .. })
+        );
+        let orphan = self
+            .membership
+            .orphan_alarms
+            .iter()
+            .find(|(id, a)| {
+                *a == Alarm::Corrupt
+                    && self.all_members().all(|m| m.id != *id)
+                    && (*id != 0 || compared)
+            })
+            .map(|(id, _)| {
+                let why = if *id == 0 {
+                    "(raised by etcd's own check without naming a member): the data of the \
+                     members left agree"
+                } else {
+                    "was replaced, its data is gone"
+                };
+                (*id, why)
+            });
         let cleared = || {
             let v = verdict?;
             let real = self.observed.etcd.as_ref()?;
@@ -209,7 +230,7 @@ impl ReachableCluster<'_> {
                 .find(|m| m.alarms.contains(&Alarm::Corrupt) && v.agreeing().contains(&m.id))
                 .map(|m| (m.id, "has the data a majority shares"))
         };
-        let (member_id, why) = orphan.or_else(|| (!corrupt_left).then(cleared).flatten())?;
+        let (member_id, why) = orphan.or_else(cleared)?;
         let mut plan = self.step(
             Phase::Replacing,
             Step::DisarmAlarm {
