@@ -6,13 +6,53 @@
 //! once per interval (its time survives a restart of the operator) and a member found corrupt
 //! stays marked until it is replaced.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::api::{CorruptionCheckStatus, EtcdClusterStatus, MemberHashRecord};
+use crate::etcd::Client;
 
-use super::observe::EtcdView;
-use super::plan::{Consistency, Desired, HashCheck};
+use super::events::StepEvent;
+use super::observe::{EtcdView, check_hashes};
+use super::plan::{Consistency, Desired, HashCheck, corruption_check_due};
 use super::status::mark_failed;
+
+/// The consistency check, when it is due ([`corruption_check_due`], from the time `previous`
+/// records) or while etcd raises a `CORRUPT` alarm (its own check accuses members from the
+/// leader's view only, so the hashes decide): reads only, `HashKV` of every voter.
+pub async fn check_if_due(
+    client: &Client,
+    view: &EtcdView,
+    desired: &Desired,
+    previous: Option<&EtcdClusterStatus>,
+    now: &SystemTime,
+    timeout: Duration,
+) -> Option<HashCheck> {
+    let due = corrupt_alarm_raised(view)
+        || corruption_check_due(&desired.maintenance, last_check_time(previous), Some(*now));
+    if !due {
+        return None;
+    }
+    check_hashes(client, view, timeout).await
+}
+
+/// The warning Event of a check that found members' data differing (once per check).
+pub fn finding_event(fresh: &Consistency, status: &EtcdClusterStatus) -> Option<StepEvent> {
+    let reason = match fresh {
+        Consistency::Corrupt { .. } => MEMBER_CORRUPT,
+        Consistency::NoMajority => DATA_INCONSISTENT,
+        _ => return None,
+    };
+    Some(StepEvent {
+        warning: true,
+        reason: reason.to_owned(),
+        note: status
+            .corruption_check
+            .as_ref()
+            .map(|c| c.message.clone())
+            .unwrap_or_default(),
+        action: "CheckConsistency",
+    })
+}
 
 /// The condition and Event reason of a member whose data differs from the majority's.
 pub const MEMBER_CORRUPT: &str = "MemberCorrupt";

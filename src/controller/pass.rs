@@ -18,14 +18,12 @@ use crate::metrics::Metrics;
 use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
 use super::backup::{BackupTarget, OpenError, ReadSecrets, SecretData, store_config};
 use super::corruption::{
-    DATA_INCONSISTENT, MEMBER_CORRUPT, corrupt_alarm_raised, last_check_time, mark_corruption,
-    record_check, recorded_verdict,
+    check_if_due, finding_event, mark_corruption, record_check, recorded_verdict,
 };
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
-use super::observe::{EtcdView, Resolve, Unreachable, check_hashes, observe_etcd};
+use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
 use super::plan::{
-    Consistency, Desired, Intent, Observed, Plan, RestoreSource, RuntimeMember, Step, consistency,
-    corruption_check_due, plan,
+    Desired, Intent, Observed, Plan, RestoreSource, RuntimeMember, Step, consistency, plan,
 };
 use super::security::{AuthError, Security, auth_on, enable_auth, should_enable_auth, tls_status};
 use super::status::{
@@ -335,19 +333,18 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     // Whether the cluster ever answered: until then no member data is known to exist.
     let answered = view.as_ref().is_some_and(|v| v.cluster_id.is_some())
         || previous.is_some_and(|s| s.cluster_id.is_some());
-    // The consistency check, when due or while etcd raises a CORRUPT alarm (its own check
-    // accuses members from the leader's view only): reads only (HashKV of every voter), judged
-    // by the planner.
+    // The consistency check (reads only: HashKV of every voter), when due.
     let check = match (&client, &view) {
-        (Some(client), Some(v))
-            if corrupt_alarm_raised(v)
-                || corruption_check_due(
-                    &desired.maintenance,
-                    last_check_time(previous),
-                    Some(now.system),
-                ) =>
-        {
-            check_hashes(client, v, R::OBSERVE_TIMEOUT).await
+        (Some(client), Some(v)) => {
+            check_if_due(
+                client,
+                v,
+                &desired,
+                previous,
+                &now.system,
+                R::OBSERVE_TIMEOUT,
+            )
+            .await
         }
         _ => None,
     };
@@ -428,24 +425,8 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     if previous.is_none_or(|old| !same_status(old, &status)) {
         rt.write_status(&status).await.map_err(PassError::Status)?;
     }
-    // A check that found members' data differing: once per check, as a warning Event.
-    if let Some(found @ (Consistency::Corrupt { .. } | Consistency::NoMajority)) = &fresh {
-        let reason = match found {
-            Consistency::Corrupt { .. } => MEMBER_CORRUPT,
-            _ => DATA_INCONSISTENT,
-        };
-        let note = status
-            .corruption_check
-            .as_ref()
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
-        rt.publish(StepEvent {
-            warning: true,
-            reason: reason.to_owned(),
-            note,
-            action: "CheckConsistency",
-        })
-        .await;
+    if let Some(event) = fresh.as_ref().and_then(|f| finding_event(f, &status)) {
+        rt.publish(event).await;
     }
 
     let Some(step) = the_plan.next.as_ref() else {
