@@ -2,8 +2,8 @@
 //! tests of its invariants over random observations.
 
 use etcd_operator::controller::plan::{
-    Alarm, BackupSchedule, Bootstrap, DataState, Desired, EtcdMember, Intent, Membership, Observed,
-    Phase, Plan, RestoreSource, RuntimeMember, Step, Version, plan,
+    Alarm, BackupSchedule, Bootstrap, Consistency, DataState, Desired, EtcdMember, Intent,
+    Membership, Observed, Phase, Plan, RestoreSource, RuntimeMember, Step, Version, plan,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -1804,7 +1804,17 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
         last_snapshot: c.new_config.then(|| UNIX_EPOCH + Duration::from_secs(990)),
         snapshot_retry_at: None,
         v3_log_from_index: None,
-        corruption: None,
+        // Now and then the last consistency check found one member corrupt (or no majority):
+        // the invariants hold whatever it found.
+        corruption: match c.intent_ordinal % 7 {
+            0 => Some(Consistency::Corrupt {
+                members: vec![id_of(c.threshold % ORDINALS)],
+                majority_hash: 1,
+                agreeing: Vec::new(),
+            }),
+            1 if c.threshold == 0 => Some(Consistency::NoMajority),
+            _ => None,
+        },
     };
     (d, observed)
 }
