@@ -366,3 +366,16 @@ pub fn leader_by_votes(views: &[MemberView]) -> Option<u64> {
         .map(|(id, _)| *id)
         .filter(|id| views.iter().any(|v| v.member.id == *id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::alarm_member;
+
+    #[test]
+    fn an_alarm_line_without_a_member_id_is_member_zeros() {
+        assert_eq!(alarm_member("memberID:42 alarm:NOSPACE"), Some(42));
+        // Protobuf text leaves a zero ID out: etcd 3.5's periodic check raises CORRUPT so.
+        assert_eq!(alarm_member("alarm:CORRUPT"), Some(0));
+        assert_eq!(alarm_member("memberID:x alarm:CORRUPT"), None);
+    }
+}
