@@ -2,7 +2,7 @@
 //! members' `corrupt` field, the `Degraded` condition), and reads back of it for the planner.
 //!
 //! The check's I/O is [`super::observe::check_hashes`] and its verdict the planner's
-//! [`consistency`]; this module only turns them into status and back, so that the check runs
+//! [`consistency`](super::plan::consistency); this module only turns them into status and back, so that the check runs
 //! once per interval (its time survives a restart of the operator) and a member found corrupt
 //! stays marked until it is replaced.
 

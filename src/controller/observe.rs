@@ -119,7 +119,8 @@ fn alarm_member(line: &str) -> Option<u64> {
     }
 }
 
-/// Alarms named in a `Status` answer's errors for `member_id` (see [`alarm_member`]).
+/// Alarms named in a `Status` answer's errors for `member_id` (a line without a member ID is
+/// member 0's).
 pub fn alarms_for(status: &Status, member_id: u64) -> Vec<Alarm> {
     let mut out = Vec::new();
     for e in &status.errors {
