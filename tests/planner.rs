@@ -2,9 +2,9 @@
 //! tests of its invariants over random observations.
 
 use etcd_operator::controller::plan::{
-    Alarm, BackupSchedule, Bootstrap, DataState, Desired, EtcdMember, Intent, Membership, Observed,
-    Phase, Plan, RestoreSource, RuntimeMember, Step, UnverifiedSnapshot, Version, plan,
-    verification_due,
+    Alarm, BackupSchedule, Bootstrap, Consistency, DataState, Desired, EtcdMember, Intent,
+    Membership, Observed, Phase, Plan, RestoreSource, RuntimeMember, Step, UnverifiedSnapshot,
+    Version, plan, verification_due,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -1814,6 +1814,7 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
             },
             revision: 100,
             compacted: Some(c.intent_known_id),
+            orphan_alarms: Vec::new(),
         }),
         runtime: runtime_members,
         intent,
@@ -1823,6 +1824,17 @@ fn build(c: &CaseGen) -> (Desired, Observed) {
         snapshot_retry_at: None,
         unverified_snapshot: None,
         v3_log_from_index: None,
+        // Now and then the last consistency check found one member corrupt (or no majority):
+        // the invariants hold whatever it found.
+        corruption: match c.intent_ordinal % 7 {
+            0 => Some(Consistency::Corrupt {
+                members: vec![id_of(c.threshold % ORDINALS)],
+                majority_hash: 1,
+                agreeing: Vec::new(),
+            }),
+            1 if c.threshold == 0 => Some(Consistency::NoMajority),
+            _ => None,
+        },
     };
     (d, observed)
 }

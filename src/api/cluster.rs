@@ -272,6 +272,9 @@ pub struct MaintenanceSpec {
     /// What the operator does about etcd alarms.
     #[serde(default)]
     pub alarms: AlarmsSpec,
+    /// The periodic consistency check of the members' data (on by default, every 5m).
+    #[serde(default)]
+    pub corruption_check: super::CorruptionCheckSpec,
 }
 
 /// When a member is defragmented.
@@ -517,6 +520,9 @@ pub struct EtcdClusterStatus {
     /// What the operator knows of the members' logs that limits upgrades.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<crate::api::versions::UpgradeStatus>,
+    /// The last consistency check (`spec.maintenance.corruptionCheck`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corruption_check: Option<super::CorruptionCheckStatus>,
 }
 
 /// The cluster-wide maintenance the operator ran last.
@@ -634,4 +640,8 @@ pub struct MemberStatus {
     /// The last defragmentation the operator ran on this member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_defragmentation: Option<DefragmentationRecord>,
+    /// Whether the last consistency check found this member's data differing from the
+    /// majority's (it is being replaced).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub corrupt: bool,
 }

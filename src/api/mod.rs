@@ -4,6 +4,7 @@
 
 mod backup;
 mod cluster;
+mod corruption;
 mod network;
 /// Kubernetes quantities.
 pub mod quantity;
@@ -14,6 +15,7 @@ pub mod versions;
 
 pub use backup::*;
 pub use cluster::*;
+pub use corruption::*;
 pub use network::*;
 pub use security::*;
 

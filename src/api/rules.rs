@@ -100,6 +100,24 @@ pub fn backup_every_message() -> String {
     format!("backup.every must be at least {BACKUP_EVERY_MIN_SECS}s")
 }
 
+/// The longest `spec.maintenance.corruptionCheck.every`.
+pub const CORRUPTION_CHECK_EVERY_MAX_LEN: usize = 24;
+/// The shortest interval between consistency checks, in seconds.
+pub const CORRUPTION_CHECK_EVERY_MIN_SECS: u64 = 10;
+
+/// `spec.maintenance.corruptionCheck.every` is at least [`CORRUPTION_CHECK_EVERY_MIN_SECS`] (a
+/// malformed value is reported by the pattern).
+pub fn corruption_check_every_rule() -> String {
+    format!(
+        "!self.matches('{BACKUP_EVERY_PATTERN}') || self.size() < 2 \
+         || duration(self) >= duration('{CORRUPTION_CHECK_EVERY_MIN_SECS}s')"
+    )
+}
+/// Message of [`corruption_check_every_rule`].
+pub fn corruption_check_every_message() -> String {
+    format!("maintenance.corruptionCheck.every must be at least {CORRUPTION_CHECK_EVERY_MIN_SECS}s")
+}
+
 /// `spec.backup.directory` is the shorthand of a local destination: not both.
 pub const BACKUP_DIRECTORY_OR_DESTINATION_RULE: &str =
     "!has(self.directory) || !has(self.destination)";

@@ -16,11 +16,13 @@
 //! - [`flags`]: the etcd flags a member gets from the spec's etcd options.
 //! - [`intent`]: how a step in flight is stored.
 //! - [`status`]: the status to report, with its conditions.
+//! - [`corruption`]: the consistency check's record in the status (`status.corruptionCheck`).
 //! - [`backup`]: scheduled snapshots: destinations and credentials, names, back-off, streaming
 //!   one into a [`crate::snapshot_store::SnapshotStore`] with its retention.
 
 pub mod act;
 pub mod backup;
+pub mod corruption;
 pub mod crash;
 pub mod events;
 pub mod flags;

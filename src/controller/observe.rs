@@ -2,7 +2,8 @@
 //! MemberList, one `Status` per started member, and what each member's gRPC health `Watch`
 //! stream says; while a NOSPACE alarm is raised, one range read at the revision before the
 //! current one tells whether the history is compacted), turned into the planner's
-//! [`Membership`].
+//! [`Membership`]; when a consistency check is due, `HashKV` of every voter
+//! ([`check_hashes`]).
 //!
 //! Nothing here writes to etcd or goes through raft: `Status` and the health service are
 //! answered locally by each member and a linearizable MemberList uses a read index, so
@@ -17,7 +18,7 @@ use crate::etcd::cluster::Member;
 use crate::etcd::kv::GetOptions;
 use crate::etcd::maintenance::Status;
 
-use super::plan::{Alarm, EtcdMember, Membership, Version};
+use super::plan::{Alarm, EtcdMember, HashCheck, MemberHash, Membership, Version};
 
 /// One etcd member and what its own `Status` call answered.
 #[derive(Debug, Clone)]
@@ -73,7 +74,30 @@ impl EtcdView {
             leader: self.leader,
             revision: self.revision,
             compacted: self.compacted,
+            orphan_alarms: self.orphan_alarms(),
         }
+    }
+
+    /// Alarms the members' `Status` answers name for member IDs that are not members (a
+    /// removed member's alarm stays until it is disarmed).
+    pub fn orphan_alarms(&self) -> Vec<(u64, Alarm)> {
+        let mut out: Vec<(u64, Alarm)> = Vec::new();
+        for s in self.members.iter().filter_map(|v| v.status.as_ref()) {
+            for e in &s.errors {
+                let Some(id) = alarm_member(e) else {
+                    continue;
+                };
+                if self.member(id).is_some() {
+                    continue;
+                }
+                for a in alarms_for(s, id) {
+                    if !out.contains(&(id, a)) {
+                        out.push((id, a));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The member with this ID.
@@ -82,17 +106,25 @@ impl EtcdView {
     }
 }
 
-/// Alarms named in a `Status` answer's errors for `member_id` (etcd writes them as
-/// `memberID:<decimal> alarm:<NAME>`).
+/// The member ID an alarm line of a `Status` answer names (`memberID:<decimal> alarm:<NAME>`,
+/// protobuf text: a zero ID is left out, so a line without one is member 0's; etcd 3.5's
+/// periodic corruption check raises `CORRUPT` on member 0).
+fn alarm_member(line: &str) -> Option<u64> {
+    match line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("memberID:"))
+    {
+        Some(id) => id.parse::<u64>().ok(),
+        None => Some(0),
+    }
+}
+
+/// Alarms named in a `Status` answer's errors for `member_id` (a line without a member ID is
+/// member 0's).
 pub fn alarms_for(status: &Status, member_id: u64) -> Vec<Alarm> {
     let mut out = Vec::new();
     for e in &status.errors {
-        let for_member = e
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("memberID:"))
-            .and_then(|id| id.parse::<u64>().ok())
-            .is_none_or(|id| id == member_id);
-        if !for_member {
+        if alarm_member(e) != Some(member_id) {
             continue;
         }
         let alarm = if e.contains("alarm:NOSPACE") {
@@ -269,6 +301,52 @@ pub async fn compacted_to(client: &Client, revision: i64, timeout: Duration) -> 
     }
 }
 
+/// The consistency check: every started voter that answered `Status` is asked (`HashKV`, a
+/// member-local read that writes nothing) for the hash of its store up to the lowest revision
+/// those voters reported, so that every one of them has applied it. Each call is bounded by
+/// `timeout`; a voter that does not answer is left out. `None` when no voter answered
+/// `Status`.
+pub async fn check_hashes(
+    client: &Client,
+    view: &EtcdView,
+    timeout: Duration,
+) -> Option<HashCheck> {
+    let voters: Vec<&MemberView> = view
+        .members
+        .iter()
+        .filter(|v| !v.member.is_learner)
+        .collect();
+    let revision = voters
+        .iter()
+        .filter_map(|v| v.status.as_ref())
+        .map(|s| s.revision)
+        .min()?;
+    let mut hashes = Vec::new();
+    for v in &voters {
+        let (Some(url), Some(_)) = (v.endpoint.as_deref(), v.status.as_ref()) else {
+            continue;
+        };
+        match tokio::time::timeout(timeout, client.hash_kv(url, revision)).await {
+            Ok(Ok(h)) if h.member_id == v.member.id => hashes.push(MemberHash {
+                member_id: h.member_id,
+                hash: h.hash,
+                compact_revision: h.compact_revision,
+                hash_revision: h.hash_revision.unwrap_or(revision),
+            }),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(member = %v.member.id_hex(), error = %e, "HashKV failed");
+            }
+            Err(_) => tracing::debug!(member = %v.member.id_hex(), "HashKV timed out"),
+        }
+    }
+    Some(HashCheck {
+        revision,
+        voters: voters.len(),
+        hashes,
+    })
+}
+
 /// The leader as the voters see it: the most common non-zero answer, if it is a member.
 pub fn leader_by_votes(views: &[MemberView]) -> Option<u64> {
     let mut votes: Vec<(u64, usize)> = Vec::new();
@@ -288,4 +366,17 @@ pub fn leader_by_votes(views: &[MemberView]) -> Option<u64> {
         .max_by_key(|(_, n)| *n)
         .map(|(id, _)| *id)
         .filter(|id| views.iter().any(|v| v.member.id == *id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alarm_member;
+
+    #[test]
+    fn an_alarm_line_without_a_member_id_is_member_zeros() {
+        assert_eq!(alarm_member("memberID:42 alarm:NOSPACE"), Some(42));
+        // Protobuf text leaves a zero ID out: etcd 3.5's periodic check raises CORRUPT so.
+        assert_eq!(alarm_member("alarm:CORRUPT"), Some(0));
+        assert_eq!(alarm_member("memberID:x alarm:CORRUPT"), None);
+    }
 }

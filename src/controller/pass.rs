@@ -1,6 +1,7 @@
 //! pass: one reconcile pass over one cluster, written once for both runtimes.
 //!
-//! validate the spec → observe (the runtime's members, etcd's view, the intent in flight) →
+//! validate the spec → observe (the runtime's members, etcd's view, the intent in flight, the
+//! members' hashes when a consistency check is due) →
 //! plan → write the status when it changed → run the one step → record what it did (status,
 //! Event, metrics). A [`Runtime`] supplies only what differs between Kubernetes and local
 //! processes: where members are and how they are reached, where the intent and the status are
@@ -17,9 +18,14 @@ use crate::metrics::Metrics;
 use super::act::{ActError, Maintained, MemberRuntime, Outcome, act};
 use super::backup::verify::{Verified, mark_backup, unverified_snapshot};
 use super::backup::{BackupTarget, OpenError, ReadSecrets, SecretData, store_config};
+use super::corruption::{
+    check_if_due, finding_event, mark_corruption, record_check, recorded_verdict,
+};
 use super::events::{StepEvent, capitalize, event_reason, step_kind};
 use super::observe::{EtcdView, Resolve, Unreachable, observe_etcd};
-use super::plan::{Desired, Intent, Observed, Plan, RestoreSource, RuntimeMember, Step, plan};
+use super::plan::{
+    Desired, Intent, Observed, Plan, RestoreSource, RuntimeMember, Step, consistency, plan,
+};
 use super::security::{AuthError, Security, auth_on, enable_auth, should_enable_auth, tls_status};
 use super::status::{
     StatusInput, blocked_status, build_status, invalid_status, last_snapshot_time,
@@ -328,6 +334,23 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     // Whether the cluster ever answered: until then no member data is known to exist.
     let answered = view.as_ref().is_some_and(|v| v.cluster_id.is_some())
         || previous.is_some_and(|s| s.cluster_id.is_some());
+    // The consistency check (reads only: HashKV of every voter), when due.
+    let check = match (&client, &view) {
+        (Some(client), Some(v)) => {
+            check_if_due(
+                client,
+                v,
+                &desired,
+                previous,
+                &now.system,
+                R::OBSERVE_TIMEOUT,
+            )
+            .await
+        }
+        _ => None,
+    };
+    let fresh = check.as_ref().map(consistency);
+    let verdict = fresh.clone().or_else(|| recorded_verdict(previous));
     let mut membership = view.as_ref().map(EtcdView::membership);
     if let Some(m) = membership.as_mut() {
         mark_defragmented(m, previous);
@@ -345,6 +368,7 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
             .filter(|_| previous.is_some_and(|p| p.observed_generation == generation)),
         v3_log_from_index: v3_log_from_index(previous),
         unverified_snapshot: unverified_snapshot(previous),
+        corruption: verdict.clone(),
     };
     let the_plan = plan(&desired, &observed);
 
@@ -367,6 +391,10 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     if !failing.is_empty() {
         mark_failed(&mut status, MEMBER_FAILING, &failing.join("; "), &now.text);
     }
+    if let (Some(check), Some(fresh), Some(v)) = (&check, &fresh, &view) {
+        record_check(&mut status, &desired, v, check, fresh, &now.text);
+    }
+    mark_corruption(&mut status, verdict.as_ref(), &now.text);
     if let Some(why) = validated.backup_unsupported {
         record_backup_error(&mut status, why);
     } else if !has_backup && let Some(b) = status.backup.as_mut() {
@@ -402,6 +430,9 @@ async fn run<R: Runtime>(rt: &mut R) -> Result<Passed, PassError<R::Error>> {
     rt.metrics().set_members(&namespace, &name, &roles);
     if previous.is_none_or(|old| !same_status(old, &status)) {
         rt.write_status(&status).await.map_err(PassError::Status)?;
+    }
+    if let Some(event) = fresh.as_ref().and_then(|f| finding_event(f, &status)) {
+        rt.publish(event).await;
     }
 
     let Some(step) = the_plan.next.as_ref() else {

@@ -131,6 +131,7 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
                             })
                             .unwrap_or_default(),
                         last_defragmentation: None,
+                        corrupt: false,
                     }
                 })
                 .collect()
@@ -225,6 +226,7 @@ pub fn build_status(input: StatusInput<'_>) -> EtcdClusterStatus {
         tls: previous.and_then(|p| p.tls.clone()),
         auth: previous.and_then(|p| p.auth.clone()),
         upgrade: upgrade_status(view, previous),
+        corruption_check: previous.and_then(|p| p.corruption_check.clone()),
     }
 }
 

@@ -308,7 +308,21 @@ pub fn maintenance(spec: &EtcdClusterSpec) -> Maintenance {
             .and_then(|q| u64::try_from(q).ok())
             .filter(|q| *q > 0)
             .unwrap_or(DEFAULT_QUOTA_BACKEND_BYTES),
+        corruption_check_every: corruption_check_every(spec),
     }
+}
+
+/// The interval of `spec.maintenance.corruptionCheck` (at least the admission rules' minimum);
+/// `None` when it is off or `every` does not parse (the admission rules refuse that).
+fn corruption_check_every(spec: &EtcdClusterSpec) -> Option<std::time::Duration> {
+    let c = &spec.maintenance.corruption_check;
+    if !c.enabled {
+        return None;
+    }
+    let every = crate::api::validation::parse_every(&c.every)?;
+    Some(every.max(std::time::Duration::from_secs(
+        rules::CORRUPTION_CHECK_EVERY_MIN_SECS,
+    )))
 }
 
 #[cfg(test)]
@@ -334,6 +348,7 @@ mod tests {
                 defrag_max_fragmentation_percent: 30,
                 handle_no_space: false,
                 quota_backend_bytes: 32 << 20,
+                corruption_check_every: Some(std::time::Duration::from_secs(300)),
             }
         );
     }

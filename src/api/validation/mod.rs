@@ -306,6 +306,28 @@ fn validate_maintenance(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
         Some(i64::from(defrag.max_fragmentation_percent)),
         (i64::from(min), i64::from(max)),
     );
+    let every = &spec.maintenance.corruption_check.every;
+    let path = "spec.maintenance.corruptionCheck.every";
+    match parse_every(every) {
+        _ if every.len() > super::rules::CORRUPTION_CHECK_EVERY_MAX_LEN => out.push(err(
+            path,
+            format!(
+                "{every:?} is longer than {} characters",
+                super::rules::CORRUPTION_CHECK_EVERY_MAX_LEN
+            ),
+        )),
+        None => out.push(err(
+            path,
+            format!(
+                "{every:?} is not a duration; expected hours, minutes and seconds such as 5m, \
+                 1h or 30s"
+            ),
+        )),
+        Some(d) if d.as_secs() < super::rules::CORRUPTION_CHECK_EVERY_MIN_SECS => {
+            out.push(err(path, super::rules::corruption_check_every_message()));
+        }
+        Some(_) => {}
+    }
 }
 
 fn validate_storage(spec: &EtcdClusterSpec, out: &mut Vec<FieldError>) {
@@ -532,6 +554,11 @@ mod tests {
             ["spec.maintenance.defragmentation.maxFragmentationPercent"]
         );
         let mut s = spec();
+        s.maintenance.corruption_check.every = "5s".to_owned();
+        assert_eq!(paths(&s), ["spec.maintenance.corruptionCheck.every"]);
+        s.maintenance.corruption_check.every = "often".to_owned();
+        assert_eq!(paths(&s), ["spec.maintenance.corruptionCheck.every"]);
+        s.maintenance.corruption_check.every = "30s".to_owned();
         s.maintenance.defragmentation.min_db_size_bytes = -1;
         assert_eq!(
             paths(&s),

@@ -27,8 +27,11 @@
 //!   ([`Step::RemoveMember`], then [`Step::DeleteMember`]); when the leader is the only candidate,
 //!   leadership moves first ([`Step::MoveLeader`]).
 //! - Replace: a voter whose data is lost, whose runtime member is gone, that carries a `CORRUPT`
-//!   alarm, or that failed [`Desired::replace_after_failures`] times is removed, deleted and added
-//!   again as a learner, when quorum allows.
+//!   alarm or whose hash the latest consistency check found differing from a majority's
+//!   ([`consistency`]), or that failed [`Desired::replace_after_failures`] times is removed, deleted and added
+//!   again as a learner, when quorum allows. A `CORRUPT` alarm left on a removed member is then
+//!   disarmed ([`Step::DisarmAlarm`]); when no hash is shared by a majority, nothing changes
+//!   until a person decides ([`Consistency::NoMajority`]).
 //! - Rolling restart (new version or new configuration): one member at a time, followers first,
 //!   leadership moved away before the leader restarts, only when every member is healthy. The
 //!   version moves at most one minor step and never down; any other change is refused.
@@ -69,6 +72,7 @@
 //!    (or over a seed that never wrote data) and [`Step::StartStopped`] of a member with data.
 
 mod backup;
+mod corruption;
 mod maintenance;
 mod membership;
 mod reachable;
@@ -86,6 +90,7 @@ use reachable::ReachableCluster;
 use unreachable::{Counts, plan_unreachable};
 
 pub use backup::verification_due;
+pub use corruption::{Consistency, HashCheck, MemberHash, consistency, corruption_check_due};
 pub use step::Step;
 pub use types::*;
 pub use version::*;
@@ -151,6 +156,13 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     }
     match membership {
         None => plan_unreachable(desired, observed, &counts),
-        Some(membership) => ReachableCluster::new(desired, observed, membership, counts).plan(),
+        Some(membership) => {
+            let judged = observed
+                .corruption
+                .as_ref()
+                .and_then(|v| corruption::with_verdict(membership, v));
+            let membership = judged.as_ref().unwrap_or(membership);
+            ReachableCluster::new(desired, observed, membership, counts).plan()
+        }
     }
 }

@@ -247,6 +247,12 @@ impl<'a> ReachableCluster<'a> {
                 ),
             );
         }
+        if let Some(plan) = self.no_majority() {
+            return plan;
+        }
+        if let Some(plan) = self.disarm_stale_corrupt() {
+            return plan;
+        }
         if let Some(plan) = self.delete_orphan() {
             return plan;
         }

@@ -17,11 +17,13 @@ pub struct Maintenance {
     pub handle_no_space: bool,
     /// The backend quota the members run with.
     pub quota_backend_bytes: u64,
+    /// How often the consistency check runs (see [`corruption_check_due`]); `None`: never.
+    pub corruption_check_every: Option<Duration>,
 }
 
 impl Default for Maintenance {
     /// The API's defaults: defragment above 50 % fragmentation from 64 MiB on, handle NOSPACE,
-    /// etcd's default quota.
+    /// etcd's default quota, a consistency check every 5 minutes.
     fn default() -> Self {
         Self {
             defragment: true,
@@ -29,6 +31,7 @@ impl Default for Maintenance {
             defrag_max_fragmentation_percent: 50,
             handle_no_space: true,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+            corruption_check_every: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -319,6 +322,9 @@ pub struct Membership {
     /// Whether the history is compacted up to [`Membership::revision`]; `None` when not known
     /// (observe checks it only while a NOSPACE alarm is raised).
     pub compacted: Option<bool>,
+    /// Alarms raised on member IDs that are not in [`Membership::members`] (a member removed
+    /// while its alarm stayed).
+    pub orphan_alarms: Vec<(u64, Alarm)>,
 }
 
 /// What the runtime knows about a member's data.
@@ -400,6 +406,9 @@ pub struct Observed {
     /// The raft index from which every log entry was written by etcd 3.6 or later
     /// (`status.upgrade.v3LogFromIndex`); `None` while not known. See [`Step::AdvanceRaftLog`].
     pub v3_log_from_index: Option<u64>,
+    /// What the latest consistency check found (this pass's, or the one the status records);
+    /// `None` when none ran. See [`consistency`].
+    pub corruption: Option<Consistency>,
 }
 
 /// The phase to report.
