@@ -22,6 +22,7 @@
 
 pub mod act;
 pub mod backup;
+pub mod clock;
 pub mod corruption;
 pub mod crash;
 pub mod events;
