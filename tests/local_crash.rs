@@ -1,7 +1,8 @@
 //! The operator killed at each crash-injection point (`ETCD_OPERATOR_CRASH_AT`) converges after a
 //! restart: the desired size, no stray learner, no duplicate member, no lost key, and the
 //! interrupted step finished rather than repeated where it was already applied. Every point of
-//! `CrashPoint::ALL` has a test here (`every_crash_point_has_a_test` keeps it so).
+//! `CrashPoint::ALL` has a test here or in `local_crash_maintenance.rs`
+//! (`every_crash_point_has_a_test` keeps it so).
 
 mod support;
 
@@ -317,7 +318,11 @@ async fn crash_after_a_snapshot_before_recording_it() {
 
 #[test]
 fn every_crash_point_has_a_test() {
-    let source = include_str!("local_crash.rs");
+    let source = [
+        include_str!("local_crash.rs"),
+        include_str!("local_crash_maintenance.rs"),
+    ]
+    .concat();
     for point in etcd_operator::controller::crash::CrashPoint::ALL {
         let quoted = format!("\"{}\"", point.name());
         assert!(source.contains(&quoted), "no test crashes at {quoted}");

@@ -34,13 +34,19 @@ pub enum CrashPoint {
     MidUpgrade,
     /// A restarted member runs on its new version; nothing recorded since.
     AfterRestart,
+    /// Compact answered; nothing recorded since.
+    AfterCompact,
+    /// Defragment answered; the member's new size is not recorded.
+    AfterDefragment,
+    /// AlarmDisarm answered; nothing recorded since.
+    AfterDisarm,
     /// A snapshot is committed to the store (and the retention applied); the status does not record it yet.
     AfterSnapshot,
 }
 
 impl CrashPoint {
     /// Every point.
-    pub const ALL: [CrashPoint; 12] = [
+    pub const ALL: [CrashPoint; 15] = [
         CrashPoint::AfterAddIntent,
         CrashPoint::AfterMemberAdd,
         CrashPoint::AfterLearnerRecorded,
@@ -52,6 +58,9 @@ impl CrashPoint {
         CrashPoint::AfterDeleteMember,
         CrashPoint::MidUpgrade,
         CrashPoint::AfterRestart,
+        CrashPoint::AfterCompact,
+        CrashPoint::AfterDefragment,
+        CrashPoint::AfterDisarm,
         CrashPoint::AfterSnapshot,
     ];
 
@@ -69,6 +78,9 @@ impl CrashPoint {
             CrashPoint::AfterDeleteMember => "after-delete-member",
             CrashPoint::MidUpgrade => "mid-upgrade",
             CrashPoint::AfterRestart => "after-restart",
+            CrashPoint::AfterCompact => "after-compact",
+            CrashPoint::AfterDefragment => "after-defragment",
+            CrashPoint::AfterDisarm => "after-disarm",
             CrashPoint::AfterSnapshot => "after-snapshot",
         }
     }

@@ -251,7 +251,10 @@ pub(super) async fn compact(
 ) -> Result<Outcome, ActError> {
     let done = Outcome::Maintained(Maintained::Compacted { revision });
     match long_call(step, client.compact(revision, true)).await? {
-        Ok(_) => Ok(done),
+        Ok(_) => {
+            CrashPoint::AfterCompact.check();
+            Ok(done)
+        }
         Err(e) if e.server_error() == Some(ServerError::Compacted) => Ok(done),
         Err(e) if e.server_error() == Some(ServerError::FutureRev) => Ok(Outcome::NotYet(format!(
             "compacting to revision {revision}: {e}"
@@ -278,6 +281,7 @@ pub(super) async fn defragment(
     long_call(step, client.defragment(&endpoint))
         .await?
         .map_err(etcd_err(step))?;
+    CrashPoint::AfterDefragment.check();
     let after = tokio::time::timeout(ETCD_CALL_TIMEOUT, client.status(&endpoint))
         .await
         .ok()
@@ -307,6 +311,7 @@ pub(super) async fn disarm_alarm(
     call(step, client.alarm_disarm(member_id, wire))
         .await?
         .map_err(etcd_err(step))?;
+    CrashPoint::AfterDisarm.check();
     let member = view
         .and_then(|v| v.member(member_id))
         .map_or_else(|| format!("{member_id:x}"), |m| m.member.name.clone());
