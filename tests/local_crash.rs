@@ -328,3 +328,94 @@ fn every_crash_point_has_a_test() {
         assert!(source.contains(&quoted), "no test crashes at {quoted}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_a_verification_before_recording_it() {
+    // The result was lost: the resumed run verifies the snapshot again and records it.
+    let name = "cvf";
+    let text = format!(
+        "{}  backup:\n    every: 10s\n    keep: 2\n",
+        manifest(name, 1, "3.5.16")
+    );
+    let mut op = LocalOperator::prepare(name, &text).expect("operator");
+    op.launch(&[("ETCD_OPERATOR_CRASH_AT", "after-verify")])
+        .expect("launch with crash point");
+    let exit = op.wait_exit(CONVERGE).expect("crash");
+    assert!(exit.contains("99"), "{exit}:\n{}", op.log_tail());
+    let recorded = op
+        .status()
+        .and_then(|s| s.backup)
+        .and_then(|b| b.last_snapshot)
+        .expect("the snapshot was recorded before its verification");
+    assert!(recorded.verification.is_none(), "{recorded:?}");
+    op.launch(&[]).expect("relaunch");
+    let s = op.wait_status("the verification recorded", CONVERGE, |s| {
+        s.backup
+            .as_ref()
+            .and_then(|b| b.last_verification.as_ref())
+            .is_some()
+    });
+    let v = s
+        .backup
+        .and_then(|b| b.last_verification)
+        .expect("lastVerification");
+    assert_eq!(v.name, recorded.name, "the same snapshot: {v:?}");
+    assert_eq!(format!("{:?}", v.result), "Passed", "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_restoring_every_member_before_recording_it() {
+    // A snapshot of a first cluster, then a new one restored from it with the crash point.
+    let src = "cso";
+    let text = format!(
+        "{}  backup:\n    every: 10s\n    keep: 2\n",
+        manifest(src, 1, "3.5.16")
+    );
+    let mut source = LocalOperator::start(src, &text).expect("operator");
+    source.wait_converged(1, "3.5.16", CONVERGE);
+    let client = source.client().await;
+    write_keys(&client, "cso/", 100).await;
+    drop(client);
+    let written = source
+        .status()
+        .and_then(|s| s.backup)
+        .and_then(|b| b.last_snapshot);
+    let snap = source.wait_status("a snapshot holding the keys", CONVERGE, |s| {
+        s.backup
+            .as_ref()
+            .and_then(|b| b.last_snapshot.as_ref())
+            .is_some_and(|l| Some(&l.name) != written.as_ref().map(|w| &w.name) && l.revision > 100)
+    });
+    let location = snap
+        .backup
+        .and_then(|b| b.last_snapshot)
+        .expect("snapshot")
+        .location;
+    source.stop_gracefully().expect("stop");
+
+    let name = "crt";
+    let restore = format!(
+        "{}  bootstrap:\n    restore:\n      path: {location}\n",
+        manifest(name, 3, "3.5.16")
+    );
+    let mut op = LocalOperator::prepare(name, &restore).expect("operator");
+    op.launch(&[("ETCD_OPERATOR_CRASH_AT", "after-restore")])
+        .expect("launch with crash point");
+    let exit = op.wait_exit(CONVERGE).expect("crash");
+    assert!(exit.contains("99"), "{exit}:\n{}", op.log_tail());
+    let first_run = op.log().len();
+    op.launch(&[]).expect("relaunch");
+    op.wait_converged(3, "3.5.16", CONVERGE);
+    let client = op.client().await;
+    check_keys(&client, "cso/", 100).await;
+    let members = member_list(&client).await;
+    assert!(
+        members.iter().all(|m| !m.2),
+        "a learner is left: {members:?}"
+    );
+    let log = op.log();
+    assert!(
+        !log[first_run..].contains("start seed member"),
+        "the resumed run bootstrapped an empty cluster:\n{log}"
+    );
+}

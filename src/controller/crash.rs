@@ -42,11 +42,15 @@ pub enum CrashPoint {
     AfterDisarm,
     /// A snapshot is committed to the store (and the retention applied); the status does not record it yet.
     AfterSnapshot,
+    /// A snapshot's verification finished; its result is not recorded.
+    AfterVerify,
+    /// Every member of a new cluster is restored from the snapshot; nothing recorded since.
+    AfterRestore,
 }
 
 impl CrashPoint {
     /// Every point.
-    pub const ALL: [CrashPoint; 15] = [
+    pub const ALL: [CrashPoint; 17] = [
         CrashPoint::AfterAddIntent,
         CrashPoint::AfterMemberAdd,
         CrashPoint::AfterLearnerRecorded,
@@ -62,6 +66,8 @@ impl CrashPoint {
         CrashPoint::AfterDefragment,
         CrashPoint::AfterDisarm,
         CrashPoint::AfterSnapshot,
+        CrashPoint::AfterVerify,
+        CrashPoint::AfterRestore,
     ];
 
     /// The name a test gives the point.
@@ -82,6 +88,8 @@ impl CrashPoint {
             CrashPoint::AfterDefragment => "after-defragment",
             CrashPoint::AfterDisarm => "after-disarm",
             CrashPoint::AfterSnapshot => "after-snapshot",
+            CrashPoint::AfterVerify => "after-verify",
+            CrashPoint::AfterRestore => "after-restore",
         }
     }
 

@@ -506,7 +506,10 @@ pub async fn act<R: MemberRuntime>(
                 .await
                 .map_err(rt_err(step))?;
             Ok(match verified {
-                Some(v) => Outcome::Maintained(Maintained::Verified(Box::new(v))),
+                Some(v) => {
+                    super::crash::CrashPoint::AfterVerify.check();
+                    Outcome::Maintained(Maintained::Verified(Box::new(v)))
+                }
                 None => Outcome::NotYet("the verification runs".to_owned()),
             })
         }

@@ -408,6 +408,9 @@ pub(super) async fn restore_cluster<R: MemberRuntime>(
         }
     }
     .map_err(rt_err(step))?;
+    if done {
+        CrashPoint::AfterRestore.check();
+    }
     Ok(if done {
         Outcome::Done
     } else {
