@@ -329,7 +329,7 @@ async fn user_secrets_are_mounted_and_never_written() {
     let (ca_validity, _) = inspect(&ca.cert_pem, "ca").expect("ca");
     assert_eq!(
         status.tls.expect("status.tls").not_after.ca,
-        Some(etcd_operator::controller::security::rfc3339(
+        Some(etcd_operator::controller::clock::whole_seconds(
             ca_validity.not_after
         ))
     );

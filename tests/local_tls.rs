@@ -293,7 +293,7 @@ async fn user_secrets_provide_the_certificates() {
     let reported = status.tls.expect("status.tls").not_after.ca.expect("ca");
     assert_eq!(
         reported,
-        etcd_operator::controller::security::rfc3339(ca_validity.not_after)
+        etcd_operator::controller::clock::whole_seconds(ca_validity.not_after)
     );
     let mine = TlsOptions {
         ca_pem: Some(ca.cert_pem.clone().into_bytes()),

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use super::clock::whole_seconds;
 use crate::api::{AuthStatus, CertificateExpiry, EtcdClusterStatus, TlsStatus};
 use crate::etcd::{Client, ServerError};
 use crate::tls::pki::Kind;
@@ -64,17 +65,6 @@ pub struct Security {
     pub root_password: Option<Password>,
 }
 
-/// RFC 3339 of a time (whole seconds, UTC).
-pub fn rfc3339(t: SystemTime) -> String {
-    k8s_openapi::jiff::Timestamp::try_from(t).map_or_else(
-        |_| String::new(),
-        |ts| {
-            ts.round(k8s_openapi::jiff::Unit::Second)
-                .map_or_else(|_| ts.to_string(), |t| t.to_string())
-        },
-    )
-}
-
 /// `status.tls` from the certificates' expiry (`None` without certificates).
 pub fn tls_status(not_after: &[(Kind, SystemTime)]) -> Option<TlsStatus> {
     if not_after.is_empty() {
@@ -88,7 +78,7 @@ pub fn tls_status(not_after: &[(Kind, SystemTime)]) -> Option<TlsStatus> {
             Kind::Peer => &mut e.peer,
             Kind::Client => &mut e.client,
         };
-        *slot = Some(rfc3339(*t));
+        *slot = Some(whole_seconds(*t));
     }
     Some(TlsStatus { not_after: e })
 }
