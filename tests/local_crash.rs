@@ -37,15 +37,7 @@ async fn crash_and_resume(
 
     op.write_manifest(&manifest(name, to, to_version))
         .expect("edit");
-    op.launch(&[("ETCD_OPERATOR_CRASH_AT", point)])
-        .expect("launch with crash point");
-    let exit = op.wait_exit(CONVERGE).expect("crash");
-    assert!(
-        exit.contains("99"),
-        "expected the crash exit status 99, got {exit}:\n{}",
-        op.log_tail()
-    );
-    assert!(op.log().contains(&format!("point={point}")) || op.log().contains(point));
+    op.run_until_crash(point, CONVERGE);
     // The members died with the operator (PDEATHSIG): none is left holding the ports.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while (0..9).any(|o| op.member_pid(o).is_some()) {
@@ -261,10 +253,7 @@ async fn crash_after_a_snapshot_before_recording_it() {
         manifest(name, 1, "3.5.16")
     );
     let mut op = LocalOperator::prepare(name, &text).expect("operator");
-    op.launch(&[("ETCD_OPERATOR_CRASH_AT", "after-snapshot")])
-        .expect("launch with crash point");
-    let exit = op.wait_exit(CONVERGE).expect("crash");
-    assert!(exit.contains("99"), "{exit}:\n{}", op.log_tail());
+    op.run_until_crash("after-snapshot", CONVERGE);
     let dir = op.cluster_dir().join("backups");
     let before = snapshot_files(&dir);
     assert_eq!(before.len(), 1, "the committed snapshot: {before:?}");
@@ -338,10 +327,7 @@ async fn crash_after_a_verification_before_recording_it() {
         manifest(name, 1, "3.5.16")
     );
     let mut op = LocalOperator::prepare(name, &text).expect("operator");
-    op.launch(&[("ETCD_OPERATOR_CRASH_AT", "after-verify")])
-        .expect("launch with crash point");
-    let exit = op.wait_exit(CONVERGE).expect("crash");
-    assert!(exit.contains("99"), "{exit}:\n{}", op.log_tail());
+    op.run_until_crash("after-verify", CONVERGE);
     let recorded = op
         .status()
         .and_then(|s| s.backup)
@@ -399,10 +385,7 @@ async fn crash_after_restoring_every_member_before_recording_it() {
         manifest(name, 3, "3.5.16")
     );
     let mut op = LocalOperator::prepare(name, &restore).expect("operator");
-    op.launch(&[("ETCD_OPERATOR_CRASH_AT", "after-restore")])
-        .expect("launch with crash point");
-    let exit = op.wait_exit(CONVERGE).expect("crash");
-    assert!(exit.contains("99"), "{exit}:\n{}", op.log_tail());
+    op.run_until_crash("after-restore", CONVERGE);
     let first_run = op.log().len();
     op.launch(&[]).expect("relaunch");
     op.wait_converged(3, "3.5.16", CONVERGE);

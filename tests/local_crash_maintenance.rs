@@ -9,9 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use etcd_operator::etcd::kv::{DeleteOptions, Op, PutOptions, Txn};
-use etcd_operator::etcd::{Client, ServerError};
-use support::local::{LocalOperator, check_keys, manifest, write_keys};
+use etcd_operator::etcd::kv::{DeleteOptions, PutOptions};
+use support::local::{LocalOperator, check_keys, fill, manifest, write_keys};
 
 const CONVERGE: Duration = Duration::from_secs(180);
 const QUOTA: i64 = 24 * 1024 * 1024;
@@ -24,41 +23,25 @@ fn nospace_manifest(name: &str, handle: bool) -> String {
     format!("{text}  maintenance:\n    alarms:\n      handleNoSpace: {handle}\n")
 }
 
-/// Writes batches of 10 values of 100 KiB under `prefix` until etcd refuses with NOSPACE.
-async fn fill_until_nospace(client: &Client, prefix: &str) {
-    let value = vec![b'x'; 100 * 1024];
-    for b in 0..100 {
-        let ops = (0..10).map(|i| {
-            Op::put(
-                format!("{prefix}{b:05}-{i}"),
-                value.clone(),
-                PutOptions::new(),
-            )
-        });
-        match client.txn(Txn::new().and_then(ops)).await {
-            Ok(_) => {}
-            Err(e) if e.server_error() == Some(ServerError::NoSpace) => return,
-            Err(e) => panic!("txn {b}: {e}"),
-        }
-    }
-    panic!("no NOSPACE after 100 MiB with a {QUOTA}-byte quota");
-}
-
 async fn crash_during_nospace_recovery(name: &str, point: &str) {
     let mut op = LocalOperator::start(name, &nospace_manifest(name, false)).expect("operator");
     op.wait_converged(3, "3.5.16", CONVERGE);
     let client = op.client().await;
     let keep = format!("{name}-keep/");
     write_keys(&client, &keep, 50).await;
-    let fill = format!("{name}-fill/");
-    fill_until_nospace(&client, &fill).await;
+    let filled = format!("{name}-fill/");
+    let (_, refused) = fill(&client, &filled, 100).await;
+    assert!(
+        refused.is_some(),
+        "no NOSPACE after 100 MiB with a {QUOTA}-byte quota"
+    );
     op.wait_status("NOSPACE reported", CONVERGE, |s| {
         s.members
             .iter()
             .any(|m| m.alarms.iter().any(|a| a == "NOSPACE"))
     });
     client
-        .delete(&fill, DeleteOptions::new().with_prefix())
+        .delete(&filled, DeleteOptions::new().with_prefix())
         .await
         .expect("delete under NOSPACE");
     drop(client);
@@ -66,11 +49,7 @@ async fn crash_during_nospace_recovery(name: &str, point: &str) {
 
     op.write_manifest(&nospace_manifest(name, true))
         .expect("edit");
-    op.launch(&[("ETCD_OPERATOR_CRASH_AT", point)])
-        .expect("launch with crash point");
-    let exit = op.wait_exit(CONVERGE).expect("crash");
-    assert!(exit.contains("99"), "{exit}:\n{}", op.log_tail());
-    assert!(op.log().contains(point), "{}", op.log_tail());
+    op.run_until_crash(point, CONVERGE);
 
     op.launch(&[]).expect("relaunch");
     let healed = op.wait_status("NOSPACE recovered after the crash", CONVERGE, |s| {

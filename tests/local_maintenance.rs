@@ -7,9 +7,9 @@ mod support;
 use std::time::Duration;
 
 use etcd_operator::api::EtcdClusterStatus;
-use etcd_operator::etcd::kv::{DeleteOptions, Op, PutOptions, Txn};
-use etcd_operator::etcd::{Client, ServerError};
-use support::local::{LocalOperator, manifest};
+use etcd_operator::etcd::ServerError;
+use etcd_operator::etcd::kv::{DeleteOptions, PutOptions};
+use support::local::{LocalOperator, fill, manifest};
 
 const CONVERGE: Duration = Duration::from_secs(180);
 const MIB: i64 = 1024 * 1024;
@@ -24,29 +24,6 @@ fn maintenance_manifest(name: &str, quota: Option<i64>, maintenance: &str) -> St
         );
     }
     format!("{text}  maintenance:\n{maintenance}")
-}
-
-/// Writes `batches` transactions of 10 values of 100 KiB under `prefix`; stops at the first
-/// NOSPACE refusal and returns how many batches were written.
-async fn fill(client: &Client, prefix: &str, batches: usize) -> (usize, Option<String>) {
-    let value = vec![b'x'; 100 * 1024];
-    for b in 0..batches {
-        let ops = (0..10).map(|i| {
-            Op::put(
-                format!("{prefix}{b:05}-{i}"),
-                value.clone(),
-                PutOptions::new(),
-            )
-        });
-        match client.txn(Txn::new().and_then(ops)).await {
-            Ok(_) => {}
-            Err(e) if e.server_error() == Some(ServerError::NoSpace) => {
-                return (b, Some(e.to_string()));
-            }
-            Err(e) => panic!("txn {b}: {e}"),
-        }
-    }
-    (batches, None)
 }
 
 fn member<'a>(s: &'a EtcdClusterStatus, name: &str) -> &'a etcd_operator::api::MemberStatus {

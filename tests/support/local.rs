@@ -170,6 +170,24 @@ impl LocalOperator {
         }
     }
 
+    /// Starts the operator with `ETCD_OPERATOR_CRASH_AT=point` and waits until it exits there:
+    /// status 99, the point named in its log.
+    pub fn run_until_crash(&mut self, point: &str, timeout: Duration) {
+        self.launch(&[("ETCD_OPERATOR_CRASH_AT", point)])
+            .expect("launch with crash point");
+        let exit = self.wait_exit(timeout).expect("crash");
+        assert!(
+            exit.contains("99"),
+            "expected the crash exit status 99 at {point}, got {exit}:\n{}",
+            self.log_tail()
+        );
+        assert!(
+            self.log().contains(point),
+            "the log does not name {point}:\n{}",
+            self.log_tail()
+        );
+    }
+
     /// SIGTERM, and waits for a clean exit (members stopped gracefully).
     pub fn stop_gracefully(&mut self) -> Result<String> {
         let p = self
@@ -509,4 +527,30 @@ pub fn assert_rolled_leader_last(log: &str, name: &str, n: usize) {
         last.contains(&format!("leader {name}-")) && !last.contains("leader none"),
         "{log}"
     );
+}
+
+/// Writes `batches` transactions of 10 values of 100 KiB under `prefix`; stops at the first
+/// NOSPACE refusal and returns how many batches were written.
+pub async fn fill(client: &Client, prefix: &str, batches: usize) -> (usize, Option<String>) {
+    let value = vec![b'x'; 100 * 1024];
+    for b in 0..batches {
+        let ops = (0..10).map(|i| {
+            etcd_operator::etcd::kv::Op::put(
+                format!("{prefix}{b:05}-{i}"),
+                value.clone(),
+                etcd_operator::etcd::kv::PutOptions::new(),
+            )
+        });
+        match client
+            .txn(etcd_operator::etcd::kv::Txn::new().and_then(ops))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.server_error() == Some(etcd_operator::etcd::ServerError::NoSpace) => {
+                return (b, Some(e.to_string()));
+            }
+            Err(e) => panic!("txn {b}: {e}"),
+        }
+    }
+    (batches, None)
 }
